@@ -1,0 +1,1 @@
+"""energy-gateway: the Fleet API energy_sites dialect served from local devices."""

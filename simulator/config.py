@@ -1,0 +1,122 @@
+"""Pydantic models of the simulator's configuration (the `simulator:` section of a YAML config)."""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Read once at import: validating a zone name must not touch the filesystem later, because configs
+# are often parsed inside a running event loop where blocking I/O is a bug.
+_KNOWN_ZONES: frozenset[str] = frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SimDeviceConfig(_Strict):
+    """One simulated device of a home and where it listens.
+
+    Attributes:
+        id: Device id within its home, e.g. "inverter".
+        kind: Protocol face; only "sunspec" (Modbus TCP) so far.
+        host: Loopback address to bind.
+        port: TCP port; 0 = ephemeral (read the bound port back from the simulator).
+        unit_id: Modbus unit id the device answers.
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["sunspec"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    unit_id: int = Field(default=1, ge=1, le=247)
+    manufacturer: str = Field(default="SimCo", max_length=32)
+    model: str = Field(default="SimHybrid 8K", max_length=32)
+    serial_number: str = Field(default="SIM0001", max_length=32)
+    firmware: str = Field(default="1.0.0", max_length=16)
+
+
+class HomeConfig(_Strict):
+    """One simulated home: PV, house load, battery, grid connection and its devices.
+
+    Powers in W, energies in Wh, percentages 0..100.
+    """
+
+    id: str = Field(min_length=1)
+    latitude: float = Field(default=52.52, ge=-90, le=90)
+    longitude: float = Field(default=13.40, ge=-180, le=180)
+    time_zone: str = "Europe/Berlin"
+    pv_peak_w: float = Field(default=8000, ge=0, le=30000)
+    base_load_w: float = Field(default=350, ge=0, le=5000)
+    battery_capacity_wh: float = Field(default=13500, gt=0, le=65000)
+    battery_max_charge_w: float = Field(default=5000, gt=0, le=30000)
+    battery_max_discharge_w: float = Field(default=5000, gt=0, le=30000)
+    round_trip_efficiency: float = Field(default=0.9, gt=0, le=1)
+    initial_soc_pct: float = Field(default=50, ge=0, le=100)
+    inverter_max_w: float = Field(default=8000, gt=0, le=30000)
+    seed: int = 1
+    devices: list[SimDeviceConfig]
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value not in _KNOWN_ZONES:
+            raise ValueError(f"unknown IANA time zone {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> HomeConfig:
+        ids = [d.id for d in self.devices]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"home {self.id}: device ids must be unique, got {ids}")
+        return self
+
+
+class ControlConfig(_Strict):
+    """Where the control API listens (loopback; port 0 = ephemeral)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+
+
+class SimulatorConfig(_Strict):
+    """The whole simulator: clock, control API and homes.
+
+    Attributes:
+        clock_speed: Simulated seconds per real second (0 freezes the clock).
+        start: Simulated start time (timezone-aware); None = the real time at start-up.
+        tick_s: Real seconds between physics steps; 0 = no background ticker (tests step by hand).
+    """
+
+    control: ControlConfig = ControlConfig()
+    clock_speed: float = Field(default=1.0, ge=0, le=100_000)
+    start: datetime | None = None
+    tick_s: float = Field(default=0.1, ge=0, le=60)
+    homes: list[HomeConfig]
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("start must carry a time zone offset")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_homes(self) -> SimulatorConfig:
+        ids = [h.id for h in self.homes]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"home ids must be unique, got {ids}")
+        return self
+
+
+def load_simulator_config(mapping: Mapping[str, Any]) -> SimulatorConfig:
+    """Parse the `simulator:` section of a YAML config (already loaded into a mapping).
+
+    Raises:
+        pydantic.ValidationError: naming the bad field.
+    """
+    return SimulatorConfig.model_validate(dict(mapping))

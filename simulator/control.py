@@ -1,0 +1,156 @@
+"""The simulator's control API: read the truth; change weather, load, grid, storm alert, clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from simulator.clock import SimClock
+from simulator.home import SimHome
+from simulator.physics import HomeTruth
+
+
+class ControlTarget(Protocol):
+    """What the control API drives (a Simulator)."""
+
+    @property
+    def homes(self) -> Mapping[str, SimHome]:
+        """Homes by id."""
+        ...
+
+    @property
+    def clock(self) -> SimClock:
+        """The shared simulated clock."""
+        ...
+
+
+TARGET_KEY = web.AppKey("simulator", ControlTarget)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+_B = TypeVar("_B", bound=_Body)
+
+
+class _Weather(_Body):
+    cloud_factor: float = Field(ge=0, le=1)
+
+
+class _Load(_Body):
+    scale: float = Field(ge=0, le=100)
+
+
+class _Grid(_Body):
+    up: StrictBool
+
+
+class _Storm(_Body):
+    active: StrictBool
+
+
+class _Clock(_Body):
+    speed: float = Field(ge=0, le=100_000)
+
+
+def truth_json(truth: HomeTruth) -> dict[str, Any]:
+    """HomeTruth as a JSON-ready dict (`at` as ISO 8601)."""
+    data = dataclasses.asdict(truth)
+    data["at"] = truth.at.isoformat()
+    return data
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class _BadRequestError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+async def _parse(request: web.Request, model: type[_B]) -> _B:
+    try:
+        raw = await request.json()
+    except ValueError as exc:
+        raise _BadRequestError(f"body is not JSON: {exc}") from exc
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise _BadRequestError(f"{where}: {first['msg']}") from exc
+
+
+def _home(request: web.Request) -> SimHome | None:
+    return request.app[TARGET_KEY].homes.get(request.match_info["home_id"])
+
+
+async def _list_homes(request: web.Request) -> web.Response:
+    return web.json_response(list(request.app[TARGET_KEY].homes))
+
+
+async def _truth(request: web.Request) -> web.Response:
+    home = _home(request)
+    if home is None:
+        return _error(404, f"unknown home {request.match_info['home_id']!r}")
+    return web.json_response(truth_json(home.truth()))
+
+
+async def _set_home(request: web.Request) -> web.Response:
+    home = _home(request)
+    if home is None:
+        return _error(404, f"unknown home {request.match_info['home_id']!r}")
+    what = request.match_info["what"]
+    try:
+        if what == "weather":
+            home.set_cloud_factor((await _parse(request, _Weather)).cloud_factor)
+        elif what == "load":
+            home.set_load_scale((await _parse(request, _Load)).scale)
+        elif what == "grid":
+            home.set_grid_up((await _parse(request, _Grid)).up)
+        else:
+            home.set_storm_alert((await _parse(request, _Storm)).active)
+    except _BadRequestError as exc:
+        return _error(400, exc.message)
+    return web.json_response(truth_json(home.truth()))
+
+
+def _clock_json(clock: SimClock) -> dict[str, Any]:
+    return {"now": clock.now().isoformat(), "speed": clock.speed}
+
+
+async def _get_clock(request: web.Request) -> web.Response:
+    return web.json_response(_clock_json(request.app[TARGET_KEY].clock))
+
+
+async def _set_clock(request: web.Request) -> web.Response:
+    try:
+        body = await _parse(request, _Clock)
+    except _BadRequestError as exc:
+        return _error(400, exc.message)
+    clock = request.app[TARGET_KEY].clock
+    clock.set_speed(body.speed)
+    return web.json_response(_clock_json(clock))
+
+
+def create_control_app(target: ControlTarget) -> web.Application:
+    """Build the control API application for a simulator.
+
+    Routes: GET /homes, GET /homes/{id}/truth, POST /homes/{id}/weather|load|grid|storm,
+    GET|POST /clock. Errors answer {"error": "..."} with 400 (bad body) or 404 (unknown home).
+    """
+    app = web.Application()
+    app[TARGET_KEY] = target
+    app.router.add_get("/homes", _list_homes)
+    app.router.add_get("/homes/{home_id}/truth", _truth)
+    app.router.add_post("/homes/{home_id}/{what:weather|load|grid|storm}", _set_home)
+    app.router.add_get("/clock", _get_clock)
+    app.router.add_post("/clock", _set_clock)
+    return app

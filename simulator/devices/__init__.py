@@ -1,0 +1,1 @@
+"""Protocol faces of the simulated hardware over the shared home physics."""

@@ -75,13 +75,16 @@ class SunSpecDevice:
         return self.layout.model_address(model_id)
 
     async def start(self) -> None:
-        """Listen on the configured host/port; with port 0, `port` then holds the bound one."""
+        """Listen on host/port; with port 0, `port` then holds the bound one.
+
+        A restart after `stop()` binds the same port again, as a rebooted device would.
+        """
         device = SimDevice(
             id=self.unit_id,
             simdata=[SimData(self.layout.base, values=self.image(), datatype=DataType.REGISTERS)],
             action=self._action,
         )
-        server = ModbusTcpServer(device, address=(self.config.host, self.config.port))
+        server = ModbusTcpServer(device, address=(self.config.host, self.port))
         await server.serve_forever(background=True)
         self._server = server
         # pymodbus keeps the asyncio.Server from loop.create_server as its transport.

@@ -1,0 +1,1 @@
+"""HTTP resources of the Fleet API energy_sites dialect, one module per resource group."""

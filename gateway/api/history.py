@@ -1,0 +1,50 @@
+"""History endpoints: calendar_history (energy, backup) and telemetry_history (charge)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from gateway.api.keys import HISTORY, site_for
+from gateway.auth import READ_SCOPE
+from gateway.fleet import InvalidField, ok
+from gateway.history import HistoryQueryError, parse_datetime
+
+routes = web.RouteTableDef()
+
+
+@routes.get(r"/api/1/energy_sites/{site_id:\d+}/calendar_history")
+async def calendar_history(request: web.Request) -> web.Response:
+    """Energy buckets (``kind=energy``) or grid outage events (``kind=backup``)."""
+    site = site_for(request, READ_SCOPE)
+    query = dict(request.query)
+    kind = query.get("kind")
+    service = request.app[HISTORY]
+    try:
+        if kind == "energy":
+            return ok(await service.energy(site, query))
+        if kind == "backup":
+            return ok(await service.backup(site, query))
+    except HistoryQueryError as exc:
+        raise InvalidField(f"{exc.field}: {exc.message}") from None
+    raise InvalidField(f"kind: must be 'energy' or 'backup' (got {kind!r})")
+
+
+@routes.get(r"/api/1/energy_sites/{site_id:\d+}/telemetry_history")
+async def telemetry_history(request: web.Request) -> web.Response:
+    """Wall-connector charge sessions (``kind=charge``)."""
+    site = site_for(request, READ_SCOPE)
+    kind = request.query.get("kind")
+    if kind != "charge":
+        raise InvalidField(f"kind: must be 'charge' (got {kind!r})")
+    bounds = []
+    for name in ("start_date", "end_date"):
+        value = request.query.get(name)
+        try:
+            parsed = None if not value else await asyncio.to_thread(
+                parse_datetime, value, name, site.tz)
+        except HistoryQueryError as exc:
+            raise InvalidField(f"{exc.field}: {exc.message}") from None
+        bounds.append(parsed)
+    return ok(request.app[HISTORY].charge(site, bounds[0], bounds[1]))

@@ -1,0 +1,39 @@
+"""Typed application and request keys shared by the handlers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.auth import Principal
+from gateway.config import Config
+from gateway.history_service import HistoryService
+from gateway.ratelimit import RateLimiter
+from gateway.site import Clock, Site
+
+CONFIG = web.AppKey("config", Config)
+SITES: web.AppKey[dict[int, Site]] = web.AppKey("sites")
+LIMITER = web.AppKey("limiter", RateLimiter)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+SECRET = web.AppKey("jwt_secret", str)
+HISTORY = web.AppKey("history", HistoryService)
+PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
+
+
+def principal(request: web.Request) -> Principal:
+    """The verified caller of an /api/1 request."""
+    return request[PRINCIPAL]
+
+
+def site_for(request: web.Request, scope: str) -> Site:
+    """The site named in the path, after scope and site-access checks (403 / 404)."""
+    from gateway.fleet import NotFound
+
+    who = principal(request)
+    who.require(scope)
+    raw = request.match_info["site_id"]
+    site_id = int(raw)
+    who.require_site(site_id)
+    site = request.app[SITES].get(site_id)
+    if site is None:
+        raise NotFound(f"energy site {site_id} not found")
+    return site

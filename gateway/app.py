@@ -1,0 +1,160 @@
+"""create_app(config): the gateway's aiohttp application, its middlewares and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from drivers import DRIVERS
+from drivers.transport import Transports
+from drivers.transport.modbus import ModbusPool
+from gateway.api import commands, history, sites
+from gateway.api.keys import CLOCK, CONFIG, HISTORY, LIMITER, PRINCIPAL, SECRET, SITES
+from gateway.auth import bearer, verify_token
+from gateway.config import Config
+from gateway.fleet import (
+    FleetError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    error_response,
+)
+from gateway.history_service import HistoryService
+from gateway.poller import DeviceHandle, DevicePoller
+from gateway.ratelimit import RateLimiter
+from gateway.site import Clock, Site, utc_now
+from gateway.store import Store
+
+log = structlog.get_logger("gateway.app")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_RATELIMIT = web.RequestKey("ratelimit_headers", dict[str, str])
+
+
+@web.middleware
+async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as a Fleet error envelope; rate-limit headers go on every answer."""
+    structlog.contextvars.bind_contextvars(request_id=uuid.uuid4().hex[:12])
+    try:
+        response = await handler(request)
+    except FleetError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        mapped: FleetError
+        if exc.status == 404:
+            mapped = NotFound(f"no resource at {request.path}")
+        elif exc.status == 405:
+            mapped = MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+        elif 400 <= exc.status < 500:
+            mapped = InvalidRequest(exc.reason or "bad request")
+            mapped.status = exc.status
+        else:
+            raise
+        response = error_response(mapped)
+    except Exception:
+        log.exception("request.crashed", path=request.path, method=request.method)
+        response = error_response(FleetError("internal error", error="upstream internal error"))
+    finally:
+        structlog.contextvars.clear_contextvars()
+    headers = request.get(_RATELIMIT)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token, then the per-token rate limit, for everything under /api/."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    app = request.app
+    who = verify_token(app[SECRET], bearer(request.headers.get("Authorization")))
+    request[PRINCIPAL] = who
+    limits = app[CONFIG].gateway.rate_limits
+    plan = limits.plans.get(who.plan or limits.default_plan, limits.plans[limits.default_plan])
+    decision = app[LIMITER].hit(who.key, plan, time.time())
+    request[_RATELIMIT] = decision.headers()
+    if not decision.allowed:
+        raise RateLimited("rate limit exceeded for this token", retry_after_s=decision.retry_after_s)
+    return await handler(request)
+
+
+def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
+    """Build the gateway application; devices are connected when it starts."""
+    app = web.Application(middlewares=[envelope_middleware, auth_middleware])
+    app[CONFIG] = config
+    app[SECRET] = config.jwt_secret()
+    app[CLOCK] = clock
+    app[LIMITER] = RateLimiter()
+    app[SITES] = {}
+    app[HISTORY] = HistoryService(config.gateway.data_dir / "history.sqlite3", clock=clock)
+    app.router.add_routes(sites.routes)
+    app.router.add_routes(commands.routes)
+    app.router.add_routes(history.routes)
+    app.cleanup_ctx.append(_runtime)
+    return app
+
+
+async def _runtime(app: web.Application) -> AsyncIterator[None]:
+    """Open storage, build drivers and sites, start pollers and control loops; undo on exit."""
+    config = app[CONFIG]
+    store = Store(config.gateway.data_dir / "gateway.sqlite3")
+    await store.open()
+    history_service = app[HISTORY]
+    await history_service.open()
+    transports = Transports(modbus=ModbusPool())
+    tasks: list[asyncio.Task[None]] = []
+    handles: list[DeviceHandle] = []
+    try:
+        for site_config in config.sites:
+            devices = []
+            for dev in site_config.devices:
+                driver_cls = DRIVERS[dev.type]
+                options = driver_cls.options_model.model_validate(dev.options)
+                devices.append(DeviceHandle(dev, driver_cls(dev.name, options, transports)))
+            handles.extend(devices)
+            site = Site(site_config, devices, store,
+                        command_timeout_s=config.gateway.command_timeout_s, clock=app[CLOCK])
+            await site.load()
+            history_service.add_site(site)
+            app[SITES][site.id] = site
+        for site in app[SITES].values():
+            for handle in site.devices:
+                poller = DevicePoller(handle, on_connect=site.on_connect,
+                                      on_telemetry=_fan_out(site, history_service), site_id=site.id)
+                tasks.append(asyncio.create_task(poller.run(), name=f"poll-{site.id}-{handle.name}"))
+            tasks.append(asyncio.create_task(
+                site.control_loop(config.gateway.reconcile_interval_s), name=f"control-{site.id}"))
+        tasks.append(asyncio.create_task(history_service.run(), name="history"))
+        site_ids = sorted(app[SITES].keys())
+        log.info("gateway.started", sites=site_ids, devices=len(handles))
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                await handle.driver.close()
+        await transports.close()
+        await history_service.close()
+        await store.close()
+        app[SITES].clear()
+        log.info("gateway.stopped")
+
+
+def _fan_out(site: Site, history_service: HistoryService) -> Callable[[DeviceHandle], None]:
+    def on_telemetry(handle: DeviceHandle) -> None:
+        site.on_telemetry(handle)
+        history_service.on_telemetry(site, handle)
+
+    return on_telemetry

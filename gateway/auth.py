@@ -1,0 +1,124 @@
+"""Bearer JWTs (HS256): issuing, verifying, scopes and site access."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from gateway.fleet import MissingScopes, NotFound, TokenExpired, Unauthenticated
+
+READ_SCOPE = "energy_device_data"
+COMMAND_SCOPE = "energy_cmds"
+KNOWN_SCOPES = frozenset({READ_SCOPE, COMMAND_SCOPE, "openid", "offline_access", "user_data"})
+_ALGORITHM = "HS256"
+_TTL = re.compile(r"^(\d+)([smhdw]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the verified claims of their token."""
+
+    sub: str
+    scopes: frozenset[str]
+    sites: frozenset[int] | None  # None: every site
+    plan: str | None
+    key: str  # identifies the token for rate limiting
+
+    def require(self, scope: str) -> None:
+        """Raise 403 ``Unauthorized missing scopes`` unless the token carries ``scope``."""
+        if scope not in self.scopes:
+            raise MissingScopes("")
+
+    def can_reach(self, energy_site_id: int) -> bool:
+        """Whether the token names this site."""
+        return self.sites is None or energy_site_id in self.sites
+
+    def require_site(self, energy_site_id: int) -> None:
+        """Raise 404 for a site outside the token, exactly as for an unknown site."""
+        if not self.can_reach(energy_site_id):
+            raise NotFound(f"energy site {energy_site_id} not found")
+
+
+def parse_ttl(text: str) -> int:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"`` or plain seconds → seconds."""
+    match = _TTL.match(text.strip())
+    if not match or int(match.group(1)) <= 0:
+        raise ValueError(f"invalid ttl {text!r}: use a positive number with s, m, h, d or w")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def issue_token(
+    secret: str,
+    *,
+    sub: str,
+    scopes: Iterable[str],
+    sites: Iterable[int] | None,
+    ttl_s: int,
+    now_s: float,
+    plan: str | None = None,
+) -> str:
+    """A signed bearer token; ``sites=None`` reaches every site (claim ``"*"``)."""
+    scope_list = sorted(set(scopes))
+    unknown = sorted(set(scope_list) - KNOWN_SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(unknown)}")
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "scp": scope_list,
+        "iat": int(now_s),
+        "exp": int(now_s) + ttl_s,
+        "jti": uuid.uuid4().hex,
+        "sites": "*" if sites is None else sorted(set(sites)),
+        "ou_code": "NA",  # HA's tesla_fleet reads the region from this claim
+    }
+    if plan is not None:
+        claims["plan"] = plan
+    return jwt.encode(claims, secret, algorithm=_ALGORITHM)
+
+
+def verify_token(secret: str, token: str) -> Principal:
+    """Verify signature and expiry; raise 401 errors the Fleet way."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[_ALGORITHM], options={"require": ["exp", "sub", "scp"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenExpired("the access token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise Unauthenticated(f"invalid access token: {exc}") from None
+    scopes = claims["scp"]
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        raise Unauthenticated("invalid access token: scp must be a list of strings")
+    raw_sites = claims.get("sites", "*")
+    sites: frozenset[int] | None
+    if raw_sites == "*":
+        sites = None
+    elif isinstance(raw_sites, list) and all(isinstance(s, int) for s in raw_sites):
+        sites = frozenset(raw_sites)
+    else:
+        raise Unauthenticated("invalid access token: sites must be \"*\" or a list of ids")
+    key = str(claims.get("jti") or hashlib.sha256(token.encode()).hexdigest()[:32])
+    plan = claims.get("plan")
+    return Principal(
+        sub=str(claims["sub"]), scopes=frozenset(scopes), sites=sites,
+        plan=plan if isinstance(plan, str) else None, key=key,
+    )
+
+
+def bearer(header: str | None) -> str:
+    """The token of an ``Authorization: Bearer ...`` header, or 401."""
+    if not header:
+        raise Unauthenticated("missing Authorization header")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization must be 'Bearer <token>'")
+    return token.strip()

@@ -1,0 +1,140 @@
+"""Records each site's flows into energy buckets and outage events, and answers history queries."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway.fleet import FleetError
+from gateway.history import (
+    Bucket,
+    BucketAccumulator,
+    Outage,
+    OutageTracker,
+    PowerSample,
+    backup_response,
+    charge_response,
+    energy_response,
+    resolve_window,
+)
+from gateway.history_store import HistoryStore
+from gateway.poller import DeviceHandle
+from gateway.site import Clock, Site
+
+log = structlog.get_logger("gateway.history")
+
+_FLUSH_INTERVAL_S = 5.0
+
+
+@dataclass
+class _SiteHistory:
+    site: Site
+    accumulator: BucketAccumulator = field(default_factory=BucketAccumulator)
+    tracker: OutageTracker = field(default_factory=OutageTracker)
+    pending: list[Bucket] = field(default_factory=list)
+    outage_events: list[Outage] = field(default_factory=list)
+
+
+class HistoryService:
+    """Owns the history database; fed by pollers, flushed in the background, queried by the API."""
+
+    def __init__(self, path: Path, *, clock: Clock) -> None:
+        self._store = HistoryStore(path)
+        self._clock = clock
+        self._sites: dict[int, _SiteHistory] = {}
+        self._flush_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Open the database."""
+        await self._store.open()
+
+    def add_site(self, site: Site) -> None:
+        """Start recording a site (its open outage is resumed on the first flush)."""
+        self._sites[site.id] = _SiteHistory(site)
+
+    def on_telemetry(self, site: Site, handle: DeviceHandle) -> None:
+        """Feed the site's newest reading (called by each poller; cheap, no I/O)."""
+        entry = self._sites.get(site.id)
+        if entry is None or handle.telemetry is None:
+            return
+        try:
+            reading = site.reading()
+        except FleetError:  # a site with an offline device records nothing
+            return
+        sample = PowerSample(taken_at=reading.taken_at, solar_w=reading.solar_w,
+                             battery_w=reading.battery_w, grid_w=reading.grid_w,
+                             load_w=reading.load_w)
+        entry.pending.extend(entry.accumulator.add(sample))
+        event = entry.tracker.update(reading.taken_at, reading.grid_up)
+        if event is not None:
+            entry.outage_events.append(event)
+            log.info("grid.outage" if event.end is None else "grid.restored",
+                     site_id=site.id, start=event.start.isoformat())
+
+    async def flush(self, *, final: bool = False) -> None:
+        """Write completed buckets and outage transitions to the database."""
+        async with self._flush_lock:
+            for site_id, entry in self._sites.items():
+                buckets, entry.pending = entry.pending, []
+                if final:
+                    buckets.extend(entry.accumulator.flush())
+                if buckets:
+                    await self._store.add_buckets(site_id, buckets)
+                events, entry.outage_events = entry.outage_events, []
+                for event in events:
+                    if event.end is None:
+                        await self._store.open_outage(site_id, event.start)
+                    else:
+                        # an outage that opened and closed between two flushes
+                        await self._store.open_outage(site_id, event.start)
+                        await self._store.close_outage(site_id, event.end)
+
+    async def run(self) -> None:
+        """Resume open outages, then flush periodically until cancelled."""
+        for site_id, entry in self._sites.items():
+            current = await self._store.current_outage(site_id)
+            if current is not None and entry.tracker.current is None:
+                entry.tracker = OutageTracker(current)
+        while True:
+            await asyncio.sleep(_FLUSH_INTERVAL_S)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("history.flush_failed")
+
+    async def close(self) -> None:
+        """Flush what is buffered (including the bucket still filling) and close the database."""
+        with contextlib.suppress(Exception):
+            await self.flush(final=True)
+        await self._store.close()
+
+    async def energy(self, site: Site, query: dict[str, str]) -> dict[str, Any]:
+        """``calendar_history?kind=energy``."""
+        window = await asyncio.to_thread(
+            resolve_window, query.get("period"), query.get("start_date"), query.get("end_date"),
+            query.get("time_zone"), site_tz=site.tz, now=self._clock())
+        entry = self._sites[site.id]
+        stored = await self._store.buckets(site.id, window.start, window.end)
+        live = [*entry.pending, *entry.accumulator.open_buckets()]
+        live = [b for b in live if window.start <= b.start < window.end]
+        return energy_response([*stored, *live], window, query.get("period") or "day", site.tz)
+
+    async def backup(self, site: Site, query: dict[str, str]) -> dict[str, Any]:
+        """``calendar_history?kind=backup``."""
+        window = await asyncio.to_thread(
+            resolve_window, query.get("period"), query.get("start_date"), query.get("end_date"),
+            query.get("time_zone"), site_tz=site.tz, now=self._clock())
+        await self.flush()
+        events = await self._store.outages(site.id, window.start, window.end)
+        return backup_response(events, window)
+
+    def charge(self, site: Site, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+        """``telemetry_history?kind=charge``: no wall connectors are modelled yet."""
+        del site, start, end
+        return charge_response([])

@@ -1,0 +1,130 @@
+"""One poller per device: connect, read on its interval, track quality, log transitions only."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from drivers.base import DeviceInfo, DeviceTelemetry, Driver, Quality
+from drivers.errors import DriverError
+from gateway.config import DeviceConfig
+
+log = structlog.get_logger("gateway.poller")
+
+_BACKOFF_CAP_S = 30.0
+
+
+@dataclass(eq=False)
+class DeviceHandle:
+    """A configured device, its driver, and what the gateway last learned from it."""
+
+    config: DeviceConfig
+    driver: Driver
+    info: DeviceInfo | None = None
+    telemetry: DeviceTelemetry | None = None
+    received_at: float | None = None  # monotonic time of the last good read
+    connected: bool = False
+    last_error: str | None = None
+    failures: int = 0
+    polls: int = 0
+    missed_polls: int = 0
+    refresh: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def age_s(self, now_mono: float) -> float | None:
+        """Seconds since the last good read, None when never read."""
+        return None if self.received_at is None else now_mono - self.received_at
+
+    def quality(self, now_mono: float) -> Quality:
+        """fresh within two poll intervals, stale up to the stale limit, offline beyond it."""
+        age = self.age_s(now_mono)
+        if age is None or age > self.config.stale_limit_s:
+            return Quality.OFFLINE
+        if age > 2 * self.config.poll_interval_s + 0.5:
+            return Quality.STALE
+        return Quality.FRESH
+
+
+OnConnect = Callable[[DeviceHandle], Awaitable[None]]
+OnTelemetry = Callable[[DeviceHandle], None]
+
+
+class DevicePoller:
+    """Polls one device forever; defective devices back off (capped, jittered)."""
+
+    def __init__(
+        self, handle: DeviceHandle, *, on_connect: OnConnect, on_telemetry: OnTelemetry,
+        site_id: int,
+    ) -> None:
+        self.handle = handle
+        self._on_connect = on_connect
+        self._on_telemetry = on_telemetry
+        self._log = log.bind(site_id=site_id, device=handle.name)
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
+
+    async def run(self) -> None:
+        """The poll loop; returns only when cancelled."""
+        handle = self.handle
+        interval = handle.config.poll_interval_s
+        next_due = time.monotonic()
+        while True:
+            delay = await self._poll_once()
+            if delay is None:
+                next_due += interval
+                now = time.monotonic()
+                if next_due < now:  # fell behind: count what was skipped, do not burst
+                    handle.missed_polls += int((now - next_due) // interval) + 1
+                    next_due = now + interval
+                wait = next_due - now
+            else:
+                wait = delay
+                next_due = time.monotonic() + delay
+            handle.refresh.clear()
+            try:
+                await asyncio.wait_for(handle.refresh.wait(), timeout=wait)
+                next_due = time.monotonic()
+            except TimeoutError:
+                pass
+
+    async def _poll_once(self) -> float | None:
+        """One connect-if-needed + read. Returns a backoff delay after a failure, else None."""
+        handle = self.handle
+        try:
+            if not handle.connected:
+                handle.info = await handle.driver.connect()
+                handle.connected = True
+                await self._on_connect(handle)
+            telemetry = await handle.driver.read()
+        except DriverError as exc:
+            return self._failed(exc)
+        handle.polls += 1
+        handle.telemetry = telemetry
+        handle.received_at = time.monotonic()
+        if handle.failures:
+            self._log.info("device.recovered", after_failures=handle.failures)
+        handle.failures = 0
+        handle.last_error = None
+        self._on_telemetry(handle)
+        return None
+
+    def _failed(self, exc: DriverError) -> float:
+        handle = self.handle
+        handle.failures += 1
+        message = f"{type(exc).__name__}: {exc}"
+        if handle.failures == 1 or message != handle.last_error:
+            self._log.warning("device.failed", error=message, failures=handle.failures)
+        handle.last_error = message
+        # Go through connect() again on the next success: it rediscovers the device and lets the
+        # site reconcile desired settings after a reboot or a dropped connection.
+        handle.connected = False
+        base = handle.config.poll_interval_s
+        backoff = min(_BACKOFF_CAP_S, base * 2.0 ** min(handle.failures - 1, 10))
+        return backoff * (0.5 + self._rng.random() / 2)

@@ -1,0 +1,84 @@
+"""Token issuing and verification, scopes and site access."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from gateway.auth import (
+    COMMAND_SCOPE,
+    READ_SCOPE,
+    bearer,
+    issue_token,
+    parse_ttl,
+    verify_token,
+)
+from gateway.fleet import MissingScopes, NotFound, TokenExpired, Unauthenticated
+
+SECRET = "unit-test-secret-0123456789abcdef"
+
+
+def test_round_trip_carries_scopes_sites_and_plan() -> None:
+    token = issue_token(SECRET, sub="app", scopes=[READ_SCOPE], sites=[1001], ttl_s=60,
+                        now_s=time.time(), plan="small")
+    who = verify_token(SECRET, token)
+    assert who.sub == "app"
+    assert who.scopes == {READ_SCOPE}
+    assert who.can_reach(1001)
+    assert not who.can_reach(1002)
+    assert who.plan == "small"
+    who.require(READ_SCOPE)
+    with pytest.raises(MissingScopes):
+        who.require(COMMAND_SCOPE)
+    with pytest.raises(NotFound):
+        who.require_site(1002)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["scp"] == [READ_SCOPE]
+    assert claims["ou_code"] == "NA"
+
+
+def test_all_sites_token() -> None:
+    token = issue_token(SECRET, sub="app", scopes=[READ_SCOPE, COMMAND_SCOPE], sites=None,
+                        ttl_s=60, now_s=time.time())
+    who = verify_token(SECRET, token)
+    assert who.sites is None
+    assert who.can_reach(123456789)
+
+
+def test_expired_and_forged_tokens_are_401() -> None:
+    expired = issue_token(SECRET, sub="a", scopes=[READ_SCOPE], sites=None, ttl_s=10,
+                          now_s=time.time() - 100)
+    with pytest.raises(TokenExpired):
+        verify_token(SECRET, expired)
+    forged = issue_token("another-secret-0123456789abcdef-long", sub="a", scopes=[READ_SCOPE],
+                         sites=None, ttl_s=60, now_s=time.time())
+    with pytest.raises(Unauthenticated):
+        verify_token(SECRET, forged)
+    with pytest.raises(Unauthenticated):
+        verify_token(SECRET, "not-a-jwt")
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer ", "Bearer"])
+def test_bad_authorization_headers(header: str | None) -> None:
+    with pytest.raises(Unauthenticated):
+        bearer(header)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30d", 2_592_000), ("12h", 43_200), ("90m", 5400),
+                                               ("45s", 45), ("120", 120), ("2w", 1_209_600)])
+def test_parse_ttl(text: str, seconds: int) -> None:
+    assert parse_ttl(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0d", "-1d", "3y", "abc"])
+def test_parse_ttl_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid ttl"):
+        parse_ttl(text)
+
+
+def test_unknown_scope_refused_at_issue() -> None:
+    with pytest.raises(ValueError, match="unknown scopes"):
+        issue_token(SECRET, sub="a", scopes=["energy_everything"], sites=None, ttl_s=60,
+                    now_s=time.time())

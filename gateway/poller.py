@@ -88,8 +88,11 @@ class DevicePoller:
                 wait = delay
                 next_due = time.monotonic() + delay
             handle.refresh.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that races with
+            # the event being set, and the task then never stops.
             try:
-                await asyncio.wait_for(handle.refresh.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await handle.refresh.wait()
                 next_due = time.monotonic()
             except TimeoutError:
                 pass

@@ -276,7 +276,8 @@ class Site:
         """Keep devices on the desired setpoints: on (re)connect, on alerts, and periodically."""
         while True:
             try:
-                await asyncio.wait_for(self.changed.wait(), timeout=interval_s)
+                async with asyncio.timeout(interval_s):  # not wait_for: see DevicePoller.run
+                    await self.changed.wait()
                 reason = "event"
             except TimeoutError:
                 reason = "periodic"

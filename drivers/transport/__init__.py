@@ -1,0 +1,20 @@
+"""The process-wide device transports the gateway owns and hands to every driver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from drivers.transport.modbus import ModbusEndpoint, ModbusPool, Priority
+
+__all__ = ["ModbusEndpoint", "ModbusPool", "Priority", "Transports"]
+
+
+@dataclass
+class Transports:
+    """Shared connection pools: one per process, closed on shutdown."""
+
+    modbus: ModbusPool = field(default_factory=ModbusPool)
+
+    async def close(self) -> None:
+        """Close every connection of every pool."""
+        await self.modbus.close()

@@ -28,7 +28,7 @@ class Bench:
     valve: asyncio.Event = field(default_factory=asyncio.Event)
     server: ModbusTcpServer | None = None
 
-    async def action(  # noqa: PLR0917 - signature fixed by pymodbus SimDevice
+    async def action(  # signature fixed by pymodbus SimDevice
         self,
         function_code: int,
         start_address: int,

@@ -24,9 +24,11 @@ from gateway.fleet import (
     MethodNotAllowed,
     NotFound,
     RateLimited,
+    dumps,
     error_response,
 )
 from gateway.history_service import HistoryService
+from gateway.openapi import build_openapi
 from gateway.poller import DeviceHandle, DevicePoller
 from gateway.ratelimit import RateLimiter
 from gateway.site import Clock, Site, utc_now
@@ -58,6 +60,8 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         else:
             raise
         response = error_response(mapped)
+        if "Allow" in exc.headers:  # RFC 9110: a 405 lists the allowed methods
+            response.headers["Allow"] = exc.headers["Allow"]
     except Exception:
         log.exception("request.crashed", path=request.path, method=request.method)
         response = error_response(FleetError("internal error", error="upstream internal error"))
@@ -98,6 +102,12 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     app.router.add_routes(sites.routes)
     app.router.add_routes(commands.routes)
     app.router.add_routes(history.routes)
+    openapi_body = dumps(build_openapi())
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.Response(body=openapi_body, content_type="application/json")
+
+    app.router.add_get("/openapi.json", openapi)
     app.cleanup_ctx.append(_runtime)
     return app
 

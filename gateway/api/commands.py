@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
+import annotated_types
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+)
 
 from gateway.api.keys import site_for
 from gateway.auth import COMMAND_SCOPE
@@ -19,12 +27,23 @@ from gateway.tariff import TariffError, parse_tariff
 routes = web.RouteTableDef()
 
 
+def _whole_number(value: object) -> object:
+    # JSON Schema counts 36.0 as an integer; strings and booleans are not numbers here.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Percent = Annotated[StrictInt, annotated_types.Ge(0), annotated_types.Le(100),
+                    BeforeValidator(_whole_number)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class BackupBody(_Body):
-    backup_reserve_percent: StrictInt = Field(ge=0, le=100)
+    backup_reserve_percent: Percent
 
 
 class OperationBody(_Body):
@@ -41,7 +60,7 @@ class GridImportExportBody(_Body):
 
 
 class OffGridReserveBody(_Body):
-    off_grid_vehicle_charging_reserve_percent: StrictInt = Field(ge=0, le=100)
+    off_grid_vehicle_charging_reserve_percent: Percent
 
 
 class TouSettingsBody(_Body):

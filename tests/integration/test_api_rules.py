@@ -149,6 +149,7 @@ async def test_rate_limit_headers_and_429(
         ("backup", {"backup_reserve_percent": -1}, "backup_reserve_percent"),
         ("backup", {"backup_reserve_percent": "50"}, "backup_reserve_percent"),
         ("backup", {"backup_reserve_percent": 50.5}, "backup_reserve_percent"),
+        ("backup", {"backup_reserve_percent": None}, "backup_reserve_percent"),
         ("backup", {"backup_reserve_percent": True}, "backup_reserve_percent"),
         ("backup", {}, "backup_reserve_percent"),
         ("backup", {"backup_reserve_percent": 50, "extra": 1}, "extra"),

@@ -1,16 +1,21 @@
-"""Simulated home energy hardware: physics plus SunSpec Modbus devices and a control API."""
+"""Simulated home energy hardware: physics plus SunSpec, Victron GX and MQTT devices and a control API."""
 
 from __future__ import annotations
 
 from simulator.clock import SimClock
 from simulator.config import (
     ControlConfig,
+    DeviceConfig,
     HomeConfig,
+    MqttBatteryConfig,
     SimDeviceConfig,
     SimulatorConfig,
+    VictronGxConfig,
     load_simulator_config,
 )
+from simulator.devices.mqtt_battery import MqttBatteryDevice
 from simulator.devices.sunspec import SunSpecDevice
+from simulator.devices.victron_gx import VictronGxDevice
 from simulator.faults import FaultPlan
 from simulator.home import SimHome
 from simulator.physics import FirmwareSettings, HomePhysics, HomeTruth
@@ -18,17 +23,22 @@ from simulator.runtime import Endpoint, Simulator
 
 __all__ = [
     "ControlConfig",
+    "DeviceConfig",
     "Endpoint",
     "FaultPlan",
     "FirmwareSettings",
     "HomeConfig",
     "HomePhysics",
     "HomeTruth",
+    "MqttBatteryConfig",
+    "MqttBatteryDevice",
     "SimClock",
     "SimDeviceConfig",
     "SimHome",
     "Simulator",
     "SimulatorConfig",
     "SunSpecDevice",
+    "VictronGxConfig",
+    "VictronGxDevice",
     "load_simulator_config",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,7 +23,7 @@ class SimDeviceConfig(_Strict):
 
     Attributes:
         id: Device id within its home, e.g. "inverter".
-        kind: Protocol face; only "sunspec" (Modbus TCP) so far.
+        kind: Protocol face: "sunspec" (Modbus TCP) for this model.
         host: Loopback address to bind.
         port: TCP port; 0 = ephemeral (read the bound port back from the simulator).
         unit_id: Modbus unit id the device answers.
@@ -38,6 +38,67 @@ class SimDeviceConfig(_Strict):
     model: str = Field(default="SimHybrid 8K", max_length=32)
     serial_number: str = Field(default="SIM0001", max_length=32)
     firmware: str = Field(default="1.0.0", max_length=16)
+
+
+class VictronGxConfig(_Strict):
+    """A Victron GX (Venus OS) face: its own embedded MQTT broker speaking dbus-flashmq topics.
+
+    Attributes:
+        id: Device id within its home, e.g. "gx".
+        kind: Always "victron_gx".
+        host: Loopback address the GX's embedded broker binds.
+        port: Broker TCP port; 0 = ephemeral (read the bound port back from the simulator).
+        portal_id: The GX's portal id (12 hex digits), the second level of every topic.
+        vebus_instance: Device instance of the VE.Bus inverter/charger (227 on a Cerbo GX).
+        modbus_port: Port of the optional Modbus TCP face (units 100 and vebus_instance); None = off,
+            0 = ephemeral.
+        keepalive_timeout_s: Real seconds values keep flowing after the last keepalive (60 on Venus).
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["victron_gx"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    portal_id: str = Field(default="c0619ab1f00d", pattern=r"^[0-9a-z]{1,32}$")
+    vebus_instance: int = Field(default=227, ge=0, le=255)
+    modbus_port: int | None = Field(default=None, ge=0, le=65535)
+    keepalive_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+
+
+class MqttBatteryConfig(_Strict):
+    """A generic MQTT battery: a client of an external broker publishing JSON state.
+
+    Attributes:
+        id: Device id within its home, e.g. "battery".
+        kind: Always "mqtt_battery".
+        broker_host: Host of the broker the battery connects to.
+        broker_port: Port of that broker.
+        base_topic: Topic prefix (no trailing slash), e.g. "sim/battery1".
+        publish_interval_s: Real seconds between state publishes.
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["mqtt_battery"]
+    broker_host: str = "127.0.0.1"
+    broker_port: int = Field(ge=1, le=65535)
+    base_topic: str = Field(default="sim/battery1", pattern=r"^[^#+\s]+[^/#+\s]$")
+    publish_interval_s: float = Field(default=1.0, gt=0, le=3600)
+
+    @property
+    def host(self) -> str:
+        """Where the device is reached: the broker's host (as in the simulator's Endpoint)."""
+        return self.broker_host
+
+    @property
+    def port(self) -> int:
+        """Where the device is reached: the broker's port (as in the simulator's Endpoint)."""
+        return self.broker_port
+
+
+#: Any simulated device's configuration, told apart by `kind`.
+DeviceConfig = Annotated[
+    SimDeviceConfig | VictronGxConfig | MqttBatteryConfig, Field(discriminator="kind")
+]
 
 
 class HomeConfig(_Strict):
@@ -59,7 +120,7 @@ class HomeConfig(_Strict):
     initial_soc_pct: float = Field(default=50, ge=0, le=100)
     inverter_max_w: float = Field(default=8000, gt=0, le=30000)
     seed: int = 1
-    devices: list[SimDeviceConfig]
+    devices: list[DeviceConfig]
 
     @field_validator("time_zone")
     @classmethod

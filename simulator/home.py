@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from datetime import tzinfo
+from typing import TypeVar
 
 from simulator.clock import SimClock
-from simulator.config import HomeConfig
+from simulator.config import DeviceConfig, HomeConfig, MqttBatteryConfig, VictronGxConfig
+from simulator.devices.mqtt_battery import MqttBatteryDevice
 from simulator.devices.sunspec import SunSpecDevice
+from simulator.devices.victron_gx import VictronGxDevice
 from simulator.physics import HomePhysics, HomeTruth
+
+#: Any simulated device (each has id, kind, host, port, unit_id and async start()/stop()).
+SimDevice = SunSpecDevice | VictronGxDevice | MqttBatteryDevice
+
+
+def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) -> SimDevice:
+    """The device object for one device config, sharing the home's physics."""
+    if isinstance(config, VictronGxConfig):
+        return VictronGxDevice(home, config, physics)
+    if isinstance(config, MqttBatteryConfig):
+        return MqttBatteryDevice(home, config, physics)
+    return SunSpecDevice(home, config, physics)
 
 
 class SimHome:
@@ -24,8 +39,8 @@ class SimHome:
         self.config = config
         self.clock = clock
         self.physics = HomePhysics(config, clock.now(), tz)
-        self.devices: dict[str, SunSpecDevice] = {
-            d.id: SunSpecDevice(config, d, self.physics) for d in config.devices
+        self.devices: dict[str, SimDevice] = {
+            d.id: make_device(config, d, self.physics) for d in config.devices
         }
 
     def truth(self) -> HomeTruth:
@@ -64,5 +79,22 @@ class SimHome:
             self.physics.step(lag_s)
 
     def device(self, device_id: str) -> SunSpecDevice:
-        """The device with this id (KeyError if the home has none)."""
-        return self.devices[device_id]
+        """The SunSpec device with this id (KeyError if none; TypeError if another kind)."""
+        return _of_kind(self.devices[device_id], SunSpecDevice)
+
+    def victron_gx(self, device_id: str) -> VictronGxDevice:
+        """The Victron GX device with this id (KeyError if none; TypeError if another kind)."""
+        return _of_kind(self.devices[device_id], VictronGxDevice)
+
+    def mqtt_battery(self, device_id: str) -> MqttBatteryDevice:
+        """The MQTT battery with this id (KeyError if none; TypeError if another kind)."""
+        return _of_kind(self.devices[device_id], MqttBatteryDevice)
+
+
+_D = TypeVar("_D", SunSpecDevice, VictronGxDevice, MqttBatteryDevice)
+
+
+def _of_kind(device: SimDevice, cls: type[_D]) -> _D:
+    if not isinstance(device, cls):
+        raise TypeError(f"device {device.id!r} is a {device.kind} device, not {cls.kind}")
+    return device

@@ -126,6 +126,29 @@ class FirmwareSettings:
     revert_s: float = 0.0
 
 
+def with_export_limit_w(
+    firmware: FirmwareSettings, limit_w: float | None, inverter_max_w: float
+) -> FirmwareSettings:
+    """Firmware settings with a grid export cap given in W rather than in % of the rating.
+
+    Faces that speak watts (Victron MaxFeedInPower, the MQTT battery's export_limit) share this so
+    a cap set on one face reads back identically on the others. The percentage is not clamped to
+    100: a cap above the rating simply never binds.
+
+    Args:
+        firmware: Settings to start from.
+        limit_w: Export cap in W (>= 0; 0 = no export); None = unlimited.
+        inverter_max_w: The inverter's AC rating in W (> 0).
+    """
+    if limit_w is None:
+        return replace(firmware, export_limit_enabled=False)
+    if limit_w < 0:
+        raise ValueError("limit_w must be >= 0 or None")
+    return replace(
+        firmware, export_limit_enabled=True, export_limit_pct=100 * limit_w / inverter_max_w
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HomeTruth:
     """The physical truth of a home at one instant.

@@ -23,7 +23,11 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """Where a simulated device listens: host, bound port, unit id, and its kind ("sunspec")."""
+    """Where a simulated device is reached: host, bound port, unit id, and its kind.
+
+    kind "sunspec": Modbus TCP host/port/unit. "victron_gx": the GX's own MQTT broker (unit_id 0).
+    "mqtt_battery": the external broker the battery connects to (unit_id 0).
+    """
 
     host: str
     port: int

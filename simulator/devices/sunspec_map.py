@@ -16,7 +16,7 @@ from typing import Any
 
 import sunspec2.device as ssdev
 
-from simulator.config import HomeConfig, SimDeviceConfig
+from simulator.config import DeviceConfig, HomeConfig, SimDeviceConfig
 from simulator.physics import FirmwareSettings, HomeTruth
 
 BASE_ADDRESS = 40000
@@ -266,8 +266,14 @@ class Nameplate:
     max_discharge_w: float
 
     @classmethod
-    def from_config(cls, home: HomeConfig, device: SimDeviceConfig) -> Nameplate:
-        """Identity from the device config, ratings from its home."""
+    def from_config(cls, home: HomeConfig, device: DeviceConfig) -> Nameplate:
+        """Identity from the device config, ratings from its home.
+
+        Raises:
+            TypeError: the config is not a SunSpec device's.
+        """
+        if not isinstance(device, SimDeviceConfig):
+            raise TypeError(f"device {device.id!r} is a {device.kind} device, not sunspec")
         return cls(
             manufacturer=device.manufacturer,
             model=device.model,

@@ -118,7 +118,7 @@ async def test_connect_discovers_and_identifies(driver: SunSpecDriver, sim: Simu
     assert driver.map.model_ids == (1, 103, 120, 123, 124, 802, 203)
     assert driver.info is not None
     cfg = sim.homes[HOME].config
-    dev_cfg = cfg.devices[0]
+    dev_cfg = sim.homes[HOME].device(cfg.devices[0].id).config
     assert (driver.info.manufacturer, driver.info.model) == (dev_cfg.manufacturer, dev_cfg.model)
     assert driver.info.serial_number == dev_cfg.serial_number
     assert driver.info.firmware_version == dev_cfg.firmware

@@ -1,0 +1,373 @@
+"""A Victron GX (Venus OS) served over its own embedded MQTT broker, backed by the home's physics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import aiomqtt
+import structlog
+from amqtt.broker import Broker
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from simulator.config import HomeConfig, VictronGxConfig
+from simulator.devices.victron_map import (
+    FULL_PUBLISH_COMPLETED,
+    SERIAL,
+    SYSTEM_WRITABLE,
+    UNIT_SYSTEM,
+    VEBUS_WRITABLE,
+    GxSettings,
+    JsonValue,
+    Keepalive,
+    WriteAccepted,
+    WriteIgnored,
+    apply_write,
+    changed_values,
+    decode_write_payload,
+    encode_value,
+    full_publish_completed,
+    initial_settings,
+    on_keepalive,
+    reconcile,
+    register_write,
+    select_paths,
+    system_registers,
+    topic_values,
+    vebus_registers,
+)
+from simulator.physics import HomePhysics
+
+log = structlog.get_logger(__name__)
+
+_CONNECT_TIMEOUT_S = 5.0
+_RECONNECT_DELAY_S = 0.2
+
+
+def broker_config(host: str, port: int) -> dict[str, Any]:
+    """A quiet amqtt broker config: one TCP listener, anonymous access, no $SYS or packet logging."""
+    return {
+        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+
+
+def broker_port(broker: Broker) -> int:
+    """The TCP port an started amqtt broker's "default" listener is bound to."""
+    # amqtt has no public getter: read the asyncio.Server's socket.
+    server = cast("asyncio.Server", broker._servers["default"].instance)
+    return int(server.sockets[0].getsockname()[1])
+
+
+class VictronGxDevice:
+    """A GX device: dbus-flashmq MQTT on an in-process amqtt broker, plus an optional Modbus TCP face.
+
+    The GX publishes through its own aiomqtt client connected to its broker: the retained Serial,
+    a full publish after each keepalive (unless suppressed), changed values at most once per
+    `change_interval_s` while a keepalive holds, and an immediate N/ echo after every W/ write.
+    Settings live in the home's physics firmware, shared with every other face of the home.
+
+    Args:
+        home: The home the device belongs to (ratings).
+        config: Portal id, VE.Bus instance, bind addresses and keepalive timeout.
+        physics: The home's physics the device reports and controls.
+        change_interval_s: Real seconds between change publishes (1 on Venus; tests shorten it).
+        monotonic: Real clock in seconds for the keepalive (injectable for tests).
+    """
+
+    kind = "victron_gx"
+
+    def __init__(
+        self,
+        home: HomeConfig,
+        config: VictronGxConfig,
+        physics: HomePhysics,
+        *,
+        change_interval_s: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if change_interval_s <= 0:
+            raise ValueError("change_interval_s must be > 0")
+        self.id = config.id
+        self.config = config
+        self.host = config.host
+        self.port = config.port
+        self.unit_id = 0
+        self.modbus_port = config.modbus_port
+        self.portal_id = config.portal_id
+        self.vebus_instance = config.vebus_instance
+        self.keepalive_timeout_s = config.keepalive_timeout_s
+        self._inverter_max_w = home.inverter_max_w
+        self._physics = physics
+        self._change_interval_s = change_interval_s
+        self._monotonic = monotonic
+        self._gx = initial_settings(physics.firmware, home.inverter_max_w)
+        self._keepalive = Keepalive()
+        self._published: dict[str, JsonValue] = {}
+        # One batch at a time (full publish, change round, echo): publishes await, and a change
+        # round racing a half-done full publish would send paths twice.
+        self._batch = asyncio.Lock()
+        self._broker: Broker | None = None
+        self._client_task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self._modbus: ModbusTcpServer | None = None
+        #: Change-publishing rounds run so far (alive or not): lets tests wait for "nothing sent".
+        self.rounds = 0
+
+    # --- state --------------------------------------------------------------------------------
+
+    def settings(self) -> GxSettings:
+        """The GX's ESS settings now (reconciled with the home's firmware)."""
+        self._gx = reconcile(self._gx, self._physics.firmware, self._inverter_max_w)
+        return self._gx
+
+    def values(self) -> dict[str, JsonValue]:
+        """Every published path ("<service>/<instance>/<path>") and its value now."""
+        return topic_values(
+            self._physics.truth(),
+            self.settings(),
+            portal_id=self.portal_id,
+            vebus_instance=self.vebus_instance,
+        )
+
+    @property
+    def alive(self) -> bool:
+        """True while a keepalive holds and values are published."""
+        return self._keepalive.alive(self._monotonic())
+
+    @property
+    def connected(self) -> bool:
+        """True while the GX's own client is connected to its broker."""
+        return self._connected.is_set()
+
+    def write(self, path: str, value: JsonValue) -> WriteAccepted | WriteIgnored:
+        """Apply a W/ write as the broker would deliver it (validated; the firmware changes on success)."""
+        result = apply_write(
+            self.settings(),
+            self._physics.firmware,
+            path,
+            value,
+            vebus_instance=self.vebus_instance,
+            inverter_max_w=self._inverter_max_w,
+        )
+        if isinstance(result, WriteAccepted):
+            self._physics.apply_firmware(result.firmware)
+            self._gx = result.gx
+        return result
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the broker (and Modbus face), then the GX's client; return once Serial is retained.
+
+        With port 0, `port` (and `modbus_port`) then hold the bound ports; a restart after
+        `stop()` binds the same ports again.
+        """
+        # Fresh primitives: a restart may happen on another event loop (one per test).
+        self._connected = asyncio.Event()
+        self._batch = asyncio.Lock()
+        try:
+            broker = Broker(broker_config(self.host, self.port))
+            await broker.start()
+            self._broker = broker
+            self.port = broker_port(broker)
+            self._client_task = asyncio.create_task(
+                self._run_client(), name=f"victron-gx-{self.portal_id}"
+            )
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                await self._connected.wait()
+            if self.modbus_port is not None:
+                await self._start_modbus(self.modbus_port)
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("victron gx started", portal=self.portal_id, port=self.port, modbus=self.modbus_port)
+
+    async def stop(self) -> None:
+        """Disconnect the GX's client, shut the broker and the Modbus face down (safe to call twice)."""
+        if self._client_task is not None:
+            task, self._client_task = self._client_task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._broker is not None:
+            broker, self._broker = self._broker, None
+            await broker.shutdown()
+        if self._modbus is not None:
+            server, self._modbus = self._modbus, None
+            await server.shutdown()  # type: ignore[no-untyped-call]
+        self._keepalive = Keepalive()
+        self._published.clear()
+
+    # --- MQTT -----------------------------------------------------------------------------------
+
+    async def _run_client(self) -> None:
+        # The broker is in-process, so the connection only drops if it is shut down under us;
+        # retry quietly rather than leave a GX that never publishes again.
+        portal = self.portal_id
+        while True:
+            client = aiomqtt.Client(
+                self.host, self.port, identifier=f"gx-{portal}", timeout=_CONNECT_TIMEOUT_S
+            )
+            try:
+                async with client:
+                    await client.publish(
+                        f"N/{portal}/{SERIAL}", encode_value(portal), qos=1, retain=True
+                    )
+                    await client.subscribe(f"R/{portal}/#")
+                    await client.subscribe(f"W/{portal}/#")
+                    self._connected.set()
+                    changes = asyncio.create_task(
+                        self._publish_changes(client), name=f"victron-gx-{portal}-changes"
+                    )
+                    try:
+                        async for message in client.messages:
+                            await self._on_message(client, str(message.topic), message.payload)
+                    finally:
+                        changes.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                            await changes
+            except aiomqtt.MqttError as exc:
+                log.warning("victron gx client lost its broker", portal=portal, error=str(exc))
+            finally:
+                self._connected.clear()
+            await asyncio.sleep(_RECONNECT_DELAY_S)
+
+    async def _publish(self, client: aiomqtt.Client, path: str, value: JsonValue) -> None:
+        await client.publish(
+            f"N/{self.portal_id}/{path}", encode_value(value), qos=0, retain=path == SERIAL
+        )
+        self._published[path] = value
+
+    async def _publish_changes(self, client: aiomqtt.Client) -> None:
+        while True:
+            await asyncio.sleep(self._change_interval_s)
+            if self.alive:
+                async with self._batch:
+                    for path, value in changed_values(self._published, self.values()).items():
+                        await self._publish(client, path, value)
+            self.rounds += 1
+
+    async def _on_message(self, client: aiomqtt.Client, topic: str, data: bytes) -> None:
+        portal = self.portal_id
+        # amqtt also delivers retained messages matching other clients' filters: keep ours only.
+        if topic == f"R/{portal}/keepalive":
+            self._keepalive, request = on_keepalive(
+                self._keepalive, data, now=self._monotonic(), timeout_s=self.keepalive_timeout_s
+            )
+            if request.full_publish:
+                async with self._batch:
+                    for path, value in self.values().items():
+                        await self._publish(client, path, value)
+                    await client.publish(
+                        f"N/{portal}/{FULL_PUBLISH_COMPLETED}",
+                        full_publish_completed(time.time(), request.echo),
+                        qos=0,
+                    )
+        elif topic.startswith(f"R/{portal}/"):
+            wanted = select_paths(self.values(), topic.removeprefix(f"R/{portal}/"))
+            async with self._batch:
+                for path, value in wanted.items():
+                    await self._publish(client, path, value)
+        elif topic.startswith(f"W/{portal}/"):
+            path = topic.removeprefix(f"W/{portal}/")
+            decoded = decode_write_payload(data)
+            result = decoded if isinstance(decoded, WriteIgnored) else self.write(path, decoded)
+            if isinstance(result, WriteIgnored):
+                log.info("victron gx ignored a write", path=path, reason=result.reason)
+            current = self.values()
+            if path in current:
+                # The echo a client confirms on; after an ignored write it shows the old value.
+                async with self._batch:
+                    await self._publish(client, path, current[path])
+
+    # --- Modbus TCP -----------------------------------------------------------------------------
+
+    async def _start_modbus(self, port: int) -> None:
+        truth = self._physics.truth()
+        system = system_registers(truth, self._gx)
+        vebus = vebus_registers(truth, self._gx)
+
+        def blocks(regs: dict[int, int], writable: frozenset[int]) -> list[SimData]:
+            return [
+                SimData(a, values=regs[a], datatype=DataType.REGISTERS, readonly=a not in writable)
+                for a in sorted(regs)
+            ]
+
+        devices = [
+            SimDevice(
+                id=UNIT_SYSTEM,
+                simdata=blocks(system, SYSTEM_WRITABLE),
+                action=self._modbus_action(vebus=False),
+            ),
+            SimDevice(
+                id=self.vebus_instance,
+                simdata=blocks(vebus, VEBUS_WRITABLE),
+                action=self._modbus_action(vebus=True),
+            ),
+        ]
+        server = ModbusTcpServer(devices, address=(self.host, port))
+        await server.serve_forever(background=True)
+        self._modbus = server
+        listener = cast("asyncio.Server", server.transport)
+        self.modbus_port = int(listener.sockets[0].getsockname()[1])
+
+    def _modbus_action(self, *, vebus: bool) -> Callable[..., Any]:
+        async def action(  # noqa: PLR0917 - signature fixed by pymodbus SimDevice
+            function_code: int,
+            start_address: int,
+            address: int,
+            count: int,
+            registers: list[int],
+            set_values: list[int] | list[bool] | None,
+        ) -> ExcCodes | None:
+            del function_code, count
+            if set_values is not None:
+                writes = []
+                for i, raw in enumerate(set_values):
+                    try:
+                        writes.append(
+                            register_write(
+                                address + i,
+                                int(raw),
+                                vebus=vebus,
+                                vebus_instance=self.vebus_instance,
+                            )
+                        )
+                    except KeyError:
+                        return ExcCodes.ILLEGAL_ADDRESS
+                # Validate all first: a rejected register leaves every setting as it was.
+                gx, fw = self.settings(), self._physics.firmware
+                for path, value in writes:
+                    result = apply_write(
+                        gx,
+                        fw,
+                        path,
+                        value,
+                        vebus_instance=self.vebus_instance,
+                        inverter_max_w=self._inverter_max_w,
+                    )
+                    if isinstance(result, WriteIgnored):
+                        return ExcCodes.ILLEGAL_VALUE
+                    gx, fw = result.gx, result.firmware
+                self._physics.apply_firmware(fw)
+                self._gx = gx
+                return None
+            truth = self._physics.truth()
+            regs = (
+                vebus_registers(truth, self.settings())
+                if vebus
+                else system_registers(truth, self.settings())
+            )
+            for reg, raw in regs.items():
+                offset = reg - start_address
+                if 0 <= offset < len(registers):
+                    registers[offset] = raw
+            return None
+
+        return action

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
@@ -15,8 +16,8 @@ from drivers import DRIVERS
 from drivers.transport import Transports
 from drivers.transport.modbus import ModbusPool
 from gateway.api import commands, history, sites
-from gateway.api.keys import CLOCK, CONFIG, HISTORY, LIMITER, PRINCIPAL, SECRET, SITES
-from gateway.auth import bearer, verify_token
+from gateway.api.keys import CLOCK, CONFIG, HISTORY, LIMITER, PRINCIPAL, SITES, VERIFIER
+from gateway.auth import TokenVerifier, bearer
 from gateway.config import Config
 from gateway.fleet import (
     FleetError,
@@ -38,12 +39,16 @@ log = structlog.get_logger("gateway.app")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _RATELIMIT = web.RequestKey("ratelimit_headers", dict[str, str])
+# Request ids for log correlation: a per-process random prefix and a counter (uuid4 per request
+# showed up in the live_status profile).
+_ID_PREFIX = os.urandom(3).hex() + "-"
+_REQUEST_IDS = itertools.count(1)
 
 
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as a Fleet error envelope; rate-limit headers go on every answer."""
-    structlog.contextvars.bind_contextvars(request_id=uuid.uuid4().hex[:12])
+    structlog.contextvars.bind_contextvars(request_id=f"{_ID_PREFIX}{next(_REQUEST_IDS):x}")
     try:
         response = await handler(request)
     except FleetError as exc:
@@ -79,11 +84,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not request.path.startswith("/api/"):
         return await handler(request)
     app = request.app
-    who = verify_token(app[SECRET], bearer(request.headers.get("Authorization")))
+    now = time.time()
+    who = app[VERIFIER].verify(bearer(request.headers.get("Authorization")), now)
     request[PRINCIPAL] = who
     limits = app[CONFIG].gateway.rate_limits
     plan = limits.plans.get(who.plan or limits.default_plan, limits.plans[limits.default_plan])
-    decision = app[LIMITER].hit(who.key, plan, time.time())
+    decision = app[LIMITER].hit(who.key, plan, now)
     request[_RATELIMIT] = decision.headers()
     if not decision.allowed:
         raise RateLimited("rate limit exceeded for this token", retry_after_s=decision.retry_after_s)
@@ -94,7 +100,7 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     """Build the gateway application; devices are connected when it starts."""
     app = web.Application(middlewares=[envelope_middleware, auth_middleware])
     app[CONFIG] = config
-    app[SECRET] = config.jwt_secret()
+    app[VERIFIER] = TokenVerifier(config.jwt_secret())
     app[CLOCK] = clock
     app[LIMITER] = RateLimiter()
     app[SITES] = {}

@@ -30,6 +30,7 @@ class Principal:
     sites: frozenset[int] | None  # None: every site
     plan: str | None
     key: str  # identifies the token for rate limiting
+    expires_at: float  # unix time
 
     def require(self, scope: str) -> None:
         """Raise 403 ``Unauthorized missing scopes`` unless the token carries ``scope``."""
@@ -110,8 +111,32 @@ def verify_token(secret: str, token: str) -> Principal:
     plan = claims.get("plan")
     return Principal(
         sub=str(claims["sub"]), scopes=frozenset(scopes), sites=sites,
-        plan=plan if isinstance(plan, str) else None, key=key,
+        plan=plan if isinstance(plan, str) else None, key=key, expires_at=float(claims["exp"]),
     )
+
+
+class TokenVerifier:
+    """verify_token with a bounded cache: an HMAC check and claim parsing per request cost more
+    than the rest of a live_status answer, and clients reuse one token for hours."""
+
+    def __init__(self, secret: str, *, max_entries: int = 4096) -> None:
+        self._secret = secret
+        self._max_entries = max_entries
+        self._cache: dict[str, Principal] = {}
+
+    def verify(self, token: str, now_s: float) -> Principal:
+        """The token's principal; 401 errors exactly as verify_token raises them."""
+        principal = self._cache.get(token)
+        if principal is not None:
+            if now_s < principal.expires_at:
+                return principal
+            del self._cache[token]
+            raise TokenExpired("the access token has expired")
+        principal = verify_token(self._secret, token)
+        if len(self._cache) >= self._max_entries:
+            self._cache.clear()
+        self._cache[token] = principal
+        return principal
 
 
 def bearer(header: str | None) -> str:

@@ -17,6 +17,9 @@ from gateway.config import DeviceConfig
 log = structlog.get_logger("gateway.poller")
 
 _BACKOFF_CAP_S = 30.0
+# A command asks for a fresh poll; a burst of commands must not turn into a burst of polls that
+# the next command queues behind.
+_REFRESH_MIN_GAP_S = 0.25
 
 
 @dataclass(eq=False)
@@ -76,6 +79,7 @@ class DevicePoller:
         interval = handle.config.poll_interval_s
         next_due = time.monotonic()
         while True:
+            started = time.monotonic()
             delay = await self._poll_once()
             if delay is None:
                 next_due += interval
@@ -93,6 +97,9 @@ class DevicePoller:
             try:
                 async with asyncio.timeout(wait):
                     await handle.refresh.wait()
+                pause = started + min(_REFRESH_MIN_GAP_S, interval) - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
                 next_due = time.monotonic()
             except TimeoutError:
                 pass

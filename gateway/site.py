@@ -97,6 +97,8 @@ class Site:
         self._log = log.bind(site_id=self.id)
         self.changed = asyncio.Event()  # wakes the control loop (new telemetry, alert change)
         self._last_storm = False
+        self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
+        self.live_status_cache: tuple[tuple[int, SiteSettings, bool], bytes] | None = None
 
     async def load(self) -> None:
         """Restore persisted settings (defaults on first start)."""
@@ -264,6 +266,7 @@ class Site:
 
     def on_telemetry(self, handle: DeviceHandle) -> None:
         """New telemetry arrived; wake the control loop when something policy-relevant changed."""
+        self.telemetry_version += 1
         storm = bool(handle.telemetry and handle.telemetry.storm_alert) or self.admin_storm_alert
         if storm != self._last_storm:
             self._last_storm = storm

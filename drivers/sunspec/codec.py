@@ -376,7 +376,7 @@ def layout(mdef: ModelDef, registers: Sequence[int] | None = None) -> Mapping[st
     (1-based, as pysunspec2). Repeat counts come from the count point's value in ``registers``,
     which static models do not need.
     """
-    if registers is None and mdef.static:
+    if mdef.static:  # no repeating groups: the layout never depends on the values
         return _static_layout(mdef)
     if registers is None:
         raise ValueError(f"model {mdef.id} has repeating groups: its layout needs the registers")
@@ -543,6 +543,51 @@ class ModelLocation:
             ReadRequest(self.address + start, min(max_count, total - start))
             for start in range(0, total, max_count)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReadSpan:
+    """One FC3 read covering whole models: the models it carries and where each starts."""
+
+    address: int
+    count: int
+    models: tuple[ModelLocation, ...]
+
+    def slice(self, registers: Sequence[int], location: ModelLocation) -> list[int]:
+        """The registers of ``location`` (ID and L included) out of this span's read."""
+        start = location.address - self.address
+        return list(registers[start:start + location.length + 2])
+
+
+def plan_reads(
+    locations: Sequence[ModelLocation], max_count: int = MAX_READ_COUNT
+) -> tuple[tuple[ReadSpan, ...], tuple[ModelLocation, ...]]:
+    """Group models into as few reads as fit ``max_count`` registers each.
+
+    Models are taken in address order; a span may carry the registers of models between them
+    (one round trip costs more than a few extra registers). Returns the spans and the models
+    too large for any span, which are read on their own with ``ModelLocation.requests``.
+    """
+    spans: list[ReadSpan] = []
+    large: list[ModelLocation] = []
+    current: list[ModelLocation] = []
+
+    def close() -> None:
+        if current:
+            start = current[0].address
+            end = current[-1].address + current[-1].length + 2
+            spans.append(ReadSpan(start, end - start, tuple(current)))
+            current.clear()
+
+    for loc in sorted(locations, key=lambda m: m.address):
+        if loc.length + 2 > max_count:
+            large.append(loc)
+            continue
+        if current and loc.address + loc.length + 2 - current[0].address > max_count:
+            close()
+        current.append(loc)
+    close()
+    return tuple(spans), tuple(large)
 
 
 @dataclass(frozen=True, slots=True)

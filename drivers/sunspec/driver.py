@@ -23,10 +23,12 @@ from drivers.sunspec.codec import (
     DEFAULT_BASE_ADDRESSES,
     Discovery,
     ModelBlock,
+    ModelLocation,
     SunSpecMap,
     decode_model,
     discovery_step,
     model_def,
+    plan_reads,
     start_discovery,
 )
 from drivers.transport import ModbusEndpoint, Priority, Transports
@@ -452,19 +454,28 @@ class SunSpecDriver:
         self, sunspec_map: SunSpecMap, model_ids: tuple[int, ...], priority: Priority
     ) -> dict[int, ModelBlock]:
         endpoint = self._joined()
-        blocks: dict[int, ModelBlock] = {}
+        wanted: dict[int, ModelLocation] = {}
         for location in sunspec_map.models:
-            if location.model_id not in model_ids or location.model_id in blocks:
-                continue
-            registers: list[int] = []
+            if location.model_id in model_ids and location.model_id not in wanted:
+                wanted[location.model_id] = location
+        spans, large = plan_reads(list(wanted.values()))
+        fetched: list[tuple[ModelLocation, list[int]]] = []
+        for span in spans:
+            registers = await endpoint.read_holding(
+                self.options.unit_id, span.address, span.count,
+                priority=priority, timeout_s=self.options.timeout_s,
+            )
+            fetched.extend((loc, span.slice(registers, loc)) for loc in span.models)
+        for location in large:
+            registers = []
             for request in location.requests():
                 registers += await endpoint.read_holding(
-                    self.options.unit_id,
-                    request.address,
-                    request.count,
-                    priority=priority,
-                    timeout_s=self.options.timeout_s,
+                    self.options.unit_id, request.address, request.count,
+                    priority=priority, timeout_s=self.options.timeout_s,
                 )
+            fetched.append((location, registers))
+        blocks: dict[int, ModelBlock] = {}
+        for location, registers in fetched:
             if registers[:1] != [location.model_id]:
                 # The map moved under us (firmware update, another device on the port):
                 # forget it, so the next call discovers the chain afresh.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.auth import Principal
+from gateway.auth import Principal, TokenVerifier
 from gateway.config import Config
 from gateway.history_service import HistoryService
 from gateway.ratelimit import RateLimiter
@@ -14,7 +14,7 @@ CONFIG = web.AppKey("config", Config)
 SITES: web.AppKey[dict[int, Site]] = web.AppKey("sites")
 LIMITER = web.AppKey("limiter", RateLimiter)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
-SECRET = web.AppKey("jwt_secret", str)
+VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 HISTORY = web.AppKey("history", HistoryService)
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 

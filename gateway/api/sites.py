@@ -11,7 +11,7 @@ from aiohttp import web
 from drivers.base import Capability
 from gateway.api.keys import SITES, principal, site_for
 from gateway.auth import READ_SCOPE
-from gateway.fleet import FleetError, ok
+from gateway.fleet import JSON, FleetError, dumps, ok
 from gateway.site import Site
 
 routes = web.RouteTableDef()
@@ -120,8 +120,22 @@ def live_status_body(site: Site) -> dict[str, Any]:
 
 @routes.get(r"/api/1/energy_sites/{site_id:\d+}/live_status")
 async def live_status(request: web.Request) -> web.Response:
-    """Latest telemetry; 408 when a device is offline."""
-    return ok(live_status_body(site_for(request, READ_SCOPE)))
+    """Latest telemetry; 408 when a device is offline.
+
+    The body changes only with new telemetry, settings or alerts, while clients ask far more
+    often: it is serialised once per change.
+    """
+    site = site_for(request, READ_SCOPE)
+    site.require_online()
+    key = (site.telemetry_version, site.settings, site.admin_storm_alert)
+    cached = site.live_status_cache
+    if cached is not None and cached[0][0] == key[0] and cached[0][1] is key[1] \
+            and cached[0][2] == key[2]:
+        body = cached[1]
+    else:
+        body = dumps({"response": live_status_body(site)})
+        site.live_status_cache = (key, body)
+    return web.Response(body=body, content_type=JSON)
 
 
 def site_info_body(site: Site) -> dict[str, Any]:

@@ -82,3 +82,21 @@ def test_unknown_scope_refused_at_issue() -> None:
     with pytest.raises(ValueError, match="unknown scopes"):
         issue_token(SECRET, sub="a", scopes=["energy_everything"], sites=None, ttl_s=60,
                     now_s=time.time())
+
+
+def test_verifier_caches_but_still_expires_tokens() -> None:
+    from gateway.auth import TokenVerifier
+
+    now = time.time()
+    verifier = TokenVerifier(SECRET, max_entries=2)
+    short = issue_token(SECRET, sub="a", scopes=[READ_SCOPE], sites=None, ttl_s=10, now_s=now)
+    first = verifier.verify(short, now)
+    assert verifier.verify(short, now + 1) is first  # served from the cache
+    with pytest.raises(TokenExpired):
+        verifier.verify(short, now + 11)
+    with pytest.raises(Unauthenticated):
+        verifier.verify("garbage", now)
+    for i in range(5):  # bounded: never grows past max_entries
+        verifier.verify(issue_token(SECRET, sub=str(i), scopes=[READ_SCOPE], sites=None,
+                                    ttl_s=60, now_s=now), now)
+    assert len(verifier._cache) <= 2

@@ -31,6 +31,7 @@ from drivers.sunspec.codec import (
     encode_raw,
     layout,
     model_def,
+    plan_reads,
     start_discovery,
 )
 from drivers.sunspec.driver import (
@@ -514,3 +515,41 @@ def test_unsupported_setpoints_are_left_alone() -> None:
     sp = Setpoints(reserve_pct=30, grid_charging=True, export_limit_w=0)
     targets = setpoint_targets(sp, blocks, capabilities_from(blocks), device_info_from(blocks))
     assert {t.model_id for t in targets} == {124}
+
+
+# --- read planning -------------------------------------------------------------------------------
+
+def _locations(*models: tuple[int, int]) -> list[ModelLocation]:
+    out, address = [], 40002
+    for model_id, length in models:
+        out.append(ModelLocation(model_id, address, length))
+        address += length + 2
+    return out
+
+
+def test_plan_reads_groups_neighbours_within_the_fc3_limit() -> None:
+    # the simulated hybrid: 1, 103, 120, 123, 124, 802, 203
+    chain = _locations((1, 66), (103, 50), (120, 26), (123, 24), (124, 24), (802, 62), (203, 105))
+    wanted = [m for m in chain if m.model_id in (103, 124, 802, 203)]
+    spans, large = plan_reads(wanted)
+    assert large == ()
+    assert [[m.model_id for m in s.models] for s in spans] == [[103], [124, 802], [203]]
+    for span in spans:
+        assert span.count <= 125
+        last = span.models[-1]
+        assert span.address + span.count == last.address + last.length + 2
+
+
+def test_plan_reads_slices_each_model_out_of_its_span() -> None:
+    chain = _locations((123, 24), (124, 24))
+    (span,), _ = plan_reads(chain)
+    registers = list(range(span.count))
+    assert span.slice(registers, chain[1]) == registers[26:52]
+    assert span.slice(registers, chain[0])[:2] == [0, 1]
+
+
+def test_plan_reads_leaves_models_over_the_limit_to_their_own_requests() -> None:
+    chain = _locations((1, 66), (701, 153), (802, 62))
+    spans, large = plan_reads(chain)
+    assert [m.model_id for m in large] == [701]
+    assert [[m.model_id for m in s.models] for s in spans] == [[1], [802]]

@@ -16,9 +16,18 @@ from drivers import DRIVERS
 from drivers.transport import Transports
 from drivers.transport.modbus import ModbusPool
 from gateway.api import commands, history, sites
-from gateway.api.keys import CLOCK, CONFIG, HISTORY, LIMITER, PRINCIPAL, SITES, VERIFIER
+from gateway.api.keys import (
+    CLOCK,
+    CONFIG,
+    HISTORY,
+    LIMITER,
+    PRINCIPAL,
+    PROXIES,
+    SITES,
+    VERIFIER,
+)
 from gateway.auth import TokenVerifier, bearer
-from gateway.config import Config
+from gateway.config import Config, DeviceConfig
 from gateway.fleet import (
     FleetError,
     InvalidRequest,
@@ -31,6 +40,7 @@ from gateway.fleet import (
 from gateway.history_service import HistoryService
 from gateway.openapi import build_openapi
 from gateway.poller import DeviceHandle, DevicePoller
+from gateway.proxy import ModbusProxy
 from gateway.ratelimit import RateLimiter
 from gateway.site import Clock, Site, utc_now
 from gateway.store import Store
@@ -104,6 +114,7 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     app[CLOCK] = clock
     app[LIMITER] = RateLimiter()
     app[SITES] = {}
+    app[PROXIES] = {}
     app[HISTORY] = HistoryService(config.gateway.data_dir / "history.sqlite3", clock=clock)
     app.router.add_routes(sites.routes)
     app.router.add_routes(commands.routes)
@@ -128,6 +139,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     transports = Transports(modbus=ModbusPool())
     tasks: list[asyncio.Task[None]] = []
     handles: list[DeviceHandle] = []
+    proxies = app[PROXIES]
     try:
         for site_config in config.sites:
             devices = []
@@ -141,6 +153,11 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
             await site.load()
             history_service.add_site(site)
             app[SITES][site.id] = site
+            for dev in site_config.devices:
+                if dev.proxy_port is not None:
+                    proxy = _proxy(transports, dev, config.gateway.proxy_host)
+                    proxies[(site.id, dev.name)] = proxy
+                    await proxy.start()
         for site in app[SITES].values():
             for handle in site.devices:
                 poller = DevicePoller(handle, on_connect=site.on_connect,
@@ -158,6 +175,9 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for proxy in proxies.values():
+            await proxy.stop()
+        proxies.clear()
         for handle in handles:
             with contextlib.suppress(Exception):
                 await handle.driver.close()
@@ -166,6 +186,15 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         await store.close()
         app[SITES].clear()
         log.info("gateway.stopped")
+
+
+def _proxy(transports: Transports, dev: DeviceConfig, host: str) -> ModbusProxy:
+    """A proxy sharing the device's own endpoint (its one TCP connection)."""
+    options = DRIVERS[dev.type].options_model.model_validate(dev.options)
+    endpoint = transports.modbus.acquire(options.host, options.port)  # type: ignore[attr-defined]
+    return ModbusProxy(endpoint, unit_id=options.unit_id,  # type: ignore[attr-defined]
+                       host=host, port=dev.proxy_port or 0, allow_writes=dev.proxy_writes,
+                       name=dev.name)
 
 
 def _fan_out(site: Site, history_service: HistoryService) -> Callable[[DeviceHandle], None]:

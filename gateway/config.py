@@ -55,6 +55,7 @@ class GatewaySection(_Strict):
     jwt_secret: str | None = Field(None, min_length=32)  # RFC 7518: >= 256 bits for HS256
     rate_limits: RateLimits = RateLimits()
     command_timeout_s: float = Field(5.0, gt=0)
+    proxy_host: str = "127.0.0.1"  # where device proxies (``proxy_port``) listen
     reconcile_interval_s: float = Field(30.0, gt=0)
 
 
@@ -68,6 +69,10 @@ class DeviceConfig(BaseModel):
     poll_interval_s: float = Field(1.0, gt=0)
     stale_after_s: float | None = Field(None, gt=0)
     simulated: str | None = None
+    # Modbus TCP proxy: third parties (Home Assistant, evcc, loggers) share the gateway's one
+    # connection to this device on this port; read-only unless proxy_writes.
+    proxy_port: int | None = Field(None, ge=0, le=65535)
+    proxy_writes: bool = False
 
     @property
     def options(self) -> dict[str, Any]:
@@ -88,7 +93,10 @@ class DeviceConfig(BaseModel):
             raise ValueError(
                 f"unknown device type {self.type!r}; valid types: {', '.join(sorted(DRIVERS))}"
             )
-        driver.options_model.model_validate(self.options)
+        options = driver.options_model.model_validate(self.options)
+        if self.proxy_port is not None and not all(
+                hasattr(options, key) for key in ("host", "port", "unit_id")):
+            raise ValueError(f"proxy_port needs a Modbus TCP device; {self.type!r} is not one")
         return self
 
 

@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.auth import Principal, TokenVerifier
 from gateway.config import Config
 from gateway.history_service import HistoryService
+from gateway.proxy import ModbusProxy
 from gateway.ratelimit import RateLimiter
 from gateway.site import Clock, Site
 
@@ -16,6 +17,7 @@ LIMITER = web.AppKey("limiter", RateLimiter)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 HISTORY = web.AppKey("history", HistoryService)
+PROXIES: web.AppKey[dict[tuple[int, str], ModbusProxy]] = web.AppKey("proxies")
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 
 

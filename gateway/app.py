@@ -48,7 +48,6 @@ from gateway.store import Store
 log = structlog.get_logger("gateway.app")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_RATELIMIT = web.RequestKey("ratelimit_headers", dict[str, str])
 # Request ids for log correlation: a per-process random prefix and a counter (uuid4 per request
 # showed up in the live_status profile).
 _ID_PREFIX = os.urandom(3).hex() + "-"
@@ -56,10 +55,32 @@ _REQUEST_IDS = itertools.count(1)
 
 
 @web.middleware
-async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure leaves as a Fleet error envelope; rate-limit headers go on every answer."""
-    structlog.contextvars.bind_contextvars(request_id=f"{_ID_PREFIX}{next(_REQUEST_IDS):x}")
+async def fleet_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer leaves in the Fleet envelope; /api/ needs a bearer token within its plan.
+
+    One middleware rather than a chain: this runs on every live_status poll.
+    """
+    ratelimit_headers: dict[str, str] | None = None
+    bound = False
     try:
+        if request.path.startswith("/api/"):
+            app = request.app
+            now = time.time()
+            who = app[VERIFIER].verify(bearer(request.headers.get("Authorization")), now)
+            request[PRINCIPAL] = who
+            limits = app[CONFIG].gateway.rate_limits
+            plan = limits.plans.get(who.plan or limits.default_plan) or \
+                limits.plans[limits.default_plan]
+            decision = app[LIMITER].hit(who.key, plan, now)
+            ratelimit_headers = decision.headers()
+            if not decision.allowed:
+                raise RateLimited(  # noqa: TRY301 - the except below renders it like any
+                                  "rate limit exceeded for this token",
+                                  retry_after_s=decision.retry_after_s)
+            if request.method != "GET":  # commands log one canonical line; reads log nothing
+                structlog.contextvars.bind_contextvars(
+                    request_id=f"{_ID_PREFIX}{next(_REQUEST_IDS):x}", token_sub=who.sub)
+                bound = True
         response = await handler(request)
     except FleetError as exc:
         response = error_response(exc)
@@ -81,34 +102,16 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
         log.exception("request.crashed", path=request.path, method=request.method)
         response = error_response(FleetError("internal error", error="upstream internal error"))
     finally:
-        structlog.contextvars.clear_contextvars()
-    headers = request.get(_RATELIMIT)
-    if headers:
-        response.headers.update(headers)
+        if bound:
+            structlog.contextvars.clear_contextvars()
+    if ratelimit_headers is not None:
+        response.headers.update(ratelimit_headers)
     return response
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer token, then the per-token rate limit, for everything under /api/."""
-    if not request.path.startswith("/api/"):
-        return await handler(request)
-    app = request.app
-    now = time.time()
-    who = app[VERIFIER].verify(bearer(request.headers.get("Authorization")), now)
-    request[PRINCIPAL] = who
-    limits = app[CONFIG].gateway.rate_limits
-    plan = limits.plans.get(who.plan or limits.default_plan, limits.plans[limits.default_plan])
-    decision = app[LIMITER].hit(who.key, plan, now)
-    request[_RATELIMIT] = decision.headers()
-    if not decision.allowed:
-        raise RateLimited("rate limit exceeded for this token", retry_after_s=decision.retry_after_s)
-    return await handler(request)
 
 
 def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     """Build the gateway application; devices are connected when it starts."""
-    app = web.Application(middlewares=[envelope_middleware, auth_middleware])
+    app = web.Application(middlewares=[fleet_middleware])
     app[CONFIG] = config
     app[VERIFIER] = TokenVerifier(config.jwt_secret())
     app[CLOCK] = clock

@@ -37,6 +37,10 @@ class DeviceHandle:
     polls: int = 0
     missed_polls: int = 0
     refresh: asyncio.Event = field(default_factory=asyncio.Event)
+    stale_limit_s: float = 0.0  # copied from the config: read on every request
+
+    def __post_init__(self) -> None:
+        self.stale_limit_s = self.config.stale_limit_s
 
     @property
     def name(self) -> str:
@@ -49,7 +53,7 @@ class DeviceHandle:
     def quality(self, now_mono: float) -> Quality:
         """fresh within two poll intervals, stale up to the stale limit, offline beyond it."""
         age = self.age_s(now_mono)
-        if age is None or age > self.config.stale_limit_s:
+        if age is None or age > self.stale_limit_s:
             return Quality.OFFLINE
         if age > 2 * self.config.poll_interval_s + 0.5:
             return Quality.STALE

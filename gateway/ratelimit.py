@@ -22,11 +22,10 @@ class Decision:
 
     def headers(self) -> dict[str, str]:
         """``RateLimit-*`` and ``X-RateLimit-*`` headers for this decision."""
-        values = {"Limit": str(self.limit), "Remaining": str(self.remaining),
-                  "Reset": str(self.reset_s)}
-        out = {f"RateLimit-{k}": v for k, v in values.items()}
-        out.update({f"X-RateLimit-{k}": v for k, v in values.items()})
-        return out
+        limit, remaining, reset = str(self.limit), str(self.remaining), str(self.reset_s)
+        return {"RateLimit-Limit": limit, "RateLimit-Remaining": remaining,
+                "RateLimit-Reset": reset, "X-RateLimit-Limit": limit,
+                "X-RateLimit-Remaining": remaining, "X-RateLimit-Reset": reset}
 
 
 @dataclass(slots=True)
@@ -49,21 +48,28 @@ class RateLimiter:
 
     def hit(self, key: str, plan: Plan, now_s: float) -> Decision:
         """Count one request for ``key`` at unix time ``now_s`` and decide whether it may pass."""
-        counters = self._tokens.setdefault(key, _Counters())
+        counters = self._tokens.get(key)
+        if counters is None:
+            counters = self._tokens[key] = _Counters()
         now = int(now_s)
-        checks = []
-        for window, size, limit in ((counters.minute, _MINUTE, plan.per_minute),
-                                    (counters.day, _DAY, plan.per_day)):
-            start = now - now % size
-            if window.start != start:
-                window.start, window.count = start, 0
-            checks.append((window, limit, start + size - now))
-        blocked = [(w, lim, reset) for w, lim, reset in checks if w.count >= lim]
-        if blocked:
-            _, limit, reset = max(blocked, key=lambda c: c[2])
-            return Decision(False, limit, 0, reset, reset)
-        for window, _, _ in checks:
-            window.count += 1
+        minute, day = counters.minute, counters.day
+        minute_start = now - now % _MINUTE
+        if minute.start != minute_start:
+            minute.start, minute.count = minute_start, 0
+        day_start = now - now % _DAY
+        if day.start != day_start:
+            day.start, day.count = day_start, 0
+        minute_reset = minute_start + _MINUTE - now
+        day_reset = day_start + _DAY - now
+        if day.count >= plan.per_day:  # the day's budget binds longest
+            return Decision(False, plan.per_day, 0, day_reset, day_reset)
+        if minute.count >= plan.per_minute:
+            return Decision(False, plan.per_minute, 0, minute_reset, minute_reset)
+        minute.count += 1
+        day.count += 1
         # Report the window closest to running out.
-        window, limit, reset = min(checks, key=lambda c: c[1] - c[0].count)
-        return Decision(True, limit, limit - window.count, reset, 0)
+        minute_left = plan.per_minute - minute.count
+        day_left = plan.per_day - day.count
+        if day_left < minute_left:
+            return Decision(True, plan.per_day, day_left, day_reset, 0)
+        return Decision(True, plan.per_minute, minute_left, minute_reset, 0)

@@ -116,8 +116,13 @@ class Site:
     def require_online(self, devices: list[DeviceHandle] | None = None) -> None:
         """Raise 408 naming the offline devices and why."""
         now = time.monotonic()
-        down = [d for d in (self.devices if devices is None else devices)
-                if d.quality(now) is Quality.OFFLINE]
+        checked = self.devices if devices is None else devices
+        for d in checked:  # fast path: every device fresh enough (this runs per read request)
+            if d.received_at is None or now - d.received_at > d.stale_limit_s:
+                break
+        else:
+            return
+        down = [d for d in checked if d.quality(now) is Quality.OFFLINE]
         if down:
             parts = []
             for d in down:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.auth import Principal, TokenVerifier
 from gateway.config import Config
+from gateway.fleet import NotFound
 from gateway.history_service import HistoryService
 from gateway.proxy import ModbusProxy
 from gateway.ratelimit import RateLimiter
@@ -28,8 +29,6 @@ def principal(request: web.Request) -> Principal:
 
 def site_for(request: web.Request, scope: str) -> Site:
     """The site named in the path, after scope and site-access checks (403 / 404)."""
-    from gateway.fleet import NotFound
-
     who = principal(request)
     who.require(scope)
     raw = request.match_info["site_id"]

@@ -16,7 +16,7 @@ from simulator.config import (
 from simulator.devices.mqtt_battery import MqttBatteryDevice
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
-from simulator.faults import FaultPlan
+from simulator.faults import DeviceStats, FaultPlan, FaultPlanError
 from simulator.home import SimHome
 from simulator.physics import FirmwareSettings, HomePhysics, HomeTruth
 from simulator.runtime import Endpoint, Simulator
@@ -24,8 +24,10 @@ from simulator.runtime import Endpoint, Simulator
 __all__ = [
     "ControlConfig",
     "DeviceConfig",
+    "DeviceStats",
     "Endpoint",
     "FaultPlan",
+    "FaultPlanError",
     "FirmwareSettings",
     "HomeConfig",
     "HomePhysics",

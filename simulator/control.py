@@ -1,4 +1,4 @@
-"""The simulator's control API: read the truth; change weather, load, grid, storm alert, clock."""
+"""The simulator's control API: read the truth; set weather, load, grid, storm, clock; inject faults."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from simulator.clock import SimClock
-from simulator.home import SimHome
+from simulator.devices.sunspec import SunSpecDevice
+from simulator.devices.victron_gx import VictronGxDevice
+from simulator.faults import FaultPlanError
+from simulator.home import SimDevice, SimHome
 from simulator.physics import HomeTruth
 
 
@@ -56,6 +59,10 @@ class _Storm(_Body):
 
 class _Clock(_Body):
     speed: float = Field(ge=0, le=100_000)
+
+
+class _Reboot(_Body):
+    wait: StrictBool = True
 
 
 def truth_json(truth: HomeTruth) -> dict[str, Any]:
@@ -122,6 +129,104 @@ async def _set_home(request: web.Request) -> web.Response:
     return web.json_response(truth_json(home.truth()))
 
 
+#: Devices with a Modbus TCP face that plays a FaultPlan.
+_FAULTY = (SunSpecDevice, VictronGxDevice)
+
+
+def _device(request: web.Request) -> SimDevice | web.Response:
+    home = _home(request)
+    if home is None:
+        return _error(404, f"unknown home {request.match_info['home_id']!r}")
+    device = home.devices.get(request.match_info["device_id"])
+    if device is None:
+        return _error(404, f"unknown device {request.match_info['device_id']!r}")
+    return device
+
+
+def _unsupported(device: SimDevice, what: str) -> web.Response:
+    return _error(409, f"device {device.id!r} ({device.kind}) does not support {what}")
+
+
+async def _list_devices(request: web.Request) -> web.Response:
+    home = _home(request)
+    if home is None:
+        return _error(404, f"unknown home {request.match_info['home_id']!r}")
+    return web.json_response([
+        {"id": d.id, "kind": d.kind, "host": d.host, "port": d.port, "unit_id": d.unit_id}
+        for d in home.devices.values()
+    ])
+
+
+async def _get_faults(request: web.Request) -> web.Response:
+    device = _device(request)
+    if isinstance(device, web.Response):
+        return device
+    if not isinstance(device, _FAULTY):
+        return _unsupported(device, "a fault plan")
+    return web.json_response(device.faults.to_json())
+
+
+async def _set_faults(request: web.Request) -> web.Response:
+    device = _device(request)
+    if isinstance(device, web.Response):
+        return device
+    if not isinstance(device, _FAULTY):
+        return _unsupported(device, "a fault plan")
+    try:
+        raw = await request.json()
+    except ValueError as exc:
+        return _error(400, f"body is not JSON: {exc}")
+    if not isinstance(raw, dict):
+        return _error(400, "body: must be a JSON object of fault fields")
+    try:
+        plan = await device.apply_faults(**raw)
+    except FaultPlanError as exc:
+        return _error(400, str(exc))
+    return web.json_response(plan.to_json())
+
+
+async def _stats(request: web.Request) -> web.Response:
+    device = _device(request)
+    if isinstance(device, web.Response):
+        return device
+    if not isinstance(device, _FAULTY):
+        return _unsupported(device, "connection stats")
+    return web.json_response(device.stats.to_json())
+
+
+async def _reboot(request: web.Request) -> web.Response:
+    device = _device(request)
+    if isinstance(device, web.Response):
+        return device
+    if not isinstance(device, SunSpecDevice):
+        return _unsupported(device, "reboot")
+    try:
+        body = await _parse(request, _Reboot) if request.can_read_body else _Reboot()
+    except _BadRequestError as exc:
+        return _error(400, exc.message)
+    await device.reboot(wait=body.wait)
+    return web.json_response({"reboots": device.stats.reboots, "listening": device.listening})
+
+
+async def _drop(request: web.Request) -> web.Response:
+    device = _device(request)
+    if isinstance(device, web.Response):
+        return device
+    if not isinstance(device, _FAULTY):
+        return _unsupported(device, "dropping connections")
+    return web.json_response({"dropped": await device.drop_connections()})
+
+
+async def _broker_restart(request: web.Request) -> web.Response:
+    device = _device(request)
+    if isinstance(device, web.Response):
+        return device
+    if not isinstance(device, VictronGxDevice):
+        return _unsupported(device, "broker_restart (restart an external broker instead)")
+    await device.broker_restart()
+    return web.json_response({"broker_restarts": device.broker_restarts})
+
+
 def _clock_json(clock: SimClock) -> dict[str, Any]:
     return {"now": clock.now().isoformat(), "speed": clock.speed}
 
@@ -144,13 +249,24 @@ def create_control_app(target: ControlTarget) -> web.Application:
     """Build the control API application for a simulator.
 
     Routes: GET /homes, GET /homes/{id}/truth, POST /homes/{id}/weather|load|grid|storm,
-    GET|POST /clock. Errors answer {"error": "..."} with 400 (bad body) or 404 (unknown home).
+    GET|POST /clock; faults (docs/simulator.md): GET /homes/{id}/devices,
+    GET|POST /homes/{id}/devices/{dev}/faults, GET .../stats, POST .../reboot, POST .../drop,
+    POST .../broker_restart. Errors answer {"error": "..."} with 400 (bad body), 404 (unknown
+    home or device) or 409 (the device kind does not support that fault).
     """
     app = web.Application()
     app[TARGET_KEY] = target
     app.router.add_get("/homes", _list_homes)
     app.router.add_get("/homes/{home_id}/truth", _truth)
     app.router.add_post("/homes/{home_id}/{what:weather|load|grid|storm}", _set_home)
+    dev = "/homes/{home_id}/devices/{device_id}"
+    app.router.add_get("/homes/{home_id}/devices", _list_devices)
+    app.router.add_get(f"{dev}/faults", _get_faults)
+    app.router.add_post(f"{dev}/faults", _set_faults)
+    app.router.add_get(f"{dev}/stats", _stats)
+    app.router.add_post(f"{dev}/reboot", _reboot)
+    app.router.add_post(f"{dev}/drop", _drop)
+    app.router.add_post(f"{dev}/broker_restart", _broker_restart)
     app.router.add_get("/clock", _get_clock)
     app.router.add_post("/clock", _set_clock)
     return app

@@ -1,9 +1,19 @@
-"""A SunSpec hybrid inverter served over Modbus TCP (pymodbus), backed by the home's physics."""
+"""A SunSpec hybrid inverter served over Modbus TCP (pymodbus), backed by the home's physics.
+
+Test helpers (on a started `SunSpecDevice`, see simulator/faults.py for the fault fields):
+
+- `device.faults` is the live `FaultPlan` (`device.faults.half_open = True`);
+  `await device.apply_faults(**fields)` changes it and returns once the listener matches it;
+- `await device.drop_connections()` resets every client connection;
+- `await device.reboot(wait=True)` drops connections, restores factory settings (reserve 20 %,
+  grid charging off, no export limit, storage mode 0, stored points), keeps the port closed for
+  `faults.reboot_s` real seconds, then listens on the same port again;
+- `device.stats` counts connections accepted/refused/dropped and requests answered.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from typing import cast
 
 from pymodbus.constants import ExcCodes
@@ -11,6 +21,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulator.config import HomeConfig, SimDeviceConfig
+from simulator.devices.modbus_front import ModbusFront
 from simulator.devices.sunspec_map import (
     Key,
     Layout,
@@ -22,19 +33,17 @@ from simulator.devices.sunspec_map import (
     default_stored,
     encode_image,
 )
-from simulator.faults import FaultPlan
-from simulator.physics import HomePhysics
-
-_WRITE_FCS = frozenset({6, 16})
-# Set while the simulator itself reads its image, so faults meant for clients do not apply.
-_internal_read = contextvars.ContextVar("internal_read", default=False)
+from simulator.faults import DeviceStats, FaultPlan
+from simulator.physics import FirmwareSettings, HomePhysics
 
 
 class SunSpecDevice:
     """One SunSpec device (models 1, 103, 120, 123, 124, 802, 203 at 40000) on a Modbus TCP port.
 
     Reads are answered from an image encoded from the physics at request time; writes are
-    validated by the pure map, then change the firmware settings. FC3, FC6 and FC16.
+    validated by the pure map, then change the firmware settings. FC3, FC6 and FC16. pymodbus
+    listens on an internal loopback port; clients reach it through a `ModbusFront` on the public
+    port, which plays the connection-level faults.
 
     Args:
         home: The home the device belongs to (ratings).
@@ -54,15 +63,70 @@ class SunSpecDevice:
     ) -> None:
         self.id = config.id
         self.config = config
-        self.faults = faults or FaultPlan()
         self.layout: Layout = default_layout()
         self.nameplate = Nameplate.from_config(home, config)
         self._physics = physics
         self._stored: dict[Key, float] = default_stored(self.nameplate)
         self._server: ModbusTcpServer | None = None
+        self._front = ModbusFront(config.host, config.port, faults or FaultPlan(), f"sunspec-{config.id}")
         self.host = config.host
-        self.port = config.port
         self.unit_id = config.unit_id
+
+    @property
+    def port(self) -> int:
+        """The public Modbus TCP port (the bound one once started; stable across reboots)."""
+        return self._front.port
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The live fault plan (mutate it, or assign a new plan)."""
+        return self._front.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        self._front.plan = plan
+
+    @property
+    def stats(self) -> DeviceStats:
+        """Connection and request counters of the public port."""
+        return self._front.stats
+
+    @property
+    def listening(self) -> bool:
+        """True while the public port accepts connections."""
+        return self._front.listening
+
+    async def apply_faults(self, /, **changes: object) -> FaultPlan:
+        """Change fault fields (validated together) and wait until the listener follows the plan.
+
+        Raises:
+            FaultPlanError: an unknown field or a bad value; nothing changes then.
+        """
+        self.faults.update(**changes)
+        await self._front.settled()
+        return self.faults
+
+    async def drop_connections(self) -> int:
+        """Reset every client connection now; returns how many were open."""
+        return await self._front.drop_connections()
+
+    async def reboot(self, *, wait: bool = True) -> None:
+        """Reboot: drop connections, restore factory settings, port closed for `faults.reboot_s`.
+
+        The battery's SoC and the energy counters survive (they are physics, not settings).
+
+        Args:
+            wait: Return once the port listens again; False = return at once.
+        """
+        await self._front.reboot(self.factory_reset, wait=wait)
+
+    def factory_reset(self) -> None:
+        """Restore the factory settings: firmware defaults and the stored writable points."""
+        self._stored = default_stored(self.nameplate)
+        self._physics.apply_firmware(
+            FirmwareSettings(max_charge_w=self._physics.config.battery_max_charge_w),
+            restart_revert=True,
+        )
 
     def image(self) -> list[int]:
         """The register image for the current physics state, from the "SunS" marker on."""
@@ -77,22 +141,27 @@ class SunSpecDevice:
     async def start(self) -> None:
         """Listen on host/port; with port 0, `port` then holds the bound one.
 
-        A restart after `stop()` binds the same port again, as a rebooted device would.
+        A restart after `stop()` binds the same public port again, as a rebooted device would.
         """
         device = SimDevice(
             id=self.unit_id,
             simdata=[SimData(self.layout.base, values=self.image(), datatype=DataType.REGISTERS)],
             action=self._action,
         )
-        server = ModbusTcpServer(device, address=(self.config.host, self.port))
+        server = ModbusTcpServer(device, address=(self.config.host, 0))
         await server.serve_forever(background=True)
         self._server = server
-        # pymodbus keeps the asyncio.Server from loop.create_server as its transport.
-        listener = cast("asyncio.Server", server.transport)
-        self.port = int(listener.sockets[0].getsockname()[1])
+        try:
+            # pymodbus keeps the asyncio.Server from loop.create_server as its transport.
+            listener = cast("asyncio.Server", server.transport)
+            await self._front.start(int(listener.sockets[0].getsockname()[1]))
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
-        """Stop listening and drop client connections."""
+        """Stop listening and drop client connections (safe to call twice)."""
+        await self._front.stop()
         if self._server is not None:
             server, self._server = self._server, None
             await server.shutdown()  # type: ignore[no-untyped-call]
@@ -105,11 +174,7 @@ class SunSpecDevice:
             if offset < 0 or offset + count > len(image):
                 raise ValueError(f"registers {address}..{address + count - 1} outside the map")
             return image[offset : offset + count]
-        token = _internal_read.set(True)
-        try:
-            values = await self._server.async_getValues(self.unit_id, 3, address, count)
-        finally:
-            _internal_read.reset(token)
+        values = await self._server.async_getValues(self.unit_id, 3, address, count)
         return [int(v) for v in values]
 
     async def _action(  # noqa: PLR0917 - signature fixed by pymodbus SimDevice
@@ -121,23 +186,17 @@ class SunSpecDevice:
         registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        """pymodbus access hook: faults, then refresh on reads or validate and apply on writes."""
-        internal = _internal_read.get()
-        plan = self.faults
-        # pymodbus calls the hook a second time (set_values=None) to build an FC6 echo: that call
-        # is part of the write, not a new request, so it gets no second delay.
-        if (
-            plan.delay_s > 0
-            and not internal
-            and not (set_values is None and function_code in _WRITE_FCS)
-        ):
-            await asyncio.sleep(plan.delay_s)
+        """pymodbus access hook: refresh on reads, or validate and apply writes (unless ignored).
+
+        Connection and timing faults are the front's job; only `ignore_writes` acts here.
+        """
+        del function_code
         if set_values is None:
             registers[:] = self.image()
             return None
         values = [int(v) for v in set_values]
         offset = address - start_address
-        if plan.ignore_writes and not internal:
+        if self.faults.ignore_writes:
             set_values[:] = registers[offset : offset + count]  # type: ignore[assignment]
             return None
         try:

@@ -1,4 +1,14 @@
-"""A Victron GX (Venus OS) served over its own embedded MQTT broker, backed by the home's physics."""
+"""A Victron GX (Venus OS) served over its own embedded MQTT broker, backed by the home's physics.
+
+Test helpers (on a started `VictronGxDevice`):
+
+- `await gx.broker_restart()` stops the embedded broker and starts it on the same port (every
+  connection drops, retained messages are gone); returns once the GX's own client is back;
+- `await gx.drop_connections()` resets every network client of the broker (the GX's in-process
+  client stays) and of the Modbus face; returns how many were dropped;
+- `gx.faults` / `await gx.apply_faults(**fields)` / `gx.stats`: the fault plan and counters of the
+  optional Modbus TCP face (simulator/faults.py); `gx.broker_restarts` counts broker restarts.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +21,13 @@ from typing import Any, cast
 import aiomqtt
 import structlog
 from amqtt.broker import Broker
+from amqtt.errors import BrokerError
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulator.config import HomeConfig, VictronGxConfig
+from simulator.devices.modbus_front import ModbusFront
 from simulator.devices.victron_map import (
     FULL_PUBLISH_COMPLETED,
     SERIAL,
@@ -41,11 +53,14 @@ from simulator.devices.victron_map import (
     topic_values,
     vebus_registers,
 )
+from simulator.faults import DeviceStats, FaultPlan
 from simulator.physics import HomePhysics
 
 log = structlog.get_logger(__name__)
 
 _CONNECT_TIMEOUT_S = 5.0
+_RESTART_TIMEOUT_S = 5.0
+_REBIND_RETRY_S = 0.05
 _RECONNECT_DELAY_S = 0.2
 
 
@@ -62,6 +77,26 @@ def broker_port(broker: Broker) -> int:
     # amqtt has no public getter: read the asyncio.Server's socket.
     server = cast("asyncio.Server", broker._servers["default"].instance)
     return int(server.sockets[0].getsockname()[1])
+
+
+def abort_broker_clients(broker: Broker, *, keep: frozenset[str] = frozenset()) -> int:
+    """Reset the TCP connection of every client connected to an amqtt broker; returns how many.
+
+    Args:
+        broker: A started amqtt broker.
+        keep: Client ids to leave connected.
+    """
+    # amqtt has no public "kick client" call: abort the stream under each session's handler, and
+    # the broker then sees an ordinary lost connection.
+    dropped = 0
+    for client_id, (_, handler) in list(broker._sessions.items()):
+        stream = getattr(handler.writer, "_writer", None)
+        if client_id in keep or not isinstance(stream, asyncio.StreamWriter):
+            continue
+        if not stream.transport.is_closing():
+            stream.transport.abort()
+            dropped += 1
+    return dropped
 
 
 class VictronGxDevice:
@@ -98,7 +133,9 @@ class VictronGxDevice:
         self.host = config.host
         self.port = config.port
         self.unit_id = 0
-        self.modbus_port = config.modbus_port
+        self._front = ModbusFront(
+            config.host, config.modbus_port or 0, FaultPlan(), f"victron-gx-{config.portal_id}-modbus"
+        )
         self.portal_id = config.portal_id
         self.vebus_instance = config.vebus_instance
         self.keepalive_timeout_s = config.keepalive_timeout_s
@@ -115,9 +152,41 @@ class VictronGxDevice:
         self._broker: Broker | None = None
         self._client_task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._disconnected = asyncio.Event()
         self._modbus: ModbusTcpServer | None = None
         #: Change-publishing rounds run so far (alive or not): lets tests wait for "nothing sent".
         self.rounds = 0
+        #: Restarts of the embedded broker (`broker_restart`).
+        self.broker_restarts = 0
+
+    @property
+    def modbus_port(self) -> int | None:
+        """Port of the Modbus TCP face (the bound one once started); None = no Modbus face."""
+        return None if self.config.modbus_port is None else self._front.port
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The live fault plan of the Modbus TCP face (mutate it, or assign a new plan)."""
+        return self._front.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        self._front.plan = plan
+
+    @property
+    def stats(self) -> DeviceStats:
+        """Connection and request counters of the Modbus TCP face."""
+        return self._front.stats
+
+    async def apply_faults(self, /, **changes: object) -> FaultPlan:
+        """Change Modbus-face fault fields (validated together); wait until the listener follows.
+
+        Raises:
+            FaultPlanError: an unknown field or a bad value; nothing changes then.
+        """
+        self.faults.update(**changes)
+        await self._front.settled()
+        return self.faults
 
     # --- state --------------------------------------------------------------------------------
 
@@ -170,6 +239,7 @@ class VictronGxDevice:
         """
         # Fresh primitives: a restart may happen on another event loop (one per test).
         self._connected = asyncio.Event()
+        self._disconnected = asyncio.Event()
         self._batch = asyncio.Lock()
         try:
             broker = Broker(broker_config(self.host, self.port))
@@ -181,8 +251,8 @@ class VictronGxDevice:
             )
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
                 await self._connected.wait()
-            if self.modbus_port is not None:
-                await self._start_modbus(self.modbus_port)
+            if self.config.modbus_port is not None:
+                await self._start_modbus()
         except BaseException:
             await self.stop()
             raise
@@ -198,11 +268,55 @@ class VictronGxDevice:
         if self._broker is not None:
             broker, self._broker = self._broker, None
             await broker.shutdown()
+        await self._front.stop()
         if self._modbus is not None:
             server, self._modbus = self._modbus, None
             await server.shutdown()  # type: ignore[no-untyped-call]
         self._keepalive = Keepalive()
         self._published.clear()
+
+    # --- faults -------------------------------------------------------------------------------
+
+    async def broker_restart(self) -> None:
+        """Stop the embedded broker and start it again on the same port.
+
+        Every client connection drops and retained messages are lost, as when Venus OS restarts
+        flashmq; the GX's own client reconnects and republishes its retained Serial. Returns once
+        that client is connected again.
+
+        Raises:
+            RuntimeError: the device is not started.
+            TimeoutError: the broker or the GX's client did not come back in time.
+        """
+        if self._broker is None:
+            raise RuntimeError("the GX is not started")
+        broker, self._broker = self._broker, None
+        await broker.shutdown()
+        self.broker_restarts += 1
+        async with asyncio.timeout(_RESTART_TIMEOUT_S):
+            await self._disconnected.wait()
+            while True:
+                fresh = Broker(broker_config(self.host, self.port))
+                try:
+                    await fresh.start()
+                except BrokerError:
+                    # The old listening socket may not be gone yet: same port or nothing.
+                    await asyncio.sleep(_REBIND_RETRY_S)
+                    continue
+                self._broker = fresh
+                break
+            await self._connected.wait()
+        log.info("victron gx broker restarted", portal=self.portal_id, port=self.port)
+
+    async def drop_connections(self) -> int:
+        """Reset every network client of the broker and of the Modbus face; returns how many.
+
+        The GX's own in-process client is not a network client and stays connected.
+        """
+        dropped = 0
+        if self._broker is not None:
+            dropped = abort_broker_clients(self._broker, keep=frozenset({self._client_id}))
+        return dropped + await self._front.drop_connections()
 
     # --- MQTT -----------------------------------------------------------------------------------
 
@@ -212,7 +326,7 @@ class VictronGxDevice:
         portal = self.portal_id
         while True:
             client = aiomqtt.Client(
-                self.host, self.port, identifier=f"gx-{portal}", timeout=_CONNECT_TIMEOUT_S
+                self.host, self.port, identifier=self._client_id, timeout=_CONNECT_TIMEOUT_S
             )
             try:
                 async with client:
@@ -221,6 +335,7 @@ class VictronGxDevice:
                     )
                     await client.subscribe(f"R/{portal}/#")
                     await client.subscribe(f"W/{portal}/#")
+                    self._disconnected.clear()
                     self._connected.set()
                     changes = asyncio.create_task(
                         self._publish_changes(client), name=f"victron-gx-{portal}-changes"
@@ -236,7 +351,12 @@ class VictronGxDevice:
                 log.warning("victron gx client lost its broker", portal=portal, error=str(exc))
             finally:
                 self._connected.clear()
+                self._disconnected.set()
             await asyncio.sleep(_RECONNECT_DELAY_S)
+
+    @property
+    def _client_id(self) -> str:
+        return f"gx-{self.portal_id}"
 
     async def _publish(self, client: aiomqtt.Client, path: str, value: JsonValue) -> None:
         await client.publish(
@@ -288,7 +408,7 @@ class VictronGxDevice:
 
     # --- Modbus TCP -----------------------------------------------------------------------------
 
-    async def _start_modbus(self, port: int) -> None:
+    async def _start_modbus(self) -> None:
         truth = self._physics.truth()
         system = system_registers(truth, self._gx)
         vebus = vebus_registers(truth, self._gx)
@@ -311,11 +431,12 @@ class VictronGxDevice:
                 action=self._modbus_action(vebus=True),
             ),
         ]
-        server = ModbusTcpServer(devices, address=(self.host, port))
+        # pymodbus serves on an internal port; the front owns the public one and plays the faults.
+        server = ModbusTcpServer(devices, address=(self.host, 0))
         await server.serve_forever(background=True)
         self._modbus = server
         listener = cast("asyncio.Server", server.transport)
-        self.modbus_port = int(listener.sockets[0].getsockname()[1])
+        await self._front.start(int(listener.sockets[0].getsockname()[1]))
 
     def _modbus_action(self, *, vebus: bool) -> Callable[..., Any]:
         async def action(  # noqa: PLR0917 - signature fixed by pymodbus SimDevice
@@ -326,7 +447,11 @@ class VictronGxDevice:
             registers: list[int],
             set_values: list[int] | list[bool] | None,
         ) -> ExcCodes | None:
-            del function_code, count
+            del function_code
+            if set_values is not None and self.faults.ignore_writes:
+                offset = address - start_address
+                set_values[:] = registers[offset : offset + count]  # type: ignore[assignment]
+                return None
             if set_values is not None:
                 writes = []
                 for i, raw in enumerate(set_values):

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck check bench clean
+.PHONY: demo test lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ lint: $(VENV)/.installed-dev
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m bench.command_latency --quick
+	$(BIN)/python -m bench.live_status --quick
+	$(BIN)/python -m bench.scale --quick
+	$(BIN)/python -m bench.memory --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

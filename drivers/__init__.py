@@ -7,8 +7,10 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from drivers.base import Driver
+from drivers.mqtt_battery import MqttBatteryDriver
 from drivers.sunspec import SunSpecDriver
 from drivers.transport import Transports
+from drivers.victron_gx import VictronGxDriver
 
 __all__ = ["DRIVERS", "DriverClass"]
 
@@ -24,4 +26,8 @@ class DriverClass(Protocol):
     def __call__(self, name: str, options: Any, transports: Transports, /) -> Driver: ...
 
 
-DRIVERS: dict[str, DriverClass] = {"sunspec": SunSpecDriver}
+DRIVERS: dict[str, DriverClass] = {
+    "sunspec": SunSpecDriver,
+    "victron_gx": VictronGxDriver,
+    "mqtt_battery": MqttBatteryDriver,
+}

@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import os
 import time
+import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
@@ -143,6 +144,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     tasks: list[asyncio.Task[None]] = []
     handles: list[DeviceHandle] = []
     proxies = app[PROXIES]
+    zones = await asyncio.to_thread(
+        lambda: {s.time_zone: zoneinfo.ZoneInfo(s.time_zone) for s in config.sites})
     try:
         for site_config in config.sites:
             devices = []
@@ -151,7 +154,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
                 options = driver_cls.options_model.model_validate(dev.options)
                 devices.append(DeviceHandle(dev, driver_cls(dev.name, options, transports)))
             handles.extend(devices)
-            site = Site(site_config, devices, store,
+            site = Site(site_config, devices, store, tz=zones[site_config.time_zone],
                         command_timeout_s=config.gateway.command_timeout_s, clock=app[CLOCK])
             await site.load()
             history_service.add_site(site)

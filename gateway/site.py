@@ -80,11 +80,12 @@ class Site:
 
     def __init__(
         self, config: SiteConfig, devices: list[DeviceHandle], store: Store, *,
-        command_timeout_s: float = 5.0, clock: Clock = utc_now,
+        command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
     ) -> None:
         self.config = config
         self.id = config.energy_site_id
-        self.tz = zoneinfo.ZoneInfo(config.time_zone)
+        # pass tz loaded off the loop: ZoneInfo reads the tz database on first use
+        self.tz = tz or zoneinfo.ZoneInfo(config.time_zone)
         self.devices = devices
         self.settings = SiteSettings()
         self.admin_storm_alert = False

@@ -31,6 +31,9 @@ class SimDeviceConfig(_Strict):
 
     id: str = Field(min_length=1)
     kind: Literal["sunspec"]
+    # hybrid: inverter + battery + meter models; pv: a PV inverter with a grid meter only (the
+    # battery of such a home is another device, e.g. an mqtt_battery)
+    profile: Literal["hybrid", "pv"] = "hybrid"
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)
     unit_id: int = Field(default=1, ge=1, le=247)

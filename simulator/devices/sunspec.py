@@ -32,6 +32,7 @@ from simulator.devices.sunspec_map import (
     default_layout,
     default_stored,
     encode_image,
+    pv_layout,
 )
 from simulator.faults import DeviceStats, FaultPlan
 from simulator.physics import FirmwareSettings, HomePhysics
@@ -63,7 +64,7 @@ class SunSpecDevice:
     ) -> None:
         self.id = config.id
         self.config = config
-        self.layout: Layout = default_layout()
+        self.layout: Layout = default_layout() if config.profile == "hybrid" else pv_layout()
         self.nameplate = Nameplate.from_config(home, config)
         self._physics = physics
         self._stored: dict[Key, float] = default_stored(self.nameplate)

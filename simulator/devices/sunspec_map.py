@@ -22,6 +22,8 @@ from simulator.physics import FirmwareSettings, HomeTruth
 BASE_ADDRESS = 40000
 #: Models served, in this order, after the "SunS" marker.
 MODEL_IDS: tuple[int, ...] = (1, 103, 120, 123, 124, 802, 203)
+#: A PV-only inverter with a grid meter (no storage models): the solar face of a mixed site.
+PV_MODEL_IDS: tuple[int, ...] = (1, 103, 120, 123, 203)
 SUNS_MARKER = (0x5375, 0x6E53)
 END_MODEL = (0xFFFF, 0)
 
@@ -168,8 +170,15 @@ def default_layout() -> Layout:
     return build_layout()
 
 
+@functools.cache
+def pv_layout() -> Layout:
+    """The layout of PV_MODEL_IDS at BASE_ADDRESS (cached)."""
+    return build_layout(PV_MODEL_IDS)
+
+
 # Load the JSON now, at import time: later calls happen on the event loop, where file I/O blocks.
 default_layout()
+pv_layout()
 
 
 # --- scale factors and value conversion ---------------------------------------------------------
@@ -355,13 +364,15 @@ def charge_status(truth: HomeTruth) -> int:
 
 
 def point_values(
-    plate: Nameplate, truth: HomeTruth, firmware: FirmwareSettings, stored: Mapping[Key, float]
+    plate: Nameplate, truth: HomeTruth, firmware: FirmwareSettings, stored: Mapping[Key, float],
+    *, with_storage: bool = True,
 ) -> dict[Key, Value]:
     """Engineering values of every implemented point (SunSpec units; signs as in the contract).
 
-    Points missing from the result are served as "not implemented".
+    Points missing from the result are served as "not implemented". Without storage (a PV-only
+    inverter) the AC output is the solar power alone and the nameplate says PV.
     """
-    ac_w = truth.solar_w + truth.battery_w
+    ac_w = truth.solar_w + truth.battery_w if with_storage else truth.solar_w
     ac_a = abs(ac_w) / NOMINAL_AC_V
     grid_a = truth.grid_w / NOMINAL_AC_V
     ahr = plate.capacity_wh / NOMINAL_BATTERY_V
@@ -398,7 +409,7 @@ def point_values(
         (103, "EvtVnd3"): 0,
         (103, "EvtVnd4"): 0,
         # 120: nameplate.
-        (120, "DERTyp"): 82,  # PV_STOR
+        (120, "DERTyp"): 82 if with_storage else 4,  # PV_STOR / PV
         (120, "WRtg"): plate.inverter_max_w,
         (120, "VARtg"): plate.inverter_max_w,
         (120, "VArRtgQ1"): plate.inverter_max_w,
@@ -479,6 +490,9 @@ def point_values(
     }
     values.update(stored)
     values.update(SCALE_FACTORS)
+    if not with_storage:  # a PV inverter has no storage ratings
+        for name in ("WHRtg", "AhrRtg", "MaxChaRte", "MaxDisChaRte"):
+            values.pop((120, name), None)
     return values
 
 
@@ -490,7 +504,8 @@ def encode_image(
     stored: Mapping[Key, float],
 ) -> list[int]:
     """The full register image from `layout.base` through the end marker."""
-    values = point_values(plate, truth, firmware, stored)
+    with_storage = any(m.model_id == 124 for m in layout.models)
+    values = point_values(plate, truth, firmware, stored, with_storage=with_storage)
     image = list(SUNS_MARKER)
     for m in layout.models:
         for p in m.points.values():

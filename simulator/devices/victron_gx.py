@@ -64,6 +64,27 @@ _REBIND_RETRY_S = 0.05
 _RECONNECT_DELAY_S = 0.2
 
 
+async def shutdown_broker(broker: Broker, timeout_s: float = 3.0) -> None:
+    """Shut an amqtt broker down, bounded in time.
+
+    amqtt's client reader waits with asyncio.wait_for, which on Python 3.11 can swallow the
+    cancel its shutdown sends and then wait forever; past the deadline the broker's remaining
+    tasks are cancelled until they are gone, so a Ctrl-C or a test teardown never hangs.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await broker.shutdown()
+    except TimeoutError:
+        current = asyncio.current_task()
+        stuck = [t for t in asyncio.all_tasks()
+                 if t is not current and "amqtt" in repr(t.get_coro())]
+        while stuck:
+            for task in stuck:
+                task.cancel()
+            _, pending = await asyncio.wait(stuck, timeout=0.1)
+            stuck = list(pending)
+
+
 def broker_config(host: str, port: int) -> dict[str, Any]:
     """A quiet amqtt broker config: one TCP listener, anonymous access, no $SYS or packet logging."""
     return {
@@ -267,7 +288,7 @@ class VictronGxDevice:
                 await task
         if self._broker is not None:
             broker, self._broker = self._broker, None
-            await broker.shutdown()
+            await shutdown_broker(broker)
         await self._front.stop()
         if self._modbus is not None:
             server, self._modbus = self._modbus, None
@@ -291,7 +312,7 @@ class VictronGxDevice:
         if self._broker is None:
             raise RuntimeError("the GX is not started")
         broker, self._broker = self._broker, None
-        await broker.shutdown()
+        await shutdown_broker(broker)
         self.broker_restarts += 1
         async with asyncio.timeout(_RESTART_TIMEOUT_S):
             await self._disconnected.wait()

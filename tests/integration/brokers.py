@@ -14,7 +14,7 @@ from typing import Literal
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
 
-from simulator.devices.victron_gx import broker_config
+from simulator.devices.victron_gx import broker_config, shutdown_broker
 
 HOST = "127.0.0.1"
 MOSQUITTO_FALLBACK = "/usr/sbin/mosquitto"
@@ -129,7 +129,7 @@ class RunningBroker(tuple[str, int]):
         """Stop the broker (mosquitto: SIGTERM, then SIGKILL after a grace period); idempotent."""
         if self._amqtt is not None:
             broker, self._amqtt = self._amqtt, None
-            await broker.shutdown()
+            await shutdown_broker(broker)
         if self._proc is not None:
             proc, self._proc = self._proc, None
             if proc.returncode is None:

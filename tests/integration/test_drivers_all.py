@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -14,22 +15,62 @@ from pydantic import ValidationError
 from drivers import DRIVERS
 from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Driver
 from drivers.errors import DeviceUnreachable
-from drivers.transport import ModbusPool, Transports
-from simulator import Endpoint, HomeConfig, SimDeviceConfig, Simulator, SimulatorConfig
+from drivers.transport import ModbusPool, MqttPool, Transports
+from simulator import (
+    DeviceConfig,
+    Endpoint,
+    HomeConfig,
+    MqttBatteryConfig,
+    SimDeviceConfig,
+    Simulator,
+    SimulatorConfig,
+    VictronGxConfig,
+)
+from tests.integration.brokers import mqtt_broker
 
 
 @dataclass(frozen=True)
 class Twin:
-    """How to stand a driver's device up in the simulator and point the driver at it."""
+    """How to stand a driver's device up in the simulator and point the driver at it.
 
-    device: Callable[[], SimDeviceConfig]
+    ``device`` gets the port of a test broker when ``needs_broker`` (a device that is an MQTT
+    client of a broker it does not own), else 0.
+    """
+
+    device: Callable[[int], DeviceConfig]
     options: Callable[[Endpoint], dict[str, Any]]
+    needs_broker: bool = False
+
+
+def _mqtt_battery_options(ep: Endpoint) -> dict[str, Any]:
+    state = "{base}/state"
+    return {
+        "host": ep.host, "port": ep.port, "base_topic": "sim/battery1", "connect_timeout_s": 1.0,
+        "availability_topic": "{base}/availability",
+        "points": {
+            "soc_pct": {"state_topic": state, "value_path": "soc"},
+            "battery_w": {"state_topic": state, "value_path": "power"},
+            "reserve_pct": {"state_topic": state, "value_path": "reserve",
+                            "command_topic": "{base}/set/reserve"},
+        },
+    }  # fmt: skip
 
 
 TWINS: dict[str, Twin] = {
     "sunspec": Twin(
-        device=lambda: SimDeviceConfig(id="device", kind="sunspec"),
+        device=lambda _: SimDeviceConfig(id="device", kind="sunspec"),
         options=lambda ep: {"host": ep.host, "port": ep.port, "unit_id": ep.unit_id},
+    ),
+    "victron_gx": Twin(
+        device=lambda _: VictronGxConfig(id="device", kind="victron_gx"),
+        options=lambda ep: {"host": ep.host, "port": ep.port, "connect_timeout_s": 1.0},
+    ),
+    "mqtt_battery": Twin(
+        device=lambda port: MqttBatteryConfig(
+            id="device", kind="mqtt_battery", broker_port=port, publish_interval_s=0.1
+        ),
+        options=_mqtt_battery_options,
+        needs_broker=True,
     ),
 }
 
@@ -42,7 +83,9 @@ def free_port() -> int:
 
 @pytest.fixture
 async def transports() -> AsyncIterator[Transports]:
-    t = Transports(modbus=ModbusPool(timeout_s=0.5, backoff_max_s=0.3))
+    t = Transports(
+        modbus=ModbusPool(timeout_s=0.5, backoff_max_s=0.3), mqtt=MqttPool(timeout_s=0.5, backoff_max_s=0.3)
+    )
     yield t
     await t.close()
 
@@ -54,12 +97,14 @@ def test_every_driver_has_a_simulated_twin() -> None:
 @pytest.mark.parametrize("kind", sorted(DRIVERS))
 async def test_driver_reads_its_twin(kind: str, transports: Transports) -> None:
     twin = TWINS[kind]
-    config = SimulatorConfig(
-        start=datetime(2026, 6, 21, 12, 0, tzinfo=UTC),
-        tick_s=0,
-        homes=[HomeConfig(id="home-1", devices=[twin.device()])],
-    )
-    async with Simulator(config) as sim:
+    async with contextlib.AsyncExitStack() as stack:
+        broker_port = (await stack.enter_async_context(mqtt_broker())).port if twin.needs_broker else 0
+        config = SimulatorConfig(
+            start=datetime(2026, 6, 21, 12, 0, tzinfo=UTC),
+            tick_s=0,
+            homes=[HomeConfig(id="home-1", devices=[twin.device(broker_port)])],
+        )
+        sim = await stack.enter_async_context(Simulator(config))
         cls = DRIVERS[kind]
         options = cls.options_model.model_validate(twin.options(sim.endpoint("home-1/device")))
         driver = cls(kind, options, transports)

@@ -27,7 +27,7 @@ sites:
 
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "config.example.yaml")
-    assert [s.energy_site_id for s in config.sites] == [1001]
+    assert [s.energy_site_id for s in config.sites] == [1001, 1002, 1003]
     inverter = config.site(1001).devices[0]
     assert inverter.type == "sunspec"
     assert inverter.options["port"] == 15020

@@ -1,0 +1,414 @@
+"""The generic MQTT battery driver: per-point state/command topics, availability, staleness, echo confirm."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Setpoints
+from drivers.errors import DeviceUnreachable, NotConfirmed
+from drivers.mqtt_battery.points import (
+    Missing,
+    PointValue,
+    expand_topic,
+    extract,
+    from_gateway,
+    render_payload,
+    same_point_value,
+    to_gateway,
+)
+from drivers.transport import MqttBroker, Subscription, Transports
+from drivers.transport.mqtt import LatestValues, valid_topic
+
+if TYPE_CHECKING:
+    from drivers import DriverClass
+
+__all__ = [
+    "READ_POINTS",
+    "WRITE_POINTS",
+    "MqttBatteryDriver",
+    "MqttBatteryOptions",
+    "MqttPoints",
+    "ReadPoint",
+    "WritePoint",
+    "capabilities_of",
+]
+
+READ_POINTS = ("soc_pct", "battery_w", "grid_w", "solar_w")
+WRITE_POINTS = ("reserve_pct", "grid_charging", "export_limit_w")
+_BOOLEAN_POINTS = frozenset({"grid_charging"})
+
+
+class ReadPoint(BaseModel):
+    """Where one measured value comes from.
+
+    ``value_path``: dotted path into a JSON payload (``soc``, ``data.battery.power``), None =
+    the raw payload. Gateway value = device value x ``scale``, negated when ``invert_sign``
+    (e.g. ``scale: 1000`` for kW, ``invert_sign: true`` for a battery reporting + while charging).
+    Topics may use ``{base}`` (the device's ``base_topic``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state_topic: str = Field(min_length=1)
+    value_path: str | None = Field(None, pattern=r"^[^.\s]+(\.[^.\s]+)*$")
+    scale: float = 1.0
+    invert_sign: bool = False
+
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("scale must not be 0")
+        return value
+
+
+class WritePoint(ReadPoint):
+    """A setting: read from ``state_topic`` (the echo a write is confirmed on), set via ``command_topic``.
+
+    ``payload_template`` replaces ``{value}`` by the JSON literal of the device value (``20``,
+    ``2.5``, ``true``, ``null`` for "unlimited"), e.g. ``{value}`` or ``{"value": {value}}``.
+    Commands are never retained. ``tolerance``: how far (gateway units) the echo may differ.
+    """
+
+    command_topic: str = Field(min_length=1)
+    payload_template: str = Field("{value}", pattern=r"\{value\}")
+    qos: int = Field(1, ge=0, le=2)
+    retain: Literal[False] = False
+    tolerance: float = Field(0.5, ge=0)
+
+
+class MqttPoints(BaseModel):
+    """The points a device has; capabilities follow from which are configured."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    soc_pct: ReadPoint | None = None  # %
+    battery_w: ReadPoint | None = None  # W, + discharging
+    grid_w: ReadPoint | None = None  # W, + importing
+    solar_w: ReadPoint | None = None  # W
+    reserve_pct: WritePoint | None = None  # %
+    grid_charging: WritePoint | None = None  # bool
+    export_limit_w: WritePoint | None = None  # W, null = unlimited
+
+    @model_validator(mode="after")
+    def _coherent(self) -> MqttPoints:
+        if (self.soc_pct is None) != (self.battery_w is None):
+            raise ValueError("a battery needs both soc_pct and battery_w points (or neither)")
+        if not self.configured():
+            raise ValueError("configure at least one point")
+        return self
+
+    def configured(self) -> dict[str, ReadPoint]:
+        """Every configured point by name (write points included)."""
+        names = (*READ_POINTS, *WRITE_POINTS)
+        return {n: p for n in names if (p := getattr(self, n)) is not None}
+
+    def writable(self) -> dict[str, WritePoint]:
+        """The configured write points by name."""
+        return {n: p for n in WRITE_POINTS if isinstance(p := getattr(self, n), WritePoint)}
+
+
+class MqttBatteryOptions(BaseModel):
+    """Configuration of one generic MQTT device (battery, meter or PV), configured per point.
+
+    ``availability_topic``: an LWT-style topic; ``payload_not_available`` there makes reads fail.
+    ``stale_after_s``: reads fail when a configured point has not been reported for that long.
+    ``capacity_wh`` / ``max_charge_w`` / ``max_discharge_w``: static nameplate values.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str
+    port: int = Field(1883, ge=1, le=65535)
+    base_topic: str | None = Field(None, min_length=1)
+    points: MqttPoints
+    availability_topic: str | None = None
+    payload_available: str = "online"
+    payload_not_available: str = "offline"
+    qos: int = Field(1, ge=0, le=2)  # of the state subscriptions
+    stale_after_s: float = Field(10.0, gt=0)
+    confirm_timeout_s: float = Field(3.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)  # broker connection and first values
+    capacity_wh: float | None = Field(None, gt=0)
+    max_charge_w: float | None = Field(None, gt=0)
+    max_discharge_w: float | None = Field(None, gt=0)
+    manufacturer: str = ""
+    model: str = "MQTT device"
+    serial_number: str = ""
+
+    @model_validator(mode="after")
+    def _topics_expand(self) -> MqttBatteryOptions:
+        for name, topic in self.topics().items():
+            if not valid_topic(topic):
+                raise ValueError(f"{name}: {topic!r} is not a topic (no wildcards)")
+        return self
+
+    def topic(self, template: str) -> str:
+        """A configured topic with ``{base}`` expanded."""
+        return expand_topic(template, self.base_topic)
+
+    def topics(self) -> dict[str, str]:
+        """Every configured topic, expanded, keyed by where it is configured."""
+        out: dict[str, str] = {}
+        for name, point in self.points.configured().items():
+            out[f"{name}.state_topic"] = self.topic(point.state_topic)
+            if isinstance(point, WritePoint):
+                out[f"{name}.command_topic"] = self.topic(point.command_topic)
+        if self.availability_topic is not None:
+            out["availability_topic"] = self.topic(self.availability_topic)
+        return out
+
+
+def capabilities_of(points: MqttPoints) -> frozenset[Capability]:
+    """What a device with these points measures and honours."""
+    caps: set[Capability] = set()
+    if points.soc_pct is not None and points.battery_w is not None:
+        caps.add(Capability.BATTERY)
+    if points.grid_w is not None:
+        caps.add(Capability.GRID_METER)
+    if points.solar_w is not None:
+        caps.add(Capability.SOLAR)
+    if points.reserve_pct is not None:
+        caps.add(Capability.BACKUP_RESERVE)
+    if points.grid_charging is not None:
+        caps.add(Capability.GRID_CHARGING)
+    if points.export_limit_w is not None:
+        caps.add(Capability.EXPORT_LIMIT)
+    return frozenset(caps)
+
+
+class MqttBatteryDriver:
+    """A device speaking plain MQTT (JSON or raw payloads), sharing its broker connection."""
+
+    options_model: ClassVar[type[MqttBatteryOptions]] = MqttBatteryOptions
+
+    def __init__(self, name: str, options: MqttBatteryOptions, transports: Transports) -> None:
+        self.name = name
+        self.options = options
+        self.capabilities: frozenset[Capability] = capabilities_of(options.points)
+        self.values: LatestValues[str, PointValue] = LatestValues()
+        self.available: bool | None = None  # None until the availability topic reports
+        self._points = options.points.configured()
+        self._transports = transports
+        self._broker: MqttBroker | None = None
+        self._subs: list[Subscription] = []
+        self._log = structlog.get_logger("drivers.mqtt_battery").bind(
+            device=name, broker=f"{options.host}:{options.port}"
+        )
+
+    # ----------------------------------------------------------------------- lifecycle
+
+    async def connect(self) -> DeviceInfo:
+        """Join the broker, subscribe the state (and availability) topics, wait for every point.
+
+        Raises:
+            DeviceUnreachable: no broker, the device reports itself offline, or a point was not
+                reported within ``connect_timeout_s``.
+        """
+        broker = self._joined()
+        await broker.wait_connected(self.options.connect_timeout_s)
+        if not self._subs:
+            await self._subscribe(broker)
+        await self.values.wait_until(self._all_reported, self.options.connect_timeout_s)
+        self._check_available()
+        missing = [n for n in self._points if self.values.get(n) is None]
+        if missing:
+            raise DeviceUnreachable(
+                f"{self.name}: no value for {missing} within {self.options.connect_timeout_s} s"
+            )
+        o = self.options
+        return DeviceInfo(
+            manufacturer=o.manufacturer,
+            model=o.model,
+            serial_number=o.serial_number,
+            firmware_version="",
+            battery_capacity_wh=o.capacity_wh,
+            max_charge_w=o.max_charge_w,
+            max_discharge_w=o.max_discharge_w,
+        )
+
+    async def close(self) -> None:
+        """Drop the subscriptions and give back the broker share."""
+        broker, self._broker = self._broker, None
+        subs, self._subs = self._subs, []
+        if broker is not None:
+            for sub in subs:
+                with contextlib.suppress(DeviceUnreachable):
+                    await broker.unsubscribe(sub)
+            await self._transports.mqtt.release(broker)
+
+    # ----------------------------------------------------------------------- reading
+
+    async def read(self) -> DeviceTelemetry:
+        """The latest reported values; ``load_w`` = solar + battery + grid when a grid point exists.
+
+        Raises:
+            DeviceUnreachable: disconnected, offline, or a point older than ``stale_after_s``.
+        """
+        self._fresh()
+
+        def num(name: str) -> float | None:
+            value = self.values.value(name)
+            return None if value is None or isinstance(value, bool) else value
+
+        solar, battery, grid = num("solar_w"), num("battery_w"), num("grid_w")
+        load = None if grid is None else (solar or 0.0) + (battery or 0.0) + grid
+        return DeviceTelemetry(
+            taken_at=datetime.now(UTC),
+            solar_w=solar,
+            battery_w=battery,
+            grid_w=grid,
+            load_w=load,
+            soc_pct=num("soc_pct"),
+            capacity_wh=self.options.capacity_wh,
+        )
+
+    async def read_back(self) -> Setpoints:
+        """The settings as the device reports them (neutral values for settings it lacks).
+
+        Raises:
+            DeviceUnreachable: disconnected, offline, or a point older than ``stale_after_s``.
+        """
+        self._fresh()
+        reserve = self.values.value("reserve_pct")
+        limit = self.values.value("export_limit_w")
+        return Setpoints(
+            reserve_pct=round(reserve) if isinstance(reserve, float) else 0,
+            grid_charging=self.values.value("grid_charging") is True,
+            export_limit_w=round(limit) if isinstance(limit, float) else None,
+        )
+
+    # ----------------------------------------------------------------------- writing
+
+    async def apply(self, setpoints: Setpoints) -> None:
+        """Publish a command for each configured setting that differs, then wait for its echo.
+
+        Raises:
+            NotConfirmed: a state did not show the command within ``confirm_timeout_s``.
+            DeviceUnreachable: disconnected, offline or stale.
+        """
+        self._fresh()
+        broker = self._joined()
+        wanted: dict[str, PointValue] = {
+            "reserve_pct": float(setpoints.reserve_pct),
+            "grid_charging": setpoints.grid_charging,
+            "export_limit_w": None if setpoints.export_limit_w is None else float(setpoints.export_limit_w),
+        }
+        writes: dict[str, PointValue] = {}
+        for name, point in self.options.points.writable().items():
+            current = self.values.get(name)
+            if current is None or not same_point_value(
+                wanted[name], current.value, tolerance=point.tolerance
+            ):
+                writes[name] = wanted[name]
+        if not writes:
+            return
+        mark = self.values.seq
+        for name, value in writes.items():
+            point = self.options.points.writable()[name]
+            device_value = from_gateway(value, scale=point.scale, invert_sign=point.invert_sign)
+            await broker.publish(
+                self.options.topic(point.command_topic),
+                render_payload(point.payload_template, device_value),
+                qos=point.qos,
+                retain=False,  # a retained command would be replayed on every reconnect
+                timeout_s=self.options.confirm_timeout_s,
+            )
+        self._log.info("mqtt_battery.written", writes=writes)
+
+        def echoed() -> bool:
+            return all(self._echo_ok(name, value, mark) for name, value in writes.items())
+
+        if not await self.values.wait_until(echoed, self.options.confirm_timeout_s):
+            actual = {n: self.values.value(n) for n in writes}
+            raise NotConfirmed(
+                f"{self.name}: device reports {actual}, expected {writes}", expected=writes, actual=actual
+            )
+
+    def _echo_ok(self, name: str, value: PointValue, mark: int) -> bool:
+        sample = self.values.get(name)
+        point = self.options.points.writable()[name]
+        return (
+            sample is not None
+            and sample.seq > mark
+            and same_point_value(value, sample.value, tolerance=point.tolerance)
+        )
+
+    # ----------------------------------------------------------------------- internals
+
+    def _joined(self) -> MqttBroker:
+        if self._broker is None:
+            self._broker = self._transports.mqtt.acquire(self.options.host, self.options.port)
+        return self._broker
+
+    def _all_reported(self) -> bool:
+        if self.available is False:
+            return True  # no point waiting: connect() reports the device offline
+        return all(self.values.get(n) is not None for n in self._points)
+
+    def _check_available(self) -> None:
+        if self.available is False:
+            raise DeviceUnreachable(f"{self.name}: device reports itself offline")
+
+    def _fresh(self) -> None:
+        broker = self._broker
+        if broker is None or not self._subs:
+            raise DeviceUnreachable(f"{self.name}: not connected")
+        if not broker.connected:
+            raise DeviceUnreachable(f"{self.name}: broker {broker.host}:{broker.port} disconnected")
+        self._check_available()
+        now = asyncio.get_running_loop().time()
+        for name in self._points:
+            sample = self.values.get(name)
+            if sample is None or now - sample.at > self.options.stale_after_s:
+                age = "never" if sample is None else f"{now - sample.at:.1f} s ago"
+                raise DeviceUnreachable(f"{self.name}: {name} stale (last reported {age})")
+
+    async def _subscribe(self, broker: MqttBroker) -> None:
+        by_topic: dict[str, list[str]] = {}
+        for name, point in self._points.items():
+            by_topic.setdefault(self.options.topic(point.state_topic), []).append(name)
+        if self.options.availability_topic is not None:
+            topic = self.options.topic(self.options.availability_topic)
+            self._subs.append(await broker.subscribe(topic, self._on_availability, qos=self.options.qos))
+        for topic, names in by_topic.items():
+            handler = self._state_handler(names)
+            self._subs.append(await broker.subscribe(topic, handler, qos=self.options.qos))
+
+    def _state_handler(self, names: list[str]) -> Callable[[str, bytes, bool], None]:
+        def on_state(topic: str, payload: bytes, retained: bool) -> None:
+            del topic, retained
+            now = asyncio.get_running_loop().time()
+            for name in names:
+                point = self._points[name]
+                raw = extract(payload, point.value_path)
+                value = (
+                    raw if isinstance(raw, Missing)
+                    else to_gateway(raw, boolean=name in _BOOLEAN_POINTS,
+                                    scale=point.scale, invert_sign=point.invert_sign)
+                )  # fmt: skip
+                if not isinstance(value, Missing):
+                    self.values.put(name, value, now)
+
+        return on_state
+
+    def _on_availability(self, topic: str, payload: bytes, retained: bool) -> None:
+        del topic, retained
+        text = payload.decode("utf-8", errors="replace").strip()
+        if text == self.options.payload_available:
+            self.available = True
+        elif text == self.options.payload_not_available:
+            self.available = False
+            self._log.info("mqtt_battery.offline")
+        self.values.touch(asyncio.get_running_loop().time())
+
+
+if TYPE_CHECKING:  # mypy proves the class fits the registry's protocol; nothing runs
+    _fits_registry: DriverClass = MqttBatteryDriver

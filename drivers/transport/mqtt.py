@@ -1,0 +1,483 @@
+"""Shared MQTT connections: one client per broker, a reconnect loop that re-subscribes, topic routing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import aiomqtt
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from drivers.errors import DeviceUnreachable
+
+__all__ = [
+    "Handler",
+    "LatestValues",
+    "MqttBroker",
+    "MqttPool",
+    "Sample",
+    "Subscription",
+    "topic_matches",
+    "valid_filter",
+    "valid_topic",
+]
+
+_log = structlog.get_logger("drivers.transport.mqtt")
+
+_RECONNECT_PAUSE_S = 0.25  # before the first attempt after a lost connection
+
+Handler = Callable[[str, bytes, bool], None]
+"""Called with (topic, payload, retained) for every message matching a subscription's filter."""
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+# --------------------------------------------------------------------------- pure topic rules
+
+
+def valid_topic(topic: str) -> bool:
+    """True if ``topic`` may be published to (non-empty, no wildcards, no NUL)."""
+    return bool(topic) and not any(c in topic for c in "+#\0")
+
+
+def valid_filter(topic_filter: str) -> bool:
+    """True if ``topic_filter`` is a valid MQTT subscription filter (``+`` and ``#`` used whole)."""
+    if not topic_filter or "\0" in topic_filter:
+        return False
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return False
+        if "+" in level and level != "+":
+            return False
+    return True
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """True if ``topic`` matches ``topic_filter`` (MQTT 3.1.1 §4.7, incl. the ``$`` rule).
+
+    Wildcards at the first level never match topics starting with ``$`` (``$SYS/...``).
+    """
+    if topic.startswith("$") and topic_filter[:1] in {"+", "#"}:
+        return False
+    f_levels = topic_filter.split("/")
+    t_levels = topic.split("/")
+    for i, f in enumerate(f_levels):
+        if f == "#":
+            return True  # also matches the parent level itself ("a/#" matches "a")
+        if i >= len(t_levels):
+            return False
+        if f not in {"+", t_levels[i]}:
+            return False
+    return len(f_levels) == len(t_levels)
+
+
+# --------------------------------------------------------------------------- latest values
+
+
+@dataclass(frozen=True, slots=True)
+class Sample(Generic[V]):
+    """A value as received: ``at`` in monotonic seconds, ``seq`` the cache's arrival counter."""
+
+    value: V
+    at: float
+    seq: int
+
+
+class LatestValues(Generic[K, V]):
+    """The latest value per key, with arrival order and waiters for "a newer value arrived".
+
+    Time is passed in (``now``, monotonic seconds), so the store itself never reads a clock.
+    """
+
+    def __init__(self) -> None:
+        self._samples: dict[K, Sample[V]] = {}
+        self._seq = 0
+        self._last_at: float | None = None
+        self._waiters: set[asyncio.Event] = set()
+
+    @property
+    def seq(self) -> int:
+        """Arrival counter of the newest value (0 before the first)."""
+        return self._seq
+
+    @property
+    def last_at(self) -> float | None:
+        """Monotonic time of the newest value of any key, None before the first."""
+        return self._last_at
+
+    def put(self, key: K, value: V, now: float) -> None:
+        """Store ``value`` for ``key`` received at ``now`` and wake every waiter."""
+        self._seq += 1
+        self._samples[key] = Sample(value, now, self._seq)
+        self._last_at = now
+        for event in self._waiters:
+            event.set()
+
+    def touch(self, now: float) -> None:
+        """Note that something arrived at ``now`` without a value (e.g. a status); wakes waiters."""
+        self._last_at = now
+        for event in self._waiters:
+            event.set()
+
+    def get(self, key: K) -> Sample[V] | None:
+        """The latest sample of ``key``, None if none arrived."""
+        return self._samples.get(key)
+
+    def value(self, key: K, default: V | None = None) -> V | None:
+        """The latest value of ``key``, ``default`` if none arrived."""
+        sample = self._samples.get(key)
+        return default if sample is None else sample.value
+
+    def snapshot(self) -> dict[K, V]:
+        """Every key's latest value."""
+        return {k: s.value for k, s in self._samples.items()}
+
+    def clear(self) -> None:
+        """Forget every value (e.g. after the device changed)."""
+        self._samples.clear()
+        self._last_at = None
+
+    async def wait_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Wait until ``done()`` holds, re-checking after every ``put``; False after ``timeout_s``."""
+        if done():
+            return True
+        event = asyncio.Event()
+        self._waiters.add(event)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not done():
+                    await event.wait()
+                    event.clear()
+        except TimeoutError:
+            return done()
+        else:
+            return True
+        finally:
+            self._waiters.discard(event)
+
+
+# --------------------------------------------------------------------------- connections
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One registered filter and its handler; give it back with ``MqttBroker.unsubscribe``."""
+
+    topic_filter: str
+    handler: Handler
+    qos: int = 1
+    active: bool = field(default=True, init=False)
+
+
+def _deliver_cancellation() -> None:
+    # aiomqtt awaits acknowledgements with asyncio.wait_for, which on Python 3.11 can drop a
+    # cancellation that races the answer; re-raise it here so the caller really stops.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+class MqttBroker:
+    """One broker (host, port): a single aiomqtt client shared by every device on it.
+
+    A background task connects, re-issues every registered filter after each (re)connect and
+    routes each incoming message to the subscriptions whose filter matches its topic — messages
+    matching none are dropped (amqtt pushes retained messages of other clients' filters). Lost
+    connections are re-made with capped, jittered exponential backoff (tenacity, the one retry
+    layer; aiomqtt never reconnects by itself). Handlers run on the loop and must not block.
+    """
+
+    def __init__(
+        self, host: str, port: int, *, timeout_s: float, backoff_max_s: float, client_prefix: str
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.timeout_s = timeout_s
+        self.backoff_max_s = backoff_max_s
+        self.client_prefix = client_prefix
+        #: MQTT client id of the current (or last) connection.
+        self.client_id = ""
+        #: Successful connections so far (each reconnect adds one).
+        self.connections = 0
+        self._subs: list[Subscription] = []
+        self._filters: dict[str, int] = {}  # filter -> qos sent to the broker
+        self._sub_lock = asyncio.Lock()
+        self._client: aiomqtt.Client | None = None
+        self._up = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._listeners: list[Callable[[], None]] = []
+        self._users = 0
+        self._log = _log.bind(broker=f"{host}:{port}")
+
+    def __repr__(self) -> str:
+        return f"MqttBroker({self.host}:{self.port}, connected={self.connected})"
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up and every filter has been (re-)subscribed."""
+        return self._up.is_set()
+
+    def start(self) -> None:
+        """Start the connection task (idempotent; ``acquire`` calls it)."""
+        if self._closed:
+            return
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"mqtt {self.host}:{self.port}")
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        """Wait for the connection (``timeout_s`` default: the pool's timeout).
+
+        Raises:
+            DeviceUnreachable: closed, or not connected within the timeout.
+        """
+        if self._closed:
+            raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: connection closed")
+        if self._up.is_set():
+            return
+        self.start()
+        wait = self.timeout_s if timeout_s is None else timeout_s
+        try:
+            async with asyncio.timeout(wait):
+                await self._up.wait()
+        except TimeoutError as exc:
+            raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: not connected within {wait} s") from exc
+
+    def on_connect(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` after every (re)connect, once filters are re-subscribed; returns a remover."""
+        self._listeners.append(callback)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return remove
+
+    async def subscribe(self, topic_filter: str, handler: Handler, *, qos: int = 1) -> Subscription:
+        """Route messages matching ``topic_filter`` to ``handler`` from now on, across reconnects.
+
+        The filter is sent to the broker at once when connected, else on the next connect.
+        Retained messages may reach ``handler`` before this returns.
+
+        Raises:
+            ValueError: ``topic_filter`` is not a valid filter or ``qos`` not 0..2.
+        """
+        if not valid_filter(topic_filter) or qos not in {0, 1, 2}:
+            raise ValueError(f"invalid subscription {topic_filter!r} qos {qos}")
+        sub = Subscription(topic_filter, handler, qos)
+        async with self._sub_lock:
+            self._subs.append(sub)  # before SUBSCRIBE: retained messages follow the SUBACK at once
+            sent = self._filters.get(topic_filter)
+            if sent is None or sent < qos:
+                self._filters[topic_filter] = qos
+                client = self._client
+                if client is not None and self._up.is_set():
+                    try:
+                        await client.subscribe(topic_filter, qos=qos, timeout=self.timeout_s)
+                    except aiomqtt.MqttError as exc:
+                        # The session is ending; the next connect subscribes every filter anyway.
+                        self._log.warning("mqtt.subscribe_failed", filter=topic_filter, error=str(exc))
+        _deliver_cancellation()
+        return sub
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        """Stop routing to ``sub``; the broker is told when no other subscription uses its filter."""
+        sub.active = False
+        async with self._sub_lock:
+            with contextlib.suppress(ValueError):
+                self._subs.remove(sub)
+            if any(s.topic_filter == sub.topic_filter for s in self._subs):
+                return
+            self._filters.pop(sub.topic_filter, None)
+            client = self._client
+            if client is not None and self._up.is_set():
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.unsubscribe(sub.topic_filter, timeout=self.timeout_s)
+        _deliver_cancellation()
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout_s: float | None = None,
+    ) -> None:
+        """Publish once (QoS 1/2: until the broker acknowledges).
+
+        Waits up to ``timeout_s`` (default: the pool's timeout) for a connection first; nothing is
+        queued across a disconnect — the caller decides whether to send again.
+
+        Raises:
+            DeviceUnreachable: not connected, or no acknowledgement within the timeout.
+            ValueError: ``topic`` contains wildcards or ``qos`` is not 0..2.
+        """
+        if not valid_topic(topic) or qos not in {0, 1, 2}:
+            raise ValueError(f"invalid publish to {topic!r} qos {qos}")
+        wait = self.timeout_s if timeout_s is None else timeout_s
+        await self.wait_connected(wait)
+        client = self._client
+        if client is None:
+            raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: connection lost")
+        try:
+            async with asyncio.timeout(wait):
+                await client.publish(topic, payload, qos=qos, retain=retain, timeout=wait)
+        except (TimeoutError, aiomqtt.MqttError) as exc:
+            raise DeviceUnreachable(
+                f"mqtt {self.host}:{self.port}: publish to {topic} failed: {exc}"
+            ) from exc
+        _deliver_cancellation()
+
+    async def aclose(self) -> None:
+        """Disconnect and stop reconnecting; later calls raise DeviceUnreachable."""
+        self._closed = True
+        self._up.clear()
+        task, self._task = self._task, None
+        # aiomqtt's wait_for (3.11) can swallow a cancellation racing an answer: cancel until gone.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        self._subs.clear()
+        self._filters.clear()
+
+    # ----------------------------------------------------------------------- connection task
+
+    async def _run(self) -> None:
+        while not self._closed:
+            try:
+                client = await self._connect()
+            except DeviceUnreachable:
+                return  # closed while connecting
+            except Exception:
+                # Waiters time out with DeviceUnreachable; the next wait_connected starts anew.
+                self._log.exception("mqtt.connect_failed")
+                return
+            try:
+                await self._session(client)
+            except aiomqtt.MqttError as exc:
+                self._log.warning("mqtt.connection_lost", error=str(exc))
+            except Exception:
+                self._log.exception("mqtt.session_failed")
+            finally:
+                self._up.clear()
+                self._client = None
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.__aexit__(None, None, None)
+            # A broker going down may still accept connections while it shuts down (amqtt does):
+            # reconnecting at once could land on the dying instance, which never routes again.
+            await asyncio.sleep(min(_RECONNECT_PAUSE_S, self.backoff_max_s))
+
+    async def _connect(self) -> aiomqtt.Client:
+        retrying = AsyncRetrying(
+            wait=wait_exponential_jitter(
+                multiplier=0.05, max=self.backoff_max_s, jitter=self.backoff_max_s / 10
+            ),
+            retry=retry_if_exception_type(aiomqtt.MqttError),
+            stop=lambda _: self._closed,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    # Built inside the running loop (aiomqtt needs it); clean session each time,
+                    # under a fresh id: a broker still holding the dropped session under the old
+                    # id would take the new one over or reap its subscriptions (amqtt does).
+                    self.client_id = f"{self.client_prefix}-{secrets.token_hex(4)}"
+                    client = aiomqtt.Client(
+                        self.host, self.port, identifier=self.client_id, timeout=self.timeout_s,
+                        keepalive=max(5, int(self.timeout_s * 10)),
+                    )  # fmt: skip
+                    await client.__aenter__()
+                    return client
+        except aiomqtt.MqttError as exc:
+            raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: closed") from exc
+        raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: closed")  # pragma: no cover
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        async with self._sub_lock:
+            for topic_filter, qos in list(self._filters.items()):
+                await client.subscribe(topic_filter, qos=qos, timeout=self.timeout_s)
+            self._client = client
+            self.connections += 1
+            self._up.set()
+        self._log.info("mqtt.connected", filters=len(self._filters), connections=self.connections)
+        for callback in list(self._listeners):
+            try:
+                callback()
+            except Exception:
+                self._log.exception("mqtt.on_connect_failed")
+        async for message in client.messages:
+            self._dispatch(str(message.topic), _payload_bytes(message.payload), bool(message.retain))
+
+    def _dispatch(self, topic: str, payload: bytes, retained: bool) -> None:
+        for sub in list(self._subs):
+            if sub.active and topic_matches(sub.topic_filter, topic):
+                try:
+                    sub.handler(topic, payload, retained)
+                except Exception:
+                    self._log.exception("mqtt.handler_failed", topic=topic)
+
+
+def _payload_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+class MqttPool:
+    """Ref-counted MQTT connections, one per broker (host, port) for the whole process.
+
+    Args:
+        timeout_s: connect / acknowledgement deadline in seconds (also the wait for a connection).
+        backoff_max_s: cap of the reconnect backoff in seconds.
+        client_prefix: MQTT client id prefix; a random suffix per connection keeps clients apart.
+    """
+
+    def __init__(
+        self, *, timeout_s: float = 2.0, backoff_max_s: float = 10.0, client_prefix: str = "energy-gateway"
+    ) -> None:
+        self.timeout_s = timeout_s
+        self.backoff_max_s = backoff_max_s
+        self.client_prefix = client_prefix
+        self._brokers: dict[tuple[str, int], MqttBroker] = {}
+
+    def acquire(self, host: str, port: int) -> MqttBroker:
+        """The shared connection to (host, port), connecting in the background; needs one ``release``."""
+        key = (host, port)
+        broker = self._brokers.get(key)
+        if broker is None:
+            broker = MqttBroker(
+                host, port, timeout_s=self.timeout_s, backoff_max_s=self.backoff_max_s,
+                client_prefix=self.client_prefix,
+            )  # fmt: skip
+            self._brokers[key] = broker
+        broker._users += 1
+        broker.start()
+        return broker
+
+    async def release(self, broker: MqttBroker) -> None:
+        """Give back one share of ``broker``; the last release disconnects."""
+        key = (broker.host, broker.port)
+        if self._brokers.get(key) is not broker:
+            return
+        broker._users -= 1
+        if broker._users <= 0:
+            del self._brokers[key]
+            await broker.aclose()
+
+    async def close(self) -> None:
+        """Disconnect every broker (process shutdown)."""
+        brokers = list(self._brokers.values())
+        self._brokers.clear()
+        for broker in brokers:
+            await broker.aclose()

@@ -1,0 +1,314 @@
+"""Pure Victron GX (dbus-flashmq) codec: topics, {"value": x} payloads, paths <-> telemetry/setpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from drivers.base import DeviceTelemetry, Setpoints
+
+__all__ = [
+    "ACTIVE_IN_SOURCE",
+    "BATTERY_LIFE_STATE",
+    "BATTERY_POWER",
+    "BATTERY_SOC",
+    "CONSUMPTION_POWER",
+    "FIRMWARE_VERSION",
+    "FULL_PUBLISH_COMPLETED",
+    "GONE",
+    "GRID_POWER",
+    "KEEPALIVE_FULL",
+    "KEEPALIVE_SUPPRESS",
+    "MAX_FEED_IN_POWER",
+    "MIN_SOC_LIMIT",
+    "PREVENT_FEEDBACK",
+    "PV_ON_GRID_POWER",
+    "PV_ON_OUTPUT_POWER",
+    "PV_POWER",
+    "SERIAL",
+    "SERIAL_DISCOVERY_FILTER",
+    "SOURCE_NOT_CONNECTED",
+    "STATE_KEEP_CHARGED",
+    "STATE_OPTIMIZED",
+    "STORM_ALERT",
+    "Gone",
+    "JsonValue",
+    "VebusPaths",
+    "decode_value",
+    "encode_write",
+    "keepalive_topic",
+    "n_filter",
+    "n_topic",
+    "parse_n_topic",
+    "portal_of_serial_topic",
+    "r_topic",
+    "same_value",
+    "setpoint_writes",
+    "setpoints_from",
+    "telemetry_from",
+    "w_topic",
+]
+
+JsonValue = int | float | str | bool | None
+
+SERIAL = "system/0/Serial"
+PV_POWER = "system/0/Dc/Pv/Power"  # W, DC-coupled PV
+BATTERY_POWER = "system/0/Dc/Battery/Power"  # W, + charging (Victron convention)
+BATTERY_SOC = "system/0/Dc/Battery/Soc"  # %
+GRID_POWER = tuple(f"system/0/Ac/Grid/L{n}/Power" for n in (1, 2, 3))  # W, + importing
+CONSUMPTION_POWER = tuple(f"system/0/Ac/Consumption/L{n}/Power" for n in (1, 2, 3))  # W
+PV_ON_GRID_POWER = tuple(f"system/0/Ac/PvOnGrid/L{n}/Power" for n in (1, 2, 3))  # W, AC-coupled PV
+PV_ON_OUTPUT_POWER = tuple(f"system/0/Ac/PvOnOutput/L{n}/Power" for n in (1, 2, 3))  # W
+ACTIVE_IN_SOURCE = "system/0/Ac/ActiveIn/Source"  # 1 grid, 240 not connected
+MIN_SOC_LIMIT = "settings/0/Settings/CGwacs/BatteryLife/MinimumSocLimit"  # %, plain
+BATTERY_LIFE_STATE = "settings/0/Settings/CGwacs/BatteryLife/State"  # 9 keep charged, 10 optimized
+MAX_FEED_IN_POWER = "settings/0/Settings/CGwacs/MaxFeedInPower"  # W, -1 unlimited
+PREVENT_FEEDBACK = "settings/0/Settings/CGwacs/PreventFeedback"  # 0/1
+STORM_ALERT = "platform/0/StormAlert"  # 0/1 (vendor-like extension of the simulated GX)
+FIRMWARE_VERSION = "platform/0/Firmware/Installed/Version"
+FULL_PUBLISH_COMPLETED = "full_publish_completed"
+
+SOURCE_NOT_CONNECTED = 240
+GRID_LOST_ALARM = 2
+STATE_KEEP_CHARGED = 9
+STATE_OPTIMIZED = 10  # optimized without BatteryLife
+UNLIMITED_FEED_IN = -1
+
+SERIAL_DISCOVERY_FILTER = f"N/+/{SERIAL}"
+KEEPALIVE_FULL = b""  # empty payload: publish every path, then full_publish_completed
+KEEPALIVE_SUPPRESS = b'{"keepalive-options": ["suppress-republish"]}'
+
+
+@dataclass(frozen=True, slots=True)
+class VebusPaths:
+    """The paths of the VE.Bus inverter/charger at device instance ``instance``."""
+
+    instance: int
+
+    @property
+    def disable_charge(self) -> str:
+        """``vebus/<i>/Hub4/DisableCharge`` (1 = no charging from the grid)."""
+        return f"vebus/{self.instance}/Hub4/DisableCharge"
+
+    @property
+    def disable_feed_in(self) -> str:
+        """``vebus/<i>/Hub4/DisableFeedIn`` (1 = no export)."""
+        return f"vebus/{self.instance}/Hub4/DisableFeedIn"
+
+    @property
+    def grid_lost(self) -> str:
+        """``vebus/<i>/Alarms/GridLost`` (0 ok, 2 alarm)."""
+        return f"vebus/{self.instance}/Alarms/GridLost"
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def n_topic(portal: str, path: str) -> str:
+    """``N/<portal>/<path>``: a value the GX publishes."""
+    return f"N/{portal}/{path}"
+
+
+def w_topic(portal: str, path: str) -> str:
+    """``W/<portal>/<path>``: a write request (never retained)."""
+    return f"W/{portal}/{path}"
+
+
+def r_topic(portal: str, path: str) -> str:
+    """``R/<portal>/<path>``: ask the GX to republish a path or sub-tree."""
+    return f"R/{portal}/{path}"
+
+
+def keepalive_topic(portal: str) -> str:
+    """``R/<portal>/keepalive``: keeps values flowing for 60 s."""
+    return f"R/{portal}/keepalive"
+
+
+def n_filter(portal: str) -> str:
+    """``N/<portal>/#``: everything the GX publishes."""
+    return f"N/{portal}/#"
+
+
+def parse_n_topic(topic: str, portal: str) -> str | None:
+    """The path of ``N/<portal>/<path>``, None for any other topic."""
+    prefix = f"N/{portal}/"
+    if not topic.startswith(prefix) or len(topic) == len(prefix):
+        return None
+    return topic[len(prefix) :]
+
+
+def portal_of_serial_topic(topic: str) -> str | None:
+    """The portal id in ``N/<portal>/system/0/Serial``, None for any other topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or parts[0] != "N" or not parts[1] or "/".join(parts[2:]) != SERIAL:
+        return None
+    return parts[1]
+
+
+# --------------------------------------------------------------------------- payloads
+
+
+class Gone:
+    """Marker for an empty N/ payload: the device or path vanished."""
+
+    def __repr__(self) -> str:
+        return "GONE"
+
+
+GONE = Gone()
+
+
+def decode_value(payload: bytes) -> JsonValue | Gone:
+    """The value of an N/ payload ``{"value": x}`` (extra keys such as min/max ignored).
+
+    An empty payload (device vanished) gives ``GONE``; ``{"value": null}`` (invalid) gives None.
+
+    Raises:
+        ValueError: not JSON, no ``value`` key, or a non-scalar value.
+    """
+    if not payload.strip():
+        return GONE
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not JSON: {payload[:60]!r}") from exc
+    if not isinstance(doc, dict) or "value" not in doc:
+        raise ValueError(f'no "value" key: {payload[:60]!r}')
+    value = doc["value"]
+    if isinstance(value, dict | list):
+        raise ValueError(f"value is not a scalar: {payload[:60]!r}")  # noqa: TRY004 - bad payload
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value  # type: ignore[no-any-return]
+
+
+def encode_write(value: JsonValue) -> bytes:
+    """The W/ payload ``{"value": x}``; whole floats go as integers (the D-Bus type follows JSON)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps({"value": value}, separators=(",", ":")).encode()
+
+
+def _number(value: JsonValue | Gone) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def same_value(expected: JsonValue, actual: JsonValue | Gone) -> bool:
+    """True when an echoed value shows ``expected`` (numbers compared as numbers, 20 == 20.0)."""
+    a, b = _number(expected), _number(actual)
+    if a is not None and b is not None:
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+    if a is not None or b is not None:
+        return False  # a number against null, a string or a bool (True == 1 in Python)
+    return type(expected) is type(actual) and expected == actual
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+def _sum(values: Mapping[str, JsonValue | Gone], paths: tuple[str, ...]) -> float | None:
+    found = [n for p in paths if (n := _number(values.get(p))) is not None]
+    return sum(found) if found else None
+
+
+def telemetry_from(
+    values: Mapping[str, JsonValue | Gone],
+    *,
+    now: datetime,
+    vebus_instance: int = 227,
+    capacity_wh: float | None = None,
+) -> DeviceTelemetry:
+    """Normalise the GX's latest N/ values (keyed by path) into DESIGN §2 telemetry.
+
+    ``battery_w`` = -Dc/Battery/Power (Victron + charging -> gateway + discharging);
+    ``grid_w`` = sum of Ac/Grid/L1..L3 (+ importing); ``solar_w`` = Dc/Pv/Power plus any AC-coupled
+    PV (PvOnGrid/PvOnOutput); ``load_w`` = sum of Ac/Consumption/L1..L3; ``grid_up`` from
+    Ac/ActiveIn/Source (240 = not connected), else from the VE.Bus GridLost alarm.
+    """
+    battery = _number(values.get(BATTERY_POWER))
+    solar_parts = [
+        _number(values.get(PV_POWER)),
+        _sum(values, PV_ON_GRID_POWER),
+        _sum(values, PV_ON_OUTPUT_POWER),
+    ]
+    present = [p for p in solar_parts if p is not None]
+    solar = max(0.0, sum(present)) if present else None
+    source = _number(values.get(ACTIVE_IN_SOURCE))
+    grid_lost = _number(values.get(VebusPaths(vebus_instance).grid_lost))
+    if source is not None:
+        grid_up: bool | None = int(source) != SOURCE_NOT_CONNECTED
+    elif grid_lost is not None:
+        grid_up = int(grid_lost) != GRID_LOST_ALARM
+    else:
+        grid_up = None
+    storm = _number(values.get(STORM_ALERT))
+    return DeviceTelemetry(
+        taken_at=now,
+        solar_w=solar,
+        battery_w=None if battery is None else -battery,
+        grid_w=_sum(values, GRID_POWER),
+        load_w=_sum(values, CONSUMPTION_POWER),
+        soc_pct=_number(values.get(BATTERY_SOC)),
+        capacity_wh=capacity_wh,
+        grid_up=grid_up,
+        storm_alert=None if storm is None else bool(storm),
+    )
+
+
+def setpoints_from(values: Mapping[str, JsonValue | Gone], *, vebus_instance: int = 227) -> Setpoints:
+    """The setpoints the GX holds: reserve (100 while "keep batteries charged"), grid charging, export cap.
+
+    The export cap is 0 W while PreventFeedback or DisableFeedIn is set, else MaxFeedInPower
+    (None when -1 / unlimited).
+    """
+    vebus = VebusPaths(vebus_instance)
+    state = _number(values.get(BATTERY_LIFE_STATE))
+    if state is not None and int(state) == STATE_KEEP_CHARGED:
+        reserve = 100.0
+    else:
+        reserve = _number(values.get(MIN_SOC_LIMIT)) or 0.0
+    disable_charge = _number(values.get(vebus.disable_charge))
+    feed_in = _number(values.get(MAX_FEED_IN_POWER))
+    if _number(values.get(PREVENT_FEEDBACK)) or _number(values.get(vebus.disable_feed_in)):
+        export: int | None = 0
+    elif feed_in is None or feed_in < 0:
+        export = None
+    else:
+        export = round(feed_in)
+    return Setpoints(
+        reserve_pct=round(reserve),
+        grid_charging=disable_charge is not None and not disable_charge,
+        export_limit_w=export,
+    )
+
+
+def setpoint_writes(
+    setpoints: Setpoints, current: Mapping[str, JsonValue | Gone], *, vebus_instance: int = 227
+) -> dict[str, JsonValue]:
+    """The W/ writes (path -> value, in write order) that make the GX hold ``setpoints``.
+
+    Only paths whose ``current`` value differs are included. MaxFeedInPower goes before the
+    feed-in switches, so a change never passes through "unlimited". "Keep batteries charged"
+    (State 9) would hold the reserve at 100 %, so it is switched to optimized (10) first. The
+    switches PreventFeedback and DisableFeedIn are only written when the GX publishes them
+    (and they have not vanished).
+    """
+    vebus = VebusPaths(vebus_instance)
+    limit = setpoints.export_limit_w
+    no_export = 1 if limit is not None and limit <= 0 else 0
+    targets: dict[str, JsonValue] = {}
+    state = _number(current.get(BATTERY_LIFE_STATE))
+    if state is not None and int(state) == STATE_KEEP_CHARGED:
+        targets[BATTERY_LIFE_STATE] = STATE_OPTIMIZED
+    targets[MIN_SOC_LIMIT] = setpoints.reserve_pct
+    targets[vebus.disable_charge] = 0 if setpoints.grid_charging else 1
+    targets[MAX_FEED_IN_POWER] = UNLIMITED_FEED_IN if limit is None else max(0, limit)
+    for switch in (PREVENT_FEEDBACK, vebus.disable_feed_in):
+        if switch in current and not isinstance(current[switch], Gone):
+            targets[switch] = no_export
+    return {p: v for p, v in targets.items() if p not in current or not same_value(v, current[p])}

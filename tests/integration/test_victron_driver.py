@@ -1,0 +1,271 @@
+"""The Victron GX MQTT driver against the simulated GX on its own embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiomqtt
+import pytest
+import pytest_asyncio
+
+from drivers.base import Capability, Setpoints
+from drivers.errors import DeviceUnreachable, NotConfirmed
+from drivers.transport import MqttPool, Transports
+from drivers.victron_gx import VictronGxDriver, VictronGxOptions
+from simulator import HomeConfig, Simulator, SimulatorConfig, VictronGxConfig
+from tests.helpers import eventually
+
+NOON = datetime(2026, 6, 21, 12, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+PORTAL = "c0619ab1f00d"
+MIN_SOC = "settings/0/Settings/CGwacs/BatteryLife/MinimumSocLimit"
+MAX_FEED_IN = "settings/0/Settings/CGwacs/MaxFeedInPower"
+PREVENT_FEEDBACK = "settings/0/Settings/CGwacs/PreventFeedback"
+DISABLE_CHARGE = "vebus/227/Hub4/DisableCharge"
+DISABLE_FEED_IN = "vebus/227/Hub4/DisableFeedIn"
+
+
+@dataclass
+class Probe:
+    """A plain aiomqtt client on the GX's broker recording N/ values and W/ requests."""
+
+    client: aiomqtt.Client
+    seen: list[tuple[str, bytes, bool]] = field(default_factory=list)
+
+    def values(self, path: str) -> list[Any]:
+        topic = f"N/{PORTAL}/{path}"
+        return [json.loads(p)["value"] for t, p, _ in self.seen if t == topic and p]
+
+    def writes(self) -> list[tuple[str, Any, bool]]:
+        return [(t.removeprefix(f"W/{PORTAL}/"), json.loads(p)["value"], r)
+                for t, p, r in self.seen if t.startswith("W/")]  # fmt: skip
+
+
+@asynccontextmanager
+async def probe(port: int) -> AsyncIterator[Probe]:
+    filters = (f"N/{PORTAL}/#", f"W/{PORTAL}/#")
+    async with aiomqtt.Client("127.0.0.1", port, timeout=5) as client:
+        p = Probe(client)
+        for f in filters:
+            await client.subscribe(f, qos=1)
+
+        async def read() -> None:
+            async for m in client.messages:
+                if any(m.topic.matches(f) for f in filters):  # amqtt leaks others' retained messages
+                    p.seen.append((str(m.topic), bytes(m.payload), m.retain))
+
+        task = asyncio.create_task(read())
+        try:
+            yield p
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def sim_config(**gx: Any) -> SimulatorConfig:
+    return SimulatorConfig(
+        start=NOON, tick_s=0,  # frozen physics: readings compare exactly with the truth
+        homes=[HomeConfig(id="home-x", initial_soc_pct=60,
+                          devices=[VictronGxConfig(id="gx", kind="victron_gx", **gx)])],
+    )  # fmt: skip
+
+
+@pytest_asyncio.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(sim_config()) as simulator:
+        yield simulator
+
+
+@pytest_asyncio.fixture
+async def transports() -> AsyncIterator[Transports]:
+    t = Transports(mqtt=MqttPool(timeout_s=1.0, backoff_max_s=0.2))
+    yield t
+    await t.close()
+
+
+@asynccontextmanager
+async def victron(sim: Simulator, transports: Transports, **options: Any) -> AsyncIterator[VictronGxDriver]:
+    ep = sim.endpoint("home-x/gx")
+    opts = VictronGxOptions.model_validate({"host": ep.host, "port": ep.port, "confirm_timeout_s": 1.5,
+                                            "connect_timeout_s": 2.0, **options})  # fmt: skip
+    driver = VictronGxDriver("gx", opts, transports)
+    try:
+        yield driver
+    finally:
+        await driver.close()
+
+
+@pytest_asyncio.fixture
+async def driver(sim: Simulator, transports: Transports) -> AsyncIterator[VictronGxDriver]:
+    async with victron(sim, transports, capacity_wh=13500) as d:
+        await d.connect()
+        yield d
+
+
+async def test_connect_discovers_the_portal_and_reads_the_truth(
+    sim: Simulator, driver: VictronGxDriver
+) -> None:
+    assert driver.portal_id == PORTAL
+    assert Capability.BATTERY_POWER not in driver.capabilities
+    assert {Capability.BACKUP_RESERVE, Capability.EXPORT_LIMIT, Capability.STORM_WATCH} <= driver.capabilities
+    truth = sim.homes["home-x"].truth()
+    t = await driver.read()
+    assert t.soc_pct == pytest.approx(truth.soc_pct, abs=0.06)
+    assert t.battery_w == pytest.approx(truth.battery_w, abs=0.6)  # + discharging
+    assert t.grid_w == pytest.approx(truth.grid_w, abs=1.5)  # + importing, 3 phases summed
+    assert t.solar_w == pytest.approx(truth.solar_w, abs=0.6)
+    assert t.load_w == pytest.approx(truth.load_w, abs=1.5)
+    assert t.grid_up is True
+    assert t.storm_alert is False
+    assert t.capacity_wh == 13500
+
+
+async def test_known_portal_skips_discovery_and_info_names_it(
+    sim: Simulator, transports: Transports
+) -> None:
+    async with victron(sim, transports, portal_id=PORTAL) as d:
+        info = await d.connect()
+        assert (info.manufacturer, info.serial_number) == ("Victron Energy", PORTAL)
+        assert (await d.read()).soc_pct is not None
+
+
+async def test_grid_outage_and_storm_alert_flow_as_changes(
+    sim: Simulator, driver: VictronGxDriver
+) -> None:
+    home = sim.homes["home-x"]
+    home.set_grid_up(False)
+    home.set_storm_alert(True)
+    t = await eventually(driver.read, lambda t: t.grid_up is False and t.storm_alert is True, timeout=5)
+    assert t.grid_w == 0
+
+
+async def test_each_apply_lands_on_the_truth_and_on_the_gx_topics(
+    sim: Simulator, driver: VictronGxDriver
+) -> None:
+    home = sim.homes["home-x"]
+    async with probe(sim.endpoint("home-x/gx").port) as p:
+        await driver.apply(Setpoints(reserve_pct=35, grid_charging=True, export_limit_w=None))
+        truth = home.truth()
+        assert (truth.reserve_pct, truth.grid_charging, truth.export_limit_w) == (35, True, None)
+        assert p.values(MIN_SOC)[-1] == 35
+        assert p.values(DISABLE_CHARGE)[-1] == 0
+        # only what differed was written, on W/, never retained
+        written = {path: value for path, value, _ in p.writes()}
+        assert written == {MIN_SOC: 35, DISABLE_CHARGE: 0}
+        assert not any(retained for *_, retained in p.writes())
+
+        await driver.apply(Setpoints(reserve_pct=35, grid_charging=True, export_limit_w=2500))
+        truth = home.truth()
+        assert truth.export_limit_w == pytest.approx(2500)
+        assert p.values(MAX_FEED_IN)[-1] == 2500
+
+        await driver.apply(Setpoints(reserve_pct=35, grid_charging=False, export_limit_w=0))
+        truth = home.truth()
+        assert (truth.grid_charging, truth.export_limit_w) == (False, 0)
+        assert p.values(PREVENT_FEEDBACK)[-1] == 1
+        assert p.values(DISABLE_FEED_IN)[-1] == 1
+        assert p.values(MAX_FEED_IN)[-1] == 0
+
+        await driver.apply(Setpoints(reserve_pct=80, grid_charging=False, export_limit_w=None))
+        truth = home.truth()
+        assert (truth.reserve_pct, truth.export_limit_w) == (80, None)
+        assert p.values(MAX_FEED_IN)[-1] == -1
+        assert p.values(PREVENT_FEEDBACK)[-1] == 0
+
+        back = await driver.read_back()
+        assert back == Setpoints(reserve_pct=80, grid_charging=False, export_limit_w=None)
+
+        before = len(p.writes())
+        await driver.apply(back)  # nothing differs: nothing is written
+        assert len(p.writes()) == before
+
+
+async def test_invalid_write_is_not_echoed_and_not_confirmed(
+    sim: Simulator, driver: VictronGxDriver
+) -> None:
+    home = sim.homes["home-x"]
+    reserve = home.truth().reserve_pct
+    with pytest.raises(NotConfirmed) as caught:
+        await driver.apply(Setpoints(reserve_pct=150, grid_charging=False))
+    assert caught.value.expected == {MIN_SOC: 150}
+    assert home.truth().reserve_pct == reserve
+    assert (await driver.read_back()).reserve_pct == round(reserve)
+
+
+async def test_silent_gx_is_stale_until_connect_asks_for_a_full_publish(
+    sim: Simulator, transports: Transports
+) -> None:
+    # tick_s=0: nothing changes, so after the full publish the GX says nothing more
+    async with victron(sim, transports, stale_after_s=0.3) as d:
+        await d.connect()
+        await d.read()
+        await eventually(lambda: d.values.last_at is not None
+                         and asyncio.get_running_loop().time() - d.values.last_at > 0.3)  # fmt: skip
+        with pytest.raises(DeviceUnreachable, match="stale"):
+            await d.read()
+        with pytest.raises(DeviceUnreachable, match="stale"):
+            await d.apply(Setpoints(reserve_pct=50, grid_charging=False))
+        await d.connect()  # what the poller does after a failure
+        assert (await d.read()).soc_pct is not None
+
+
+async def test_keepalives_keep_the_gx_publishing() -> None:
+    async with Simulator(sim_config(keepalive_timeout_s=0.4)) as sim:
+        gx = sim.homes["home-x"].victron_gx("gx")
+        t = Transports(mqtt=MqttPool(timeout_s=1.0, backoff_max_s=0.2))
+        try:
+            async with victron(sim, t, keepalive_s=0.1) as d:
+                await d.connect()
+                for _ in range(8):  # well past the GX's 0.4 s timeout
+                    await asyncio.sleep(0.1)
+                    assert gx.alive
+            await eventually(lambda: not gx.alive, timeout=3)  # closed: keepalives stop
+        finally:
+            await t.close()
+
+
+async def test_wrong_portal_is_unreachable(sim: Simulator, transports: Transports) -> None:
+    async with victron(sim, transports, portal_id="0000deadbeef", connect_timeout_s=0.3) as d:
+        with pytest.raises(DeviceUnreachable, match="full_publish_completed"):
+            await d.connect()
+
+
+async def test_gx_gone_is_unreachable(sim: Simulator, driver: VictronGxDriver) -> None:
+    await sim.homes["home-x"].victron_gx("gx").stop()
+    with pytest.raises(DeviceUnreachable):
+        await _read_until_error(driver)
+
+
+async def _read_until_error(driver: VictronGxDriver) -> None:
+    async with asyncio.timeout(5):
+        while True:
+            await driver.read()
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("fault", ["broker_restart", "drop_connections"])
+async def test_broker_restart_reconnects_resubscribes_and_confirms(
+    sim: Simulator, driver: VictronGxDriver, fault: str
+) -> None:
+    gx = sim.homes["home-x"].victron_gx("gx")
+    connection = driver._broker
+    assert connection is not None
+    assert connection.connections == 1
+    mark = driver.values.seq
+    await getattr(gx, fault)()
+    await eventually(lambda: connection.connections >= 2 and connection.connected, timeout=5)
+    # the driver asks for a full publish after a reconnect: values flow on the re-subscription
+    await eventually(lambda: driver.values.seq > mark + 10, timeout=5)
+    await driver.apply(Setpoints(reserve_pct=45, grid_charging=True, export_limit_w=1500))
+    truth = sim.homes["home-x"].truth()
+    assert (truth.reserve_pct, truth.grid_charging) == (45, True)
+    assert truth.export_limit_w == pytest.approx(1500)
+    assert (await driver.read()).soc_pct is not None

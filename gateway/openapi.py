@@ -6,14 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.api.commands import (
-    BackupBody,
-    GridImportExportBody,
-    OffGridReserveBody,
-    OperationBody,
-    StormModeBody,
-    TouSettingsBody,
-)
+from gateway.api.commands import COMMANDS
 from gateway.api.sites import VERSION
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -102,16 +95,6 @@ _SITE_INFO = {
     },
 }
 
-_COMMANDS: tuple[tuple[str, type[BaseModel], str], ...] = (
-    ("backup", BackupBody, "Set the backup reserve %"),
-    ("operation", OperationBody, "Set the operation mode"),
-    ("storm_mode", StormModeBody, "Enable or disable storm mode"),
-    ("grid_import_export", GridImportExportBody, "Export rule and grid charging"),
-    ("off_grid_vehicle_charging_reserve", OffGridReserveBody, "Off-grid EV charging reserve %"),
-    ("time_of_use_settings", TouSettingsBody, "Set the tariff (tariff_content_v2)"),
-)
-
-
 def build_openapi() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     read_errors = _errors(400, 401, 403, 404, 429)
@@ -172,9 +155,10 @@ def build_openapi() -> dict[str, Any]:
                 "charge_history"], "properties": {"charge_history": {"type": "array"}}}),
                 "charge sessions"), **read_errors}}},
     }
-    for name, model, summary in _COMMANDS:
+    for command in COMMANDS:
+        name, model, summary = command.name, command.model, command.summary
         ok_inner: dict[str, Any] = (
-            {"type": "string"} if name == "grid_import_export" else
+            {"type": "string"} if isinstance(command.answer, str) else
             {"type": "object", "required": ["code", "message"],
              "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}})
         paths[f"/api/1/energy_sites/{{site_id}}/{name}"] = {"post": {

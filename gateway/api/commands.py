@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
 import annotated_types
@@ -21,7 +22,6 @@ from pydantic import (
 from gateway.api.keys import site_for
 from gateway.auth import COMMAND_SCOPE
 from gateway.fleet import COMMAND_OK, InvalidField, InvalidRequest, ok
-from gateway.settings import SiteSettings
 from gateway.tariff import TariffError, parse_tariff
 
 routes = web.RouteTableDef()
@@ -100,83 +100,67 @@ def validate(model: type[M], body: dict[str, Any]) -> M:
         raise InvalidField(message) from None
 
 
-Change = Callable[[SiteSettings], SiteSettings]
-
-
-def _replace(**changes: Any) -> Change:
-    return lambda s: dataclasses.replace(s, **changes)
-
-
-@routes.post(r"/api/1/energy_sites/{site_id:\d+}/backup")
-async def backup(request: web.Request) -> web.Response:
-    """Set the backup reserve %."""
-    site = site_for(request, COMMAND_SCOPE)
-    raw = await read_json(request)
-    body = validate(BackupBody, raw)
-    await site.command("backup", raw, _replace(backup_reserve_pct=body.backup_reserve_percent))
-    return ok(COMMAND_OK)
-
-
-@routes.post(r"/api/1/energy_sites/{site_id:\d+}/operation")
-async def operation(request: web.Request) -> web.Response:
-    """Set the operation mode."""
-    site = site_for(request, COMMAND_SCOPE)
-    raw = await read_json(request)
-    body = validate(OperationBody, raw)
-    await site.command("operation", raw, _replace(operation_mode=body.default_real_mode))
-    return ok(COMMAND_OK)
-
-
-@routes.post(r"/api/1/energy_sites/{site_id:\d+}/storm_mode")
-async def storm_mode(request: web.Request) -> web.Response:
-    """Enable or disable storm mode."""
-    site = site_for(request, COMMAND_SCOPE)
-    raw = await read_json(request)
-    body = validate(StormModeBody, raw)
-    await site.command("storm_mode", raw, _replace(storm_mode_enabled=body.enabled))
-    return ok(COMMAND_OK)
-
-
-@routes.post(r"/api/1/energy_sites/{site_id:\d+}/grid_import_export")
-async def grid_import_export(request: web.Request) -> web.Response:
-    """Set the export rule and/or grid charging; answers ``{"response": ""}`` like production."""
-    site = site_for(request, COMMAND_SCOPE)
-    raw = await read_json(request)
-    body = validate(GridImportExportBody, raw)
+def _grid_import_export(body: GridImportExportBody) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if body.customer_preferred_export_rule is not None:
         changes["export_rule"] = body.customer_preferred_export_rule
     if body.disallow_charge_from_grid_with_solar_installed is not None:
         changes["grid_charging_allowed"] = not body.disallow_charge_from_grid_with_solar_installed
-    await site.command("grid_import_export", raw, _replace(**changes))
-    return ok("")
+    return changes
 
 
-@routes.post(r"/api/1/energy_sites/{site_id:\d+}/off_grid_vehicle_charging_reserve")
-async def off_grid_vehicle_charging_reserve(request: web.Request) -> web.Response:
-    """Set the off-grid EV charging reserve %."""
-    site = site_for(request, COMMAND_SCOPE)
-    raw = await read_json(request)
-    body = validate(OffGridReserveBody, raw)
-    await site.command("off_grid_vehicle_charging_reserve", raw,
-               _replace(off_grid_ev_reserve_pct=body.off_grid_vehicle_charging_reserve_percent))
-    return ok(COMMAND_OK)
-
-
-@routes.post(r"/api/1/energy_sites/{site_id:\d+}/time_of_use_settings")
-async def time_of_use_settings(request: web.Request) -> web.Response:
-    """Validate and store a tariff_content_v2; it drives ``autonomous`` mode."""
-    site = site_for(request, COMMAND_SCOPE)
-    raw = await read_json(request)
-    body = validate(TouSettingsBody, raw)
+def _time_of_use_settings(body: TouSettingsBody) -> dict[str, Any]:
     unknown = sorted(set(body.tou_settings) - {"tariff_content_v2"})
     if unknown:
         raise InvalidField(f"tou_settings.{unknown[0]}: unknown field")
     if "tariff_content_v2" not in body.tou_settings:
         raise InvalidField("tou_settings.tariff_content_v2: required field is missing")
     try:
-        tariff = parse_tariff(body.tou_settings["tariff_content_v2"])
+        return {"tariff": parse_tariff(body.tou_settings["tariff_content_v2"])}
     except TariffError as exc:
         raise InvalidField(f"{exc.field}: {exc.message}") from None
-    await site.command("time_of_use_settings", raw, _replace(tariff=tariff))
-    return ok(COMMAND_OK)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One Fleet command: its path name, body model, the settings it changes, its answer."""
+
+    name: str
+    model: type[_Body]
+    summary: str
+    changes: Callable[[Any], dict[str, Any]]  # validated body -> SiteSettings fields
+    answer: Any = field(default_factory=lambda: COMMAND_OK)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("backup", BackupBody, "Set the backup reserve %",
+            lambda b: {"backup_reserve_pct": b.backup_reserve_percent}),
+    Command("operation", OperationBody, "Set the operation mode",
+            lambda b: {"operation_mode": b.default_real_mode}),
+    Command("storm_mode", StormModeBody, "Enable or disable storm mode",
+            lambda b: {"storm_mode_enabled": b.enabled}),
+    # production answers this one with {"response": ""} (fleet-api.md §4.2)
+    Command("grid_import_export", GridImportExportBody, "Export rule and grid charging",
+            _grid_import_export, answer=""),
+    Command("off_grid_vehicle_charging_reserve", OffGridReserveBody,
+            "Off-grid EV charging reserve %",
+            lambda b: {"off_grid_ev_reserve_pct": b.off_grid_vehicle_charging_reserve_percent}),
+    Command("time_of_use_settings", TouSettingsBody,
+            "Set the tariff (tariff_content_v2); it drives autonomous mode", _time_of_use_settings),
+)
+
+
+def _handler(command: Command) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        site = site_for(request, COMMAND_SCOPE)  # 401/403/404 before the body is even read
+        raw = await read_json(request)
+        changes = command.changes(validate(command.model, raw))
+        await site.command(command.name, raw, lambda s: dataclasses.replace(s, **changes))
+        return ok(command.answer)
+
+    handle.__doc__ = command.summary
+    return handle
+
+
+for _command in COMMANDS:
+    routes.post(rf"/api/1/energy_sites/{{site_id:\d+}}/{_command.name}")(_handler(_command))

@@ -52,6 +52,7 @@ class _Served:
         self.ready = threading.Event()
         self.url = ""
         self._stop: asyncio.Event | None = None
+        self.cases = 0  # how many generated requests were sent (printed with -s)
         self._thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),),
                                         daemon=True, name="fuzz-gateway")
 
@@ -94,6 +95,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Served]:
     running.start()
     yield running
     running.stop()
+    print(f"\nschemathesis: {running.cases} generated requests, every response validated")
 
 
 @pytest.fixture(autouse=True)
@@ -124,4 +126,5 @@ def test_api_conforms(case: Case[APIOperation[Any, Any, Any, Any]], served: _Ser
         excluded.append(positive_data_acceptance)
     if case.operation.path.endswith("_history"):
         excluded.append(negative_data_rejection)
+    served.cases += 1
     case.call_and_validate(base_url=served.url, excluded_checks=excluded)

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 from pymodbus.client import AsyncModbusTcpClient
+from structlog.testing import capture_logs
 
 from gateway.api.keys import PROXIES, SITES
 from gateway.config import Config, DeviceConfig, SiteConfig
@@ -99,11 +100,20 @@ async def test_reboot_restores_every_desired_setting_within_two_poll_cycles(
         assert (await post(http, url(gateway.url, "grid_import_export"),
                            {"customer_preferred_export_rule": "never"}))[0] == 200
     drift_before = gateway.site.drift_count
-    await device.reboot()  # factory defaults: reserve 20, export unlimited; connections dropped
-    assert home.truth().reserve_pct == 20
-    assert home.truth().export_limit_w is None
-    await eventually(lambda: home.truth().reserve_pct == 45 and home.truth().export_limit_w == 0)
+    handle = gateway.site.devices[0]
+    with capture_logs() as logs:
+        await device.reboot()  # factory defaults: reserve 20, export unlimited; connections dropped
+        assert home.truth().reserve_pct == 20
+        assert home.truth().export_limit_w is None
+        polls_back = handle.polls  # the device answers again from here on
+        await eventually(lambda: home.truth().reserve_pct == 45 and home.truth().export_limit_w == 0)
+    # back within two poll cycles of the device returning: the reconnect itself triggers it
+    assert handle.polls - polls_back <= 2
     assert gateway.site.drift_count > drift_before
+    drift = [e for e in logs if e["event"] == "setpoints.drift"]
+    assert drift
+    assert drift[0]["held"]["reserve_pct"] == 20
+    assert drift[0]["wanted"]["reserve_pct"] == 45
 
 
 async def test_drift_from_someone_else_is_detected_counted_and_reapplied(

@@ -130,7 +130,7 @@ async def _set_home(request: web.Request) -> web.Response:
 
 
 #: Devices with a Modbus TCP face that plays a FaultPlan.
-_FAULTY = (SunSpecDevice, VictronGxDevice)
+_FAULTY: tuple[type[SunSpecDevice | VictronGxDevice], ...] = (SunSpecDevice, VictronGxDevice)
 
 
 def _device(request: web.Request) -> SimDevice | web.Response:
@@ -143,8 +143,23 @@ def _device(request: web.Request) -> SimDevice | web.Response:
     return device
 
 
+_D = TypeVar("_D")
+
+
 def _unsupported(device: SimDevice, what: str) -> web.Response:
     return _error(409, f"device {device.id!r} ({device.kind}) does not support {what}")
+
+
+def _device_for(
+    request: web.Request, kinds: type[_D] | tuple[type[_D], ...], what: str
+) -> _D | web.Response:
+    """The path's device when it is one of ``kinds``, else the 404/409 answer to return."""
+    device = _device(request)
+    if isinstance(device, web.Response):
+        return device
+    if not isinstance(device, kinds):
+        return _unsupported(device, what)
+    return device
 
 
 async def _list_devices(request: web.Request) -> web.Response:
@@ -158,20 +173,16 @@ async def _list_devices(request: web.Request) -> web.Response:
 
 
 async def _get_faults(request: web.Request) -> web.Response:
-    device = _device(request)
+    device = _device_for(request, _FAULTY, "a fault plan")
     if isinstance(device, web.Response):
         return device
-    if not isinstance(device, _FAULTY):
-        return _unsupported(device, "a fault plan")
     return web.json_response(device.faults.to_json())
 
 
 async def _set_faults(request: web.Request) -> web.Response:
-    device = _device(request)
+    device = _device_for(request, _FAULTY, "a fault plan")
     if isinstance(device, web.Response):
         return device
-    if not isinstance(device, _FAULTY):
-        return _unsupported(device, "a fault plan")
     try:
         raw = await request.json()
     except ValueError as exc:
@@ -186,20 +197,16 @@ async def _set_faults(request: web.Request) -> web.Response:
 
 
 async def _stats(request: web.Request) -> web.Response:
-    device = _device(request)
+    device = _device_for(request, _FAULTY, "connection stats")
     if isinstance(device, web.Response):
         return device
-    if not isinstance(device, _FAULTY):
-        return _unsupported(device, "connection stats")
     return web.json_response(device.stats.to_json())
 
 
 async def _reboot(request: web.Request) -> web.Response:
-    device = _device(request)
+    device = _device_for(request, SunSpecDevice, "reboot")
     if isinstance(device, web.Response):
         return device
-    if not isinstance(device, SunSpecDevice):
-        return _unsupported(device, "reboot")
     try:
         body = await _parse(request, _Reboot) if request.can_read_body else _Reboot()
     except _BadRequestError as exc:
@@ -209,20 +216,16 @@ async def _reboot(request: web.Request) -> web.Response:
 
 
 async def _drop(request: web.Request) -> web.Response:
-    device = _device(request)
+    device = _device_for(request, _FAULTY, "dropping connections")
     if isinstance(device, web.Response):
         return device
-    if not isinstance(device, _FAULTY):
-        return _unsupported(device, "dropping connections")
     return web.json_response({"dropped": await device.drop_connections()})
 
 
 async def _broker_restart(request: web.Request) -> web.Response:
-    device = _device(request)
+    device = _device_for(request, VictronGxDevice, "broker_restart (restart an external broker instead)")
     if isinstance(device, web.Response):
         return device
-    if not isinstance(device, VictronGxDevice):
-        return _unsupported(device, "broker_restart (restart an external broker instead)")
     await device.broker_restart()
     return web.json_response({"broker_restarts": device.broker_restarts})
 

@@ -133,14 +133,6 @@ class Driver(TelemetrySource, SetpointSink, Protocol):
         ...
 
 
-class DriverFactory(Protocol):
-    """A driver class: built from its own validated options."""
-
-    options_model: type[Any]
-
-    def __call__(self, name: str, options: Any, /) -> Driver: ...
-
-
 def supported(setpoints: Setpoints, capabilities: frozenset[Capability]) -> Mapping[str, Any]:
     """The subset of ``setpoints`` a device with ``capabilities`` can honour (for read-back diffs)."""
     out: dict[str, Any] = {}

@@ -112,7 +112,11 @@ async def fleet_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
     """Build the gateway application; devices are connected when it starts."""
-    app = web.Application(middlewares=[fleet_middleware])
+    # A base URL given with a trailing slash makes clients ask for //api/1/...: answer with a
+    # 308 to the merged path (method and body kept), as fleet-api.md §11.2 allows.
+    merge_slashes = web.normalize_path_middleware(
+        append_slash=False, merge_slashes=True, redirect_class=web.HTTPPermanentRedirect)
+    app = web.Application(middlewares=[merge_slashes, fleet_middleware])
     app[CONFIG] = config
     app[VERIFIER] = TokenVerifier(config.jwt_secret())
     app[CLOCK] = clock

@@ -227,3 +227,14 @@ async def test_grid_outage_becomes_a_backup_event(
         return int((await energy_site.backup_history("day"))["response"]["total_events"])
 
     assert await eventually(events, lambda n: n == 1) == 1
+
+
+async def test_a_base_url_with_a_trailing_slash_still_works(
+    gateway: RunningGateway, sim: Simulator
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        api = TeslaFleetApi(session=session, access_token=token(), server=gateway.url + "/")
+        energy_site = api.energySites.create(SITE_ID)  # requests go to //api/1/...
+        assert "solar_power" in (await energy_site.live_status())["response"]
+        assert await energy_site.backup(41) == UPDATED
+    assert truth(sim).reserve_pct == 41

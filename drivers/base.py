@@ -145,3 +145,24 @@ def supported(setpoints: Setpoints, capabilities: frozenset[Capability]) -> Mapp
     if Capability.BATTERY_POWER in capabilities:
         out["battery_w"] = setpoints.battery_w
     return out
+
+
+#: Devices hold powers at their own resolution (SunSpec: whole % of a rating, e.g. 50 W steps of
+#: 5 kW): a read-back within this many W of what was written is the same setpoint.
+WATT_TOLERANCE_W = 100.0
+
+
+def holds(
+    held: Setpoints, wanted: Setpoints, capabilities: frozenset[Capability],
+    *, watt_tolerance_w: float = WATT_TOLERANCE_W,
+) -> bool:
+    """Whether a device holding ``held`` honours ``wanted``, as far as it can (reconciliation)."""
+    have, want = supported(held, capabilities), supported(wanted, capabilities)
+    for key, target in want.items():
+        value = have.get(key)
+        if key.endswith("_w") and value is not None and target is not None:
+            if abs(value - target) > watt_tolerance_w:
+                return False
+        elif value != target:
+            return False
+    return True

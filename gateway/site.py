@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from drivers.base import Capability, DeviceTelemetry, Quality, Setpoints, supported
+from drivers.base import Capability, DeviceTelemetry, Quality, Setpoints, holds
 from drivers.errors import DriverError
 from gateway import policy
 from gateway.config import SiteConfig
@@ -90,6 +90,7 @@ class Site:
         self.settings = SiteSettings()
         self.admin_storm_alert = False
         self.drift_count = 0
+        self.reconciles = 0  # completed reconciliation passes (health, tests)
         self.applied: Setpoints | None = None
         self._store = store
         self._command_timeout_s = command_timeout_s
@@ -231,6 +232,7 @@ class Site:
         Returns True when the devices hold the desired setpoints afterwards.
         """
         async with self._lock:
+            self.reconciles += 1
             try:
                 reading = self.reading()
             except DeviceOffline:
@@ -244,7 +246,7 @@ class Site:
                     return False
                 caps = handle.driver.capabilities
                 reference = self.applied or wanted
-                if supported(held, caps) != supported(reference, caps):
+                if not holds(held, reference, caps):
                     drifted.append((handle, held))
             for handle, held in drifted:
                 self.drift_count += 1
@@ -273,7 +275,9 @@ class Site:
     def on_telemetry(self, handle: DeviceHandle) -> None:
         """New telemetry arrived; wake the control loop when something policy-relevant changed."""
         self.telemetry_version += 1
-        storm = bool(handle.telemetry and handle.telemetry.storm_alert) or self.admin_storm_alert
+        # site-level: an alert reported by any device (or the admin API) is the site's alert
+        storm = self.admin_storm_alert or any(
+            d.telemetry is not None and bool(d.telemetry.storm_alert) for d in self.devices)
         if storm != self._last_storm:
             self._last_storm = storm
             self._log.info("storm_alert.changed", active=storm)

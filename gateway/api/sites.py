@@ -274,7 +274,8 @@ async def health(request: web.Request) -> web.Response:
                 "last_error": d.last_error,
             }
         sites[str(site.id)] = {"name": site.config.name, "devices": devices,
-                               "drift_count": site.drift_count}
+                               "drift_count": site.drift_count,
+                               "reconciliations": site.reconciles}
     status = "degraded" if degraded else "ok"
     return web.json_response({"status": status, "sites": sites})
 

@@ -1,0 +1,1 @@
+"""The test suite: unit tests of pure code, integration tests over loopback sockets."""

@@ -1,0 +1,1 @@
+"""Files that only mypy runs: compile-time proofs about our types."""

@@ -1,0 +1,1 @@
+"""Unit tests of pure code: codecs, tariff rules, policy, physics, history."""

@@ -41,4 +41,5 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "INFO") -> No
     # pymodbus dumps frames at ERROR on every failed request; the driver reports those itself.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     logging.getLogger("amqtt").setLevel(logging.WARNING)
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # amqtt's state machines
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

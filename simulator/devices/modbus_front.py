@@ -295,3 +295,33 @@ class ModbusFront:
         except _Closed:
             # The internal server went away: the client must see its connection end too.
             _abort(writer)
+
+
+class FrontedFaults:
+    """The fault-plan face of a device whose Modbus TCP port is a ModbusFront (mixin)."""
+
+    _front: ModbusFront
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The live fault plan of the Modbus TCP port (mutate it, or assign a new plan)."""
+        return self._front.plan
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        self._front.plan = plan
+
+    @property
+    def stats(self) -> DeviceStats:
+        """Connection and request counters of the Modbus TCP port."""
+        return self._front.stats
+
+    async def apply_faults(self, /, **changes: object) -> FaultPlan:
+        """Change fault fields (validated together) and wait until the listener follows the plan.
+
+        Raises:
+            FaultPlanError: an unknown field or a bad value; nothing changes then.
+        """
+        self.faults.update(**changes)
+        await self._front.settled()
+        return self.faults

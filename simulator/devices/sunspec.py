@@ -21,7 +21,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulator.config import HomeConfig, SimDeviceConfig
-from simulator.devices.modbus_front import ModbusFront
+from simulator.devices.modbus_front import FrontedFaults, ModbusFront
 from simulator.devices.sunspec_map import (
     Key,
     Layout,
@@ -34,11 +34,11 @@ from simulator.devices.sunspec_map import (
     encode_image,
     pv_layout,
 )
-from simulator.faults import DeviceStats, FaultPlan
+from simulator.faults import FaultPlan
 from simulator.physics import FirmwareSettings, HomePhysics
 
 
-class SunSpecDevice:
+class SunSpecDevice(FrontedFaults):
     """One SunSpec device (models 1, 103, 120, 123, 124, 802, 203 at 40000) on a Modbus TCP port.
 
     Reads are answered from an image encoded from the physics at request time; writes are
@@ -79,33 +79,9 @@ class SunSpecDevice:
         return self._front.port
 
     @property
-    def faults(self) -> FaultPlan:
-        """The live fault plan (mutate it, or assign a new plan)."""
-        return self._front.plan
-
-    @faults.setter
-    def faults(self, plan: FaultPlan) -> None:
-        self._front.plan = plan
-
-    @property
-    def stats(self) -> DeviceStats:
-        """Connection and request counters of the public port."""
-        return self._front.stats
-
-    @property
     def listening(self) -> bool:
         """True while the public port accepts connections."""
         return self._front.listening
-
-    async def apply_faults(self, /, **changes: object) -> FaultPlan:
-        """Change fault fields (validated together) and wait until the listener follows the plan.
-
-        Raises:
-            FaultPlanError: an unknown field or a bad value; nothing changes then.
-        """
-        self.faults.update(**changes)
-        await self._front.settled()
-        return self.faults
 
     async def drop_connections(self) -> int:
         """Reset every client connection now; returns how many were open."""

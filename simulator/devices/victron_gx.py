@@ -27,7 +27,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulator.config import HomeConfig, VictronGxConfig
-from simulator.devices.modbus_front import ModbusFront
+from simulator.devices.modbus_front import FrontedFaults, ModbusFront
 from simulator.devices.victron_map import (
     FULL_PUBLISH_COMPLETED,
     SERIAL,
@@ -53,7 +53,7 @@ from simulator.devices.victron_map import (
     topic_values,
     vebus_registers,
 )
-from simulator.faults import DeviceStats, FaultPlan
+from simulator.faults import FaultPlan
 from simulator.physics import HomePhysics
 
 log = structlog.get_logger(__name__)
@@ -120,7 +120,7 @@ def abort_broker_clients(broker: Broker, *, keep: frozenset[str] = frozenset()) 
     return dropped
 
 
-class VictronGxDevice:
+class VictronGxDevice(FrontedFaults):
     """A GX device: dbus-flashmq MQTT on an in-process amqtt broker, plus an optional Modbus TCP face.
 
     The GX publishes through its own aiomqtt client connected to its broker: the retained Serial,
@@ -184,30 +184,6 @@ class VictronGxDevice:
     def modbus_port(self) -> int | None:
         """Port of the Modbus TCP face (the bound one once started); None = no Modbus face."""
         return None if self.config.modbus_port is None else self._front.port
-
-    @property
-    def faults(self) -> FaultPlan:
-        """The live fault plan of the Modbus TCP face (mutate it, or assign a new plan)."""
-        return self._front.plan
-
-    @faults.setter
-    def faults(self, plan: FaultPlan) -> None:
-        self._front.plan = plan
-
-    @property
-    def stats(self) -> DeviceStats:
-        """Connection and request counters of the Modbus TCP face."""
-        return self._front.stats
-
-    async def apply_faults(self, /, **changes: object) -> FaultPlan:
-        """Change Modbus-face fault fields (validated together); wait until the listener follows.
-
-        Raises:
-            FaultPlanError: an unknown field or a bad value; nothing changes then.
-        """
-        self.faults.update(**changes)
-        await self._front.settled()
-        return self.faults
 
     # --- state --------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ async def _wait_for_stop() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
 

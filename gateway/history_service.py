@@ -88,11 +88,10 @@ class HistoryService:
                     await self._store.add_buckets(site_id, buckets)
                 events, entry.outage_events = entry.outage_events, []
                 for event in events:
-                    if event.end is None:
-                        await self._store.open_outage(site_id, event.start)
-                    else:
-                        # an outage that opened and closed between two flushes
-                        await self._store.open_outage(site_id, event.start)
+                    # opening is a no-op when a flush already stored it; an outage may also
+                    # have opened and closed between two flushes
+                    await self._store.open_outage(site_id, event.start)
+                    if event.end is not None:
                         await self._store.close_outage(site_id, event.end)
 
     async def run(self) -> None:

@@ -140,9 +140,8 @@ async def live_status(request: web.Request) -> web.Response:
 
 def site_info_body(site: Site) -> dict[str, Any]:
     """site_info (fleet-api.md §3.3): settings plus components derived from capabilities."""
-    never = [d.name for d in site.devices if d.info is None]
-    if never:
-        site.require_online([d for d in site.devices if d.info is None])
+    # nameplates and capabilities come from connecting: a device never reached is offline
+    site.require_online([d for d in site.devices if d.info is None])
     caps = site.capabilities()
     settings = site.settings
     comps = _components(site)

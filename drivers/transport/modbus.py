@@ -58,7 +58,8 @@ class _PriorityGate:
             if fut.done() and not fut.cancelled():
                 # We were handed the gate just as we got cancelled: pass it on.
                 self._release()
-            else:
+            elif entry in self._waiters:
+                # A release may already have popped (and skipped) our cancelled future.
                 self._waiters.remove(entry)
                 heapq.heapify(self._waiters)
             raise

@@ -14,6 +14,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from drivers.errors import DeviceRejected, DeviceUnreachable
 from drivers.transport import ModbusPool, Priority, Transports
+from drivers.transport.modbus import _PriorityGate
 
 BASE = 40000
 READ_ONLY = 40090
@@ -227,3 +228,26 @@ async def test_endpoints_are_shared_and_ref_counted(bench: Bench) -> None:
     assert await c.read_holding(1, BASE, 1) == [7]
     await transports.close()
     assert not c.connected
+
+
+async def test_a_release_racing_a_cancelled_waiter_leaves_the_gate_free() -> None:
+    # The waiter is cancelled, then the holder releases before the waiter runs again: the
+    # release pops (and skips) the cancelled future, so the waiter must not try to remove it.
+    gate = _PriorityGate()
+    held = gate.hold(Priority.POLL)
+    await held.__aenter__()
+
+    async def wait_turn() -> None:
+        async with gate.hold(Priority.COMMAND):
+            pass
+
+    waiter = asyncio.create_task(wait_turn())
+    await asyncio.sleep(0)
+    assert gate.waiting == 1
+    waiter.cancel()
+    await held.__aexit__(None, None, None)
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    async with asyncio.timeout(1):
+        async with gate.hold(Priority.POLL):
+            assert gate.waiting == 0

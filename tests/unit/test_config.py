@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load_config, parse_config
+from gateway.config import (
+    PUBLISHED_SECRETS,
+    ConfigError,
+    Purpose,
+    deployment_problems,
+    load_config,
+    locate,
+    parse_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +63,8 @@ def test_minimal_config_parses_with_defaults() -> None:
         (VALID.replace("  jwt_secret", "  jwt_secrett"), "line 2: gateway.jwt_secrett: Extra"),
         (VALID + "  - energy_site_id: 7\n    name: Twin\n    time_zone: UTC\n    devices: []\n",
          "sites[1].devices: List should have at least 1 item"),
-        ("sites: [\n", "line 2: invalid YAML"),
+        ("sites: [\n", "line 2: invalid YAML at column 1: expected the node content, but found "
+                        "'<stream end>' (while parsing a flow node that starts on line 2)"),
         ("- just\n- a list\n", "line 1: the configuration must be a mapping"),
     ],
 )
@@ -74,3 +83,152 @@ def test_simulated_reference_must_exist() -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_yaml_errors_name_the_file_and_line_not_pyyaml_internals(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("gateway:\n  port: [8080\nsites: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert "<unicode string>" not in text
+    assert text.startswith(f"{path}: line 3: invalid YAML at column")
+    assert "\n" not in text  # one line
+
+
+@pytest.mark.parametrize("host", ["", " ", "bad host", "-lead.example", "999.1.1.1", "[::1]",
+                                  "a" * 64 + ".example"])
+def test_gateway_hosts_must_be_addresses_or_host_names(host: str) -> None:
+    for key in ("host", "proxy_host"):
+        with pytest.raises(ConfigError) as info:
+            parse_config(VALID.replace("gateway:\n", f"gateway:\n  {key}: '{host}'\n"))
+        assert any(f"line 2: gateway.{key}:" in p for p in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "inverter.lan", "gx-1.local."])
+def test_valid_hosts_pass(host: str) -> None:
+    config = parse_config(VALID.replace("gateway:\n", f"gateway:\n  host: '{host}'\n")
+                          .replace("host: 127.0.0.1", f"host: '{host}'"))
+    assert config.gateway.host == host
+
+
+def test_an_empty_device_host_is_refused_at_its_device() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(VALID.replace("host: 127.0.0.1", "host: ''"))
+    assert any("line 8: sites[0].devices[0]: host is empty" in p for p in info.value.problems)
+
+
+def test_the_example_secret_is_known_as_published() -> None:
+    # serve refuses PUBLISHED_SECRETS: the example's secret must be one of them
+    assert load_config(ROOT / "config.example.yaml").gateway.jwt_secret in PUBLISHED_SECRETS
+
+
+def _problems(text: str, purpose: Purpose = "serve", env: str | None = None) -> list[str]:
+    config = parse_config(text)
+    return locate(deployment_problems(config, purpose=purpose, env_secret=env), text)
+
+
+GOOD_SECRET = "kV3q9Zr0Xw2Lp7Ns4Ty8Bc1Hd6Jf5Gm0Qa"
+EXAMPLE_SECRET = next(iter(PUBLISHED_SECRETS))
+
+
+def test_a_config_fit_to_serve_has_no_problems() -> None:
+    assert _problems(VALID) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        (VALID.replace("a-test-secret-of-some-length-0123456789", EXAMPLE_SECRET), None,
+         "line 2: gateway.jwt_secret: the secret is the example published in config.example.yaml"),
+        (VALID.replace("jwt_secret: a-test-secret-of-some-length-0123456789", "port: 8080"), None,
+         "gateway.jwt_secret: no JWT secret; generate one with  python -c 'import secrets; "
+         "print(secrets.token_urlsafe(48))'"),
+        (VALID, "short-secret", "the secret in ENERGY_GATEWAY_JWT_SECRET (it overrides "
+                                "gateway.jwt_secret) is 12 bytes, HS256 needs at least 32"),
+        (VALID, EXAMPLE_SECRET, "the secret in ENERGY_GATEWAY_JWT_SECRET (it overrides "
+                                "gateway.jwt_secret) is the example published"),
+    ],
+)
+def test_serve_refuses_published_missing_and_short_secrets(
+        text: str, env: str | None, expected: str) -> None:
+    problems = _problems(text, env=env)
+    assert len(problems) == 1
+    assert expected in problems[0]
+    assert "ENERGY_GATEWAY_JWT_SECRET environment variable" in problems[0]  # where the fix goes
+
+
+def test_a_good_environment_secret_overrides_the_example() -> None:
+    text = VALID.replace("a-test-secret-of-some-length-0123456789", EXAMPLE_SECRET)
+    assert _problems(text, env=GOOD_SECRET) == []
+
+
+def test_the_demo_only_warns_about_the_secret() -> None:
+    config = load_config(ROOT / "config.example.yaml")
+    problems = deployment_problems(config, purpose="demo", env_secret=None)
+    assert [(p.loc, p.severity) for p in problems] == [(("gateway", "jwt_secret"), "warning")]
+    assert "an error for serve" in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("gateway:\n", "gateway:\n  port: 0\n"),
+         "line 2: gateway.port: 0 picks a random free port no client can find"),
+        (("port: 1502", "port: 1502\n        proxy_port: 8080"),
+         "line 12: sites[0].devices[0].proxy_port: port 8080 is already taken by gateway.port"),
+        (("port: 1502", "port: 1502\n        proxy_port: 0"),
+         "line 12: sites[0].devices[0].proxy_port: 0 picks a random free port"),
+        (("port: 1502", "port: 8080"),
+         "line 11: sites[0].devices[0].port: 127.0.0.1:8080 is the gateway's own gateway.port"),
+        (("port: 1502", "port: 1502\n        poll_interval_s: 0.0001"),
+         "line 12: sites[0].devices[0].poll_interval_s: 0.0001 s is out of range; allowed 0.1 "
+         "to 3600 s"),
+        (("port: 1502", "port: 1502\n        timeout_s: 0.0001"),
+         "line 12: sites[0].devices[0].timeout_s: 0.0001 s is out of range; allowed 0.1 to 600 s"),
+        (("port: 1502", "port: 1502\n        poll_interval_s: 5\n        stale_after_s: 2"),
+         "sites[0].devices[0].stale_after_s: 2 s is shorter than poll_interval_s (5 s)"),
+        (("gateway:\n", "gateway:\n  command_timeout_s: 1000000\n"),
+         "line 2: gateway.command_timeout_s: 1e+06 s is out of range; allowed 0.5 to 300 s"),
+        (("gateway:\n", "gateway:\n  reconcile_interval_s: 0.001\n"),
+         "line 2: gateway.reconcile_interval_s: 0.001 s is out of range; allowed 1 to 86400 s"),
+    ],
+)
+def test_deployment_checks_name_key_line_and_allowed_values(
+        edit: tuple[str, str], expected: str) -> None:
+    problems = _problems(VALID.replace(*edit))
+    assert any(expected in p for p in problems), problems
+
+
+def test_two_proxies_on_one_port_clash() -> None:
+    text = VALID.replace("port: 1502", "port: 1502\n        proxy_port: 1600") + """\
+  - energy_site_id: 8
+    name: Twin
+    time_zone: UTC
+    devices:
+      - {name: inverter, type: sunspec, host: 127.0.0.2, port: 1502, proxy_port: 1600}
+"""
+    problems = _problems(text)
+    assert any("line 17: sites[1].devices[0].proxy_port: port 1600 is already taken by "
+               "sites[0].devices[0].proxy_port" in p for p in problems), problems
+
+
+def test_simulator_ports_must_not_clash_with_the_gateway() -> None:
+    text = (ROOT / "config.example.yaml").read_text().replace("port: 15000", "port: 8080")
+    problems = _problems(text, purpose="demo")
+    assert any("simulator.control.port: port 8080 is already taken by gateway.port" in p
+               for p in problems), problems
+
+
+def test_the_example_config_is_fit_for_the_demo() -> None:
+    text = (ROOT / "config.example.yaml").read_text()
+    config = parse_config(text)
+    assert [p for p in deployment_problems(config, purpose="demo", env_secret=None)
+            if p.severity == "error"] == []
+
+
+def test_models_still_accept_ephemeral_ports_and_short_intervals_for_tests() -> None:
+    text = VALID.replace("gateway:\n", "gateway:\n  port: 0\n").replace(
+        "port: 1502", "port: 1502\n        poll_interval_s: 0.01")
+    config = parse_config(text)
+    assert config.gateway.port == 0

@@ -45,6 +45,7 @@ from gateway.proxy import ModbusProxy
 from gateway.ratelimit import RateLimiter
 from gateway.site import Clock, Site, utc_now
 from gateway.store import Store
+from gateway.tokens import watch_revocations
 
 log = structlog.get_logger("gateway.app")
 
@@ -110,15 +111,20 @@ async def fleet_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
-    """Build the gateway application; devices are connected when it starts."""
+def create_app(
+    config: Config, *, clock: Clock = utc_now, jwt_secret: str | None = None,
+) -> web.Application:
+    """Build the gateway application; devices are connected when it starts.
+
+    ``jwt_secret`` overrides the configured one (the demo signs with a per-run secret).
+    """
     # A base URL given with a trailing slash makes clients ask for //api/1/...: answer with a
     # 308 to the merged path (method and body kept), as fleet-api.md §11.2 allows.
     merge_slashes = web.normalize_path_middleware(
         append_slash=False, merge_slashes=True, redirect_class=web.HTTPPermanentRedirect)
     app = web.Application(middlewares=[merge_slashes, fleet_middleware])
     app[CONFIG] = config
-    app[VERIFIER] = TokenVerifier(config.jwt_secret())
+    app[VERIFIER] = TokenVerifier(jwt_secret or config.jwt_secret())
     app[CLOCK] = clock
     app[LIMITER] = RateLimiter()
     app[SITES] = {}
@@ -133,8 +139,16 @@ def create_app(config: Config, *, clock: Clock = utc_now) -> web.Application:
         return web.Response(body=openapi_body, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
+    app.cleanup_ctx.append(_revocations)
     app.cleanup_ctx.append(_runtime)
     return app
+
+
+async def _revocations(app: web.Application) -> AsyncIterator[None]:
+    """Keep the verifier's deny-list in step with `energy-gateway token revoke`."""
+    async with watch_revocations(app[CONFIG].gateway.data_dir, app[VERIFIER].set_revoked,
+                                 clock=time.time):
+        yield
 
 
 async def _runtime(app: web.Application) -> AsyncIterator[None]:

@@ -17,8 +17,9 @@ READ_SCOPE = "energy_device_data"
 COMMAND_SCOPE = "energy_cmds"
 KNOWN_SCOPES = frozenset({READ_SCOPE, COMMAND_SCOPE, "openid", "offline_access", "user_data"})
 _ALGORITHM = "HS256"
-_TTL = re.compile(r"^(\d+)([smhdw]?)$")
+_TTL = re.compile(r"^(\d{1,12})([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+MAX_TTL_S = 365 * 86_400  # a longer-lived bearer token is a standing risk: issue a new one yearly
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,51 @@ def parse_ttl(text: str) -> int:
     match = _TTL.match(text.strip())
     if not match or int(match.group(1)) <= 0:
         raise ValueError(f"invalid ttl {text!r}: use a positive number with s, m, h, d or w")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    ttl_s = int(match.group(1)) * _UNITS[match.group(2)]
+    if ttl_s > MAX_TTL_S:
+        raise ValueError(f"invalid ttl {text!r}: the longest is 365d (1 year)")
+    return ttl_s
+
+
+def token_claims(
+    *,
+    sub: str,
+    scopes: Iterable[str],
+    sites: Iterable[int] | None,
+    ttl_s: int,
+    now_s: float,
+    plan: str | None = None,
+) -> dict[str, Any]:
+    """The claims of a new bearer token (a fresh ``jti``); ValueError names what is wrong."""
+    scope_list = sorted(set(scopes))
+    known = ", ".join(sorted(KNOWN_SCOPES))
+    if not scope_list:
+        raise ValueError(f"a token needs at least one scope; known scopes: {known}")
+    unknown = sorted(set(scope_list) - KNOWN_SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scopes: {', '.join(unknown)}; known scopes: {known}")
+    site_ids = None if sites is None else sorted(set(sites))
+    if site_ids is not None and not site_ids:
+        raise ValueError("a token needs at least one site (or sites=None for every site)")
+    if not 0 < ttl_s <= MAX_TTL_S:
+        raise ValueError(f"ttl {ttl_s} s is outside 1 s to 365 days")
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "scp": scope_list,
+        "iat": int(now_s),
+        "exp": int(now_s) + ttl_s,
+        "jti": uuid.uuid4().hex,
+        "sites": "*" if site_ids is None else site_ids,
+        "ou_code": "NA",  # HA's tesla_fleet reads the region from this claim
+    }
+    if plan is not None:
+        claims["plan"] = plan
+    return claims
+
+
+def sign(secret: str, claims: dict[str, Any]) -> str:
+    """The bearer token carrying ``claims``, signed with ``secret``."""
+    return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 
 
 def issue_token(
@@ -66,22 +111,8 @@ def issue_token(
     plan: str | None = None,
 ) -> str:
     """A signed bearer token; ``sites=None`` reaches every site (claim ``"*"``)."""
-    scope_list = sorted(set(scopes))
-    unknown = sorted(set(scope_list) - KNOWN_SCOPES)
-    if unknown:
-        raise ValueError(f"unknown scopes: {', '.join(unknown)}")
-    claims: dict[str, Any] = {
-        "sub": sub,
-        "scp": scope_list,
-        "iat": int(now_s),
-        "exp": int(now_s) + ttl_s,
-        "jti": uuid.uuid4().hex,
-        "sites": "*" if sites is None else sorted(set(sites)),
-        "ou_code": "NA",  # HA's tesla_fleet reads the region from this claim
-    }
-    if plan is not None:
-        claims["plan"] = plan
-    return jwt.encode(claims, secret, algorithm=_ALGORITHM)
+    return sign(secret, token_claims(sub=sub, scopes=scopes, sites=sites, ttl_s=ttl_s,
+                                     now_s=now_s, plan=plan))
 
 
 def verify_token(secret: str, token: str) -> Principal:
@@ -123,19 +154,26 @@ class TokenVerifier:
         self._secret = secret
         self._max_entries = max_entries
         self._cache: dict[str, Principal] = {}
+        self._revoked: frozenset[str] = frozenset()
+
+    def set_revoked(self, jtis: frozenset[str]) -> None:
+        """Replace the deny-list: tokens with these ``jti`` answer 401 from now on."""
+        self._revoked = jtis
 
     def verify(self, token: str, now_s: float) -> Principal:
-        """The token's principal; 401 errors exactly as verify_token raises them."""
+        """The token's principal; 401 errors as verify_token raises them, and for revoked ones."""
         principal = self._cache.get(token)
         if principal is not None:
-            if now_s < principal.expires_at:
-                return principal
-            del self._cache[token]
-            raise TokenExpired("the access token has expired")
-        principal = verify_token(self._secret, token)
-        if len(self._cache) >= self._max_entries:
-            self._cache.clear()
-        self._cache[token] = principal
+            if now_s >= principal.expires_at:
+                del self._cache[token]
+                raise TokenExpired("the access token has expired")
+        else:
+            principal = verify_token(self._secret, token)
+            if len(self._cache) >= self._max_entries:
+                self._cache.clear()
+            self._cache[token] = principal
+        if principal.key in self._revoked:  # key is the jti for every token that carries one
+            raise Unauthenticated("the access token has been revoked")
         return principal
 
 

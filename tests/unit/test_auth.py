@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 import pytest
 
 from gateway.auth import (
     COMMAND_SCOPE,
+    MAX_TTL_S,
     READ_SCOPE,
     bearer,
     issue_token,
     parse_ttl,
+    sign,
+    token_claims,
     verify_token,
 )
 from gateway.fleet import MissingScopes, NotFound, TokenExpired, Unauthenticated
@@ -72,7 +76,7 @@ def test_parse_ttl(text: str, seconds: int) -> None:
     assert parse_ttl(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0d", "-1d", "3y", "abc"])
+@pytest.mark.parametrize("text", ["", "0d", "-1d", "3y", "abc", "9" * 5000])
 def test_parse_ttl_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="invalid ttl"):
         parse_ttl(text)
@@ -100,3 +104,44 @@ def test_verifier_caches_but_still_expires_tokens() -> None:
         verifier.verify(issue_token(SECRET, sub=str(i), scopes=[READ_SCOPE], sites=None,
                                     ttl_s=60, now_s=now), now)
     assert len(verifier._cache) <= 2
+
+
+@pytest.mark.parametrize("text", ["366d", "53w", "100000d", "31536001"])
+def test_parse_ttl_refuses_more_than_a_year_and_says_the_limit(text: str) -> None:
+    with pytest.raises(ValueError, match=r"the longest is 365d \(1 year\)"):
+        parse_ttl(text)
+    assert parse_ttl("365d") == MAX_TTL_S
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scopes": []}, "at least one scope; known scopes: energy_cmds, energy_device_data"),
+        ({"sites": []}, "at least one site"),
+        ({"ttl_s": 0}, "outside 1 s to 365 days"),
+        ({"ttl_s": 10 * 365 * 86_400}, "outside 1 s to 365 days"),
+    ],
+)
+def test_issue_refuses_tokens_that_reach_nothing_or_live_too_long(
+        kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {"sub": "a", "scopes": [READ_SCOPE], "sites": None, "ttl_s": 60,
+                            "now_s": time.time(), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        issue_token(SECRET, **args)
+
+
+def test_verifier_refuses_revoked_tokens_even_when_cached() -> None:
+    from gateway.auth import TokenVerifier
+
+    now = time.time()
+    verifier = TokenVerifier(SECRET)
+    claims = token_claims(sub="a", scopes=[READ_SCOPE], sites=None, ttl_s=60, now_s=now)
+    kept = issue_token(SECRET, sub="b", scopes=[READ_SCOPE], sites=None, ttl_s=60, now_s=now)
+    revoked = sign(SECRET, claims)
+    assert verifier.verify(revoked, now).sub == "a"  # now in the cache
+    verifier.set_revoked(frozenset({claims["jti"]}))
+    with pytest.raises(Unauthenticated, match="revoked"):
+        verifier.verify(revoked, now)
+    assert verifier.verify(kept, now).sub == "b"
+    verifier.set_revoked(frozenset())
+    assert verifier.verify(revoked, now).sub == "a"

@@ -1,0 +1,68 @@
+"""The token registry: issued tokens recorded without the token, revocation, the gateway's refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from gateway import tokens
+from gateway.auth import COMMAND_SCOPE, READ_SCOPE, token_claims
+from tests.helpers import eventually
+
+
+def _issued(sub: str, ttl_s: int, now: float, sites: list[int] | None = None) -> tokens.IssuedToken:
+    return tokens.IssuedToken.from_claims(token_claims(
+        sub=sub, scopes=[COMMAND_SCOPE, READ_SCOPE], sites=sites, ttl_s=ttl_s, now_s=now,
+        plan="small"))
+
+
+def test_record_list_and_revoke(tmp_path: Path) -> None:
+    now = 1_800_000_000.0
+    long = _issued("ha", 3600, now, sites=[1002, 1001])
+    short = _issued("logger", 60, now)
+    old = _issued("gone", 10, now - 100)
+    for t in (long, short, old):
+        tokens.record(tmp_path, t)
+    listed = tokens.unexpired(tmp_path, now)
+    assert listed == [short, long]  # soonest expiry first; the expired one is left out
+    assert listed[1].sites == (1001, 1002)
+    assert listed[1].scopes == (COMMAND_SCOPE, READ_SCOPE)
+    assert tokens.revoked_jtis(tmp_path, now) == frozenset()
+
+    found = tokens.revoke(tmp_path, long.jti, now + 5)
+    assert found is not None
+    assert (found.sub, found.revoked_at) == ("ha", int(now + 5))
+    assert tokens.revoked_jtis(tmp_path, now) == {long.jti}
+    assert tokens.revoked_jtis(tmp_path, now + 4000) == frozenset()  # expired: no longer listed
+    assert tokens.revoke(tmp_path, "no-such-jti", now) is None
+
+
+def test_the_registry_never_holds_a_token_or_signature(tmp_path: Path) -> None:
+    now = time.time()
+    tokens.record(tmp_path, _issued("ha", 60, now))
+    with sqlite3.connect(tmp_path / tokens.DB_NAME) as db:
+        columns = [r[1] for r in db.execute("PRAGMA table_info(issued_tokens)")]
+    assert columns == ["jti", "sub", "scopes", "sites", "plan", "issued_at", "expires_at",
+                       "revoked_at"]
+
+
+def test_reading_an_absent_registry_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    assert tokens.unexpired(missing, time.time()) == []
+    assert tokens.revoke(missing, "abc", time.time()) is None
+    assert not missing.exists()
+
+
+async def test_watch_loads_before_serving_then_follows_revocations(tmp_path: Path) -> None:
+    now = time.time()
+    first, second = _issued("a", 600, now), _issued("b", 600, now)
+    await asyncio.to_thread(tokens.record, tmp_path, first)
+    await asyncio.to_thread(tokens.record, tmp_path, second)
+    await asyncio.to_thread(tokens.revoke, tmp_path, first.jti, now)
+    seen: list[frozenset[str]] = []
+    async with tokens.watch_revocations(tmp_path, seen.append, clock=time.time, interval_s=0.05):
+        assert seen == [{first.jti}]  # loaded before the gateway serves its first request
+        await asyncio.to_thread(tokens.revoke, tmp_path, second.jti, now)
+        await eventually(lambda: seen[-1] == {first.jti, second.jti})

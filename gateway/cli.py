@@ -1,23 +1,59 @@
-"""energy-gateway command line: demo | serve | simulate | token issue | check-config."""
+"""energy-gateway command line: demo | serve | simulate | token issue|list|revoke | check-config."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import logging
+import os
+import secrets
 import signal
+import sqlite3
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
-from aiohttp import web
 
-from gateway.auth import COMMAND_SCOPE, READ_SCOPE, issue_token, parse_ttl
-from gateway.config import Config, ConfigError, load_config
-from gateway.logging import configure_logging
+from gateway import preflight, tokens
+from gateway.auth import (
+    COMMAND_SCOPE,
+    KNOWN_SCOPES,
+    MAX_TTL_S,
+    READ_SCOPE,
+    parse_ttl,
+    sign,
+    token_claims,
+)
+from gateway.config import (
+    JWT_SECRET_ENV,
+    Config,
+    ConfigError,
+    Problem,
+    Purpose,
+    deployment_problems,
+    effective_secret,
+    locate,
+    read_config,
+    secret_problem,
+)
+from gateway.logging import configure_logging, uses_console
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 DEFAULT_CONFIG = "config.example.yaml"
+DEMO_TTL = "30d"
+_T = TypeVar("_T")
+
+
+class UsageError(Exception):
+    """A command-line value that cannot work; the message says which option and why."""
 
 
 def _find_default_config() -> Path:
@@ -29,6 +65,24 @@ def _find_default_config() -> Path:
     return bundled if bundled.exists() else here
 
 
+def _load(path: Path, purpose: Purpose) -> Config:
+    """The config at ``path``, or ConfigError naming each key that stops it running for ``purpose``."""
+    config, text = read_config(path)
+    problems = [p for p in deployment_problems(config, purpose=purpose,
+                                               env_secret=os.environ.get(JWT_SECRET_ENV))
+                if p.severity == "error"]
+    if problems:
+        raise ConfigError(locate(problems, text), str(path))
+    return config
+
+
+def _preflight(path: Path, listens: list[preflight.Listen], data_dir: Path | None) -> None:
+    try:
+        preflight.check(listens, data_dir)
+    except preflight.StartupError as exc:
+        raise ConfigError(exc.problems, str(path)) from None
+
+
 async def _wait_for_stop() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -38,49 +92,154 @@ async def _wait_for_stop() -> None:
     await stop.wait()
 
 
-async def _start_gateway(config: Config) -> web.AppRunner:
+async def _start_gateway(config: Config, path: Path, jwt_secret: str | None = None) -> web.AppRunner:
+    from aiohttp import web
+
     from gateway.app import create_app
 
-    runner = web.AppRunner(create_app(config), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.gateway.host, config.gateway.port)
-    await site.start()
+    runner = web.AppRunner(create_app(config, jwt_secret=jwt_secret), access_log=None)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.gateway.host, config.gateway.port)
+        await site.start()
+    except (OSError, sqlite3.Error) as exc:
+        # the preflight checks passed a moment ago: something took the port or the disk since
+        await runner.cleanup()
+        raise ConfigError([f"cannot start the gateway: {exc}"], str(path)) from None
     return runner
 
 
-async def _demo(config: Config, config_path: Path) -> None:
+@dataclass(frozen=True)
+class DeviceLine:
+    """A device as the demo banner shows it."""
+
+    name: str
+    type: str
+    state: str  # "online" or "offline (why)"
+
+
+@dataclass(frozen=True)
+class SiteLine:
+    """A site as the demo banner shows it."""
+
+    energy_site_id: int
+    name: str
+    devices: tuple[DeviceLine, ...]
+    summary: str  # e.g. "solar 3.2 kW, battery 55 %", or "" while offline
+
+
+def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token: str,
+                per_run_secret: bool) -> str:
+    """What a newcomer sees once the demo is up: where things are, their state, what to try."""
+    width = max(len(s.name) for s in sites)
+    lines = [
+        "energy-gateway demo: simulated homes behind a local gateway, all on this machine",
+        "",
+        f"  gateway    {url}",
+        f"  simulator  {control_url}  (control API: the homes' truth, faults, grid outages)",
+        "",
+    ]
+    for site in sites:
+        devices = ", ".join(f"{d.name} ({d.type}) {d.state}" for d in site.devices)
+        summary = f"  [{site.summary}]" if site.summary else ""
+        lines.append(f"  site {site.energy_site_id}  {site.name:<{width}}  {devices}{summary}")
+    validity = ("signed with a per-run secret: valid until this demo stops" if per_run_secret
+                else f"valid {DEMO_TTL}")
+    first = sites[0].energy_site_id
+    lines += [
+        "",
+        f"  token (both scopes, all sites; {validity}):",
+        f"  export TOKEN={token}",
+        "",
+        "  try:",
+        f'    curl -s -H "Authorization: Bearer $TOKEN" {url}/api/1/energy_sites/{first}/live_status',
+        f'    curl -s -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
+        f"-d '{{\"backup_reserve_percent\": 40}}' {url}/api/1/energy_sites/{first}/backup",
+        f"    curl -s {control_url}/homes  (what the simulator plays)",
+        "",
+        "  More log detail: energy-gateway --log-level info demo.  Ctrl-C stops the demo.",
+    ]
+    return "\n".join(lines)
+
+
+def _site_lines(runner: web.AppRunner) -> list[SiteLine]:
+    from gateway.api.keys import SITES
+    from gateway.fleet import FleetError
+
+    out = []
+    now = time.monotonic()
+    for site in runner.app[SITES].values():
+        offline = set(map(id, site.offline(now)))
+        devices = tuple(
+            DeviceLine(d.name, d.config.type,
+                       f"offline ({d.last_error or 'no data yet'})" if id(d) in offline else "online")
+            for d in site.devices)
+        summary = ""
+        with contextlib.suppress(FleetError):
+            reading = site.reading()
+            parts = [f"solar {reading.solar_w / 1000:.1f} kW"]
+            if reading.soc_pct is not None:
+                parts.append(f"battery {reading.soc_pct:.0f} %")
+            parts.append(f"grid {reading.grid_w / 1000:+.1f} kW")
+            summary = ", ".join(parts)
+        out.append(SiteLine(site.id, site.config.name, devices, summary))
+    return out
+
+
+async def _demo(config: Config, path: Path, secret: str, per_run_secret: bool, token: str) -> None:
     from gateway.api.keys import SITES
     from simulator import Simulator
 
-    if config.simulator is None:
-        raise ConfigError(["demo needs a simulator section"], str(config_path))
-    async with Simulator(config.simulator) as sim:
-        runner = await _start_gateway(config)
+    assert config.simulator is not None  # noqa: S101 - checked by the caller
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            sim = await stack.enter_async_context(Simulator(config.simulator))
+        except OSError as exc:  # a port taken since the preflight check
+            raise ConfigError([f"cannot start the simulator: {exc}"], str(path)) from None
+        runner = await _start_gateway(config, path, jwt_secret=secret)
         try:
             url = f"http://{config.gateway.host}:{config.gateway.port}"
-            token = issue_token(config.jwt_secret(), sub="demo", scopes=[READ_SCOPE, COMMAND_SCOPE],
-                                sites=None, ttl_s=parse_ttl("30d"), now_s=time.time())
             sites = runner.app[SITES]
             deadline = time.monotonic() + 10
             # Print the banner once the devices answered (or give up waiting after 10 s).
             while time.monotonic() < deadline and any(  # noqa: ASYNC110 - bounded readiness poll
                     s.offline() for s in sites.values()):
                 await asyncio.sleep(0.1)
-            print(f"energy-gateway demo: gateway at {url}")
-            print(f"simulator control API at {sim.control_url}")
-            for site_config in config.sites:
-                print(f"site {site_config.energy_site_id}: {site_config.name}")
-            print(f"token (both scopes, all sites, 30 days):\n{token}")
-            print(f'try: curl -H "Authorization: Bearer $TOKEN" '
-                  f"{url}/api/1/energy_sites/{config.sites[0].energy_site_id}/live_status")
-            print("Ctrl-C stops.", flush=True)
+            print(demo_banner(url=url, control_url=sim.control_url, sites=_site_lines(runner),
+                              token=token, per_run_secret=per_run_secret), flush=True)
             await _wait_for_stop()
         finally:
             await runner.cleanup()
+    print("energy-gateway demo stopped.", flush=True)
 
 
-async def _serve(config: Config) -> None:
-    runner = await _start_gateway(config)
+def _run_demo(args: argparse.Namespace) -> int:
+    path: Path = args.config or _find_default_config()
+    config = _load(path, "demo")
+    if config.simulator is None:
+        raise ConfigError(["demo needs a simulator section (see config.example.yaml)"], str(path))
+    secret, from_env = effective_secret(config, os.environ.get(JWT_SECRET_ENV))
+    per_run = secret is None or secret_problem(secret, from_env=from_env) is not None
+    if per_run or secret is None:  # the published or a weak secret: never sign with it
+        secret = secrets.token_urlsafe(48)
+    data_dir = config.gateway.data_dir
+    _preflight(path, preflight.simulator_listens(config) + preflight.gateway_listens(config),
+               data_dir)
+    claims = token_claims(sub="demo", scopes=[READ_SCOPE, COMMAND_SCOPE], sites=None,
+                          ttl_s=parse_ttl(DEMO_TTL), now_s=time.time())
+    if not per_run:  # a token that outlives this run: list it, so it can be revoked
+        tokens.record(data_dir, tokens.IssuedToken.from_claims(claims))
+    # On a terminal the banner is the story; log details only when asked (--log-level info).
+    calm = uses_console(args.log_format) and args.log_level is None
+    configure_logging(args.log_format, args.log_level or ("WARNING" if calm else "INFO"))
+    if calm:  # the embedded broker's shutdown chatter ("1 messages not broadcasted") is no news
+        logging.getLogger("amqtt").setLevel(logging.ERROR)
+    asyncio.run(_demo(config, path, secret, per_run, sign(secret, claims)))
+    return 0
+
+
+async def _serve(config: Config, path: Path) -> None:
+    runner = await _start_gateway(config, path)
     try:
         print(f"energy-gateway serving http://{config.gateway.host}:{config.gateway.port}",
               flush=True)
@@ -89,82 +248,248 @@ async def _serve(config: Config) -> None:
         await runner.cleanup()
 
 
-async def _simulate(config: Config, config_path: Path) -> None:
+def _run_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config, "serve")
+    _preflight(args.config, preflight.gateway_listens(config), config.gateway.data_dir)
+    configure_logging(args.log_format, args.log_level or "INFO")
+    asyncio.run(_serve(config, args.config))
+    return 0
+
+
+async def _simulate(config: Config, path: Path) -> None:
     from simulator.run import serve
 
-    if config.simulator is None:
-        raise ConfigError(["no simulator section to run"], str(config_path))
+    assert config.simulator is not None  # noqa: S101 - checked by the caller
     task = asyncio.create_task(serve(config.simulator))
-    await _wait_for_stop()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    stop = asyncio.create_task(_wait_for_stop())
+    done, pending = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    for running in pending:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    if task in done:  # the simulator ended by itself: it could not start
+        failure = task.exception()
+        if isinstance(failure, OSError):  # a port taken since the preflight check
+            raise ConfigError([f"cannot start the simulator: {failure}"], str(path))
+        await task  # anything else is a bug: keep its traceback
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    config, _ = read_config(args.config)
+    if config.simulator is None:
+        raise ConfigError(["no simulator section to run"], str(args.config))
+    _preflight(args.config, preflight.simulator_listens(config), None)
+    configure_logging(args.log_format, args.log_level or "INFO")
+    asyncio.run(_simulate(config, args.config))
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config, text = read_config(args.file)
+    purpose: Purpose = args.purpose
+    if args.purpose == "auto":  # every device simulated: a demo config, not one to serve
+        simulated = all(d.simulated for s in config.sites for d in s.devices)
+        purpose = "demo" if simulated and config.simulator is not None else "serve"
+    problems = deployment_problems(config, purpose=purpose,
+                                   env_secret=os.environ.get(JWT_SECRET_ENV))
+    errors = [p for p in problems if p.severity == "error"]
+    warnings = [p for p in problems if p.severity == "warning"]
+    for line in locate(errors, text):
+        print(f"{args.file}: {line}", file=sys.stderr)
+    for line in locate(warnings, text):
+        print(f"{args.file}: warning: {line}", file=sys.stderr)
+    if errors:
+        return 1
+    devices = sum(len(s.devices) for s in config.sites)
+    print(f"{args.file}: ok for {purpose} ({len(config.sites)} sites, {devices} devices)")
+    return 0
+
+
+# ---- tokens ----------------------------------------------------------------------------------
+
+
+def parse_sites(text: str | None, known: Sequence[int]) -> list[int] | None:
+    """``--sites`` as site ids of this config; None (every site) when not given."""
+    if text is None:
+        return None
+    ids = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdecimal() or len(part) > 16:
+            raise UsageError(f"--sites: {part!r} is not a site id; give comma-separated "
+                             f"energy_site_id values, e.g. {known[0]}")
+        ids.append(int(part))
+    if not ids:
+        raise UsageError("--sites is empty; leave it out for a token that reaches every site")
+    unknown = sorted(set(ids) - set(known))
+    if unknown:
+        raise UsageError(f"--sites: {', '.join(map(str, unknown))} not in this config; its "
+                         f"sites are {', '.join(map(str, known))}")
+    return sorted(set(ids))
+
+
+def parse_scopes(text: str) -> list[str]:
+    """``--scopes`` as a list of known scopes (at least one)."""
+    scopes = sorted({s.strip() for s in text.split(",") if s.strip()})
+    known = ", ".join(sorted(KNOWN_SCOPES))
+    if not scopes:
+        raise UsageError(f"--scopes is empty; give at least one of {known}")
+    unknown = [s for s in scopes if s not in KNOWN_SCOPES]
+    if unknown:
+        raise UsageError(f"--scopes: unknown {', '.join(unknown)}; known scopes: {known}")
+    return scopes
+
+
+def _issue(args: argparse.Namespace) -> int:
+    config, text = read_config(args.config)
+    # a token signed with a weak secret is worth nothing: serve refuses the secret, and anyone
+    # holding it can forge tokens
+    secret, from_env = effective_secret(config, os.environ.get(JWT_SECRET_ENV))
+    if (why := secret_problem(secret, from_env=from_env)) is not None or secret is None:
+        raise ConfigError(locate([Problem(("gateway", "jwt_secret"), why or "")], text),
+                          str(args.config))
+    scopes = parse_scopes(args.scopes)
+    sites = parse_sites(args.sites, [s.energy_site_id for s in config.sites])
+    plans = config.gateway.rate_limits.plans
+    if args.plan is not None and args.plan not in plans:
+        raise UsageError(f"--plan: unknown plan {args.plan!r}; this config has "
+                         f"{', '.join(sorted(plans))}")
+    if not args.sub.strip():
+        raise UsageError("--sub is empty; name who the token is for, e.g. home-assistant")
+    try:
+        ttl_s = parse_ttl(args.ttl)
+    except ValueError as exc:
+        raise UsageError(f"--ttl: {exc}") from None
+    claims = token_claims(sub=args.sub.strip(), scopes=scopes, sites=sites, ttl_s=ttl_s,
+                          now_s=time.time(), plan=args.plan)
+    token = sign(secret, claims)
+    _registry_call(args.config, lambda: tokens.record(config.gateway.data_dir,
+                                                      tokens.IssuedToken.from_claims(claims)))
+    print(token)
+    return 0
+
+
+def _registry_call(path: Path, call: Callable[[], _T]) -> _T:
+    try:
+        return call()
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError([f"gateway.data_dir: cannot use the token registry: {exc}"],
+                          str(path)) from None
+
+
+def _when(unix_s: int) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _list(args: argparse.Namespace) -> int:
+    config, _ = read_config(args.config)
+    issued = _registry_call(args.config, lambda: tokens.unexpired(config.gateway.data_dir,
+                                                                  time.time()))
+    if not issued:
+        print("no unexpired tokens issued")
+        return 0
+    rows = [("jti", "sub", "scopes", "sites", "plan", "expires", "status")]
+    rows += [(t.jti, t.sub, ",".join(t.scopes),
+              "*" if t.sites is None else ",".join(map(str, t.sites)), t.plan or "-",
+              _when(t.expires_at), "revoked" if t.revoked_at is not None else "active")
+             for t in issued]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    config, _ = read_config(args.config)
+    jti = args.jti.strip()
+    found = _registry_call(args.config, lambda: tokens.revoke(config.gateway.data_dir, jti,
+                                                              time.time()))
+    if found is None:
+        raise UsageError(f"no token with jti {jti!r} in {config.gateway.data_dir / tokens.DB_NAME}"
+                         "; `energy-gateway token list` shows the issued ones (to invalidate "
+                         "every token at once, change gateway.jwt_secret)")
+    print(f"revoked {found.jti} (sub {found.sub}, expires {_when(found.expires_at)}); a running "
+          f"gateway refuses it within {tokens.REFRESH_S:g} s")
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="energy-gateway", description=__doc__)
-    parser.add_argument("--log-format", choices=["auto", "console", "json"], default="auto")
-    parser.add_argument("--log-level", default="INFO")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--log-format", choices=["auto", "console", "json"], default="auto",
+                        help="log line format: console on a terminal and JSON otherwise (auto, "
+                             "the default), or forced")
+    parser.add_argument("--log-level", default=None, type=str.upper,
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="the least severe log lines shown (default: INFO; for demo on a "
+                             "terminal WARNING, with a summary banner instead)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = "the YAML configuration file"
     demo = sub.add_parser("demo", help="simulator and gateway in one process")
-    demo.add_argument("--config", type=Path, default=None)
+    demo.add_argument("--config", type=Path, default=None,
+                      help=f"{config_help} (default: {DEFAULT_CONFIG}); needs a simulator section")
     serve = sub.add_parser("serve", help="the gateway against the configured devices")
-    serve.add_argument("--config", type=Path, required=True)
+    serve.add_argument("--config", type=Path, required=True, help=config_help)
     simulate = sub.add_parser("simulate", help="the simulated devices of a config, alone")
-    simulate.add_argument("--config", type=Path, required=True)
-    token = sub.add_parser("token", help="bearer tokens")
-    token_sub = token.add_subparsers(dest="token_command", required=True)
-    issue = token_sub.add_parser("issue", help="print a new bearer token")
-    issue.add_argument("--config", type=Path, required=True)
-    issue.add_argument("--scopes", required=True, help="comma-separated, e.g. "
-                       f"{READ_SCOPE},{COMMAND_SCOPE}")
-    issue.add_argument("--sites", default=None, help="comma-separated site ids (default: all)")
-    issue.add_argument("--ttl", default="30d")
-    issue.add_argument("--sub", default="cli")
-    issue.add_argument("--plan", default=None)
+    simulate.add_argument("--config", type=Path, required=True,
+                          help=f"{config_help}; its simulator section is run")
+    token = sub.add_parser("token", help="bearer tokens: issue, list, revoke")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    registry = (f"recorded (jti, sub, scopes, sites, expiry; never the token) in "
+                f"gateway.data_dir/{tokens.DB_NAME}")
+    issue = token_sub.add_parser("issue", help=f"print a new bearer token; it is {registry}")
+    issue.add_argument("--config", type=Path, required=True,
+                       help=f"{config_help}: its secret signs the token, its sites bound --sites")
+    issue.add_argument("--scopes", required=True,
+                       help=f"comma-separated, e.g. {READ_SCOPE},{COMMAND_SCOPE} "
+                            f"({READ_SCOPE}: reads, {COMMAND_SCOPE}: commands)")
+    issue.add_argument("--sites", default=None,
+                       help="comma-separated energy_site_id values of the config (default: all)")
+    issue.add_argument("--ttl", default="30d",
+                       help=f"lifetime: a number with s, m, h, d or w, e.g. 12h or 30d "
+                            f"(default 30d, at most {MAX_TTL_S // 86_400}d)")
+    issue.add_argument("--sub", default="cli",
+                       help="who the token is for, shown in logs and `token list` (default: cli)")
+    issue.add_argument("--plan", default=None,
+                       help="rate-limit plan from gateway.rate_limits.plans (default: its "
+                            "default_plan)")
+    listing = token_sub.add_parser("list", help="issued tokens that have not expired")
+    listing.add_argument("--config", type=Path, required=True,
+                         help=f"{config_help}: its gateway.data_dir holds the registry")
+    revoke = token_sub.add_parser(
+        "revoke", help=f"refuse a token from now on; a running gateway honours it within "
+                       f"{tokens.REFRESH_S:g} s")
+    revoke.add_argument("--config", type=Path, required=True,
+                        help=f"{config_help}: its gateway.data_dir holds the registry")
+    revoke.add_argument("jti", help="the token's jti, as `token list` shows it")
     check = sub.add_parser("check-config", help="validate a configuration file")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="the YAML configuration file to check")
+    check.add_argument("--for", dest="purpose", choices=["auto", "serve", "demo"], default="auto",
+                       help="judge it for serve (the JWT secret must be a real one) or demo; "
+                            "auto: demo when every device is simulated, else serve")
     return parser
-
-
-def _issue(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
-    sites = None if args.sites is None else [int(s) for s in args.sites.split(",") if s.strip()]
-    if args.plan is not None and args.plan not in config.gateway.rate_limits.plans:
-        raise ValueError(f"unknown plan {args.plan!r}")
-    print(issue_token(config.jwt_secret(), sub=args.sub, scopes=scopes, sites=sites,
-                      ttl_s=parse_ttl(args.ttl), now_s=time.time(), plan=args.plan))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``energy-gateway`` console script."""
     args = _parser().parse_args(argv)
+    commands = {"demo": _run_demo, "serve": _run_serve, "simulate": _run_simulate,
+                "check-config": _check_config}
+    token_commands = {"issue": _issue, "list": _list, "revoke": _revoke}
     try:
-        if args.command == "check-config":
-            config = load_config(args.file)
-            devices = sum(len(s.devices) for s in config.sites)
-            print(f"{args.file}: ok ({len(config.sites)} sites, {devices} devices)")
-            return 0
         if args.command == "token":
-            return _issue(args)
-        configure_logging(args.log_format, args.log_level)
-        config_path = args.config or _find_default_config()
-        config = load_config(config_path)
-        if args.command == "demo":
-            asyncio.run(_demo(config, config_path))
-        elif args.command == "serve":
-            asyncio.run(_serve(config))
-        else:
-            asyncio.run(_simulate(config, config_path))
+            return token_commands[args.token_command](args)
+        return commands[args.command](args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UsageError, ValueError) as exc:
+        print(f"energy-gateway: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         structlog.get_logger("gateway.cli").info("stopped")
     return 0
 

@@ -40,8 +40,9 @@ async def _wait_for_stop() -> None:
 
 async def _start_gateway(config: Config) -> web.AppRunner:
     from gateway.app import create_app
+    from gateway.server import GatewayRunner
 
-    runner = web.AppRunner(create_app(config), access_log=None)
+    runner = GatewayRunner(create_app(config), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.gateway.host, config.gateway.port)
     await site.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Collection
 from typing import Any, Literal
 
 import structlog
@@ -16,7 +17,7 @@ REDACTED = "[REDACTED]"
 # Secrets shorter than this are not scrubbed by value: replacing every "abc" would garble the
 # log and a secret that short protects nothing anyway (serve requires 32 bytes).
 _MIN_SECRET_CHARS = 8
-_SECRETS: set[str] = set()
+_secrets: tuple[str, ...] = ()  # replaced, never mutated: a thread logging meanwhile sees old or new
 _CREDENTIALS = re.compile(
     # the value of an Authorization header, in raw HTTP, a repr of a header mapping or key=value
     r"(?P<field>\b(?i:(?:proxy-)?authorization)['\"]?\s*[:=,]\s*b?['\"]?)[^'\"\r\n]+"
@@ -30,11 +31,12 @@ _MAX_DEPTH = 12  # how deep redaction walks nested event values (dict tracebacks
 
 def add_redacted_secret(secret: str) -> None:
     """Scrub ``secret`` from every log line from now on (the JWT secret, device passwords)."""
-    if len(secret) >= _MIN_SECRET_CHARS:
-        _SECRETS.add(secret)
+    global _secrets  # noqa: PLW0603 - one process-wide list, as the log handler is
+    if len(secret) >= _MIN_SECRET_CHARS and secret not in _secrets:
+        _secrets = (*_secrets, secret)
 
 
-def redact_text(text: str, secrets: set[str] | frozenset[str] = frozenset()) -> str:
+def redact_text(text: str, secrets: Collection[str] = ()) -> str:
     """``text`` with bearer credentials, JWT-shaped strings and the given secrets replaced."""
     for secret in secrets:
         if secret in text:
@@ -48,7 +50,7 @@ def _keep_label(match: re.Match[str]) -> str:
 
 def _redact_value(value: Any, depth: int) -> Any:
     if isinstance(value, str):
-        return redact_text(value, _SECRETS)
+        return redact_text(value, _secrets)
     if depth >= _MAX_DEPTH or isinstance(value, (bool, int, float)) or value is None:
         return value
     if isinstance(value, dict):
@@ -56,7 +58,7 @@ def _redact_value(value: Any, depth: int) -> Any:
     if isinstance(value, (list, tuple)):
         return [_redact_value(item, depth + 1) for item in value]
     # Any other object would be rendered by its repr, which may hold a secret (a header mapping)
-    return redact_text(repr(value), _SECRETS)
+    return redact_text(repr(value), _secrets)
 
 
 def redact(_: Any, __: str, event: Any) -> Any:
@@ -66,7 +68,7 @@ def redact(_: Any, __: str, event: Any) -> Any:
     and after it (so nothing the renderer added, such as an exception text, escapes it).
     """
     if isinstance(event, str):
-        return redact_text(event, _SECRETS)
+        return redact_text(event, _secrets)
     return {key: _redact_value(value, 0) for key, value in event.items()}
 
 

@@ -118,9 +118,9 @@ def validate(model: type[M], body: dict[str, Any]) -> M:
         return model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = clip(".".join(str(p) for p in first["loc"]) or "body")  # keys are client input
+        field = ".".join(str(p) for p in first["loc"]) or "body"
         if first["type"] == "extra_forbidden":
-            message = f"{field}: unknown field"
+            message = f"{clip(field)}: unknown field"  # the client's own key: quoted short
         elif first["type"] == "missing":
             message = f"{field}: required field is missing"
         else:

@@ -30,6 +30,7 @@ from gateway.api.keys import (
 from gateway.auth import TokenVerifier, bearer
 from gateway.config import Config, DeviceConfig
 from gateway.fleet import (
+    SERVER,
     FleetError,
     InvalidRequest,
     MethodNotAllowed,
@@ -39,6 +40,7 @@ from gateway.fleet import (
     error_response,
 )
 from gateway.history_service import HistoryService
+from gateway.logging import add_redacted_secret
 from gateway.openapi import build_openapi
 from gateway.poller import DeviceHandle, DevicePoller
 from gateway.proxy import ModbusProxy
@@ -111,20 +113,32 @@ async def fleet_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+async def _server_header(_: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp's default names the Python and aiohttp versions: a map for an attacker
+    response.headers["Server"] = SERVER
+
+
 def create_app(
     config: Config, *, clock: Clock = utc_now, jwt_secret: str | None = None,
 ) -> web.Application:
     """Build the gateway application; devices are connected when it starts.
 
-    ``jwt_secret`` overrides the configured one (the demo signs with a per-run secret).
+    ``jwt_secret`` overrides the configured one (the demo signs with a per-run secret). Serve it
+    with gateway.server.GatewayRunner, which answers unparseable requests the Fleet way.
     """
     # A base URL given with a trailing slash makes clients ask for //api/1/...: answer with a
     # 308 to the merged path (method and body kept), as fleet-api.md §11.2 allows.
     merge_slashes = web.normalize_path_middleware(
         append_slash=False, merge_slashes=True, redirect_class=web.HTTPPermanentRedirect)
-    app = web.Application(middlewares=[merge_slashes, fleet_middleware])
+    # auto_decompress off: a command body is a few dozen bytes, and a Content-Encoding the
+    # gateway does not decode is answered 415 by read_json instead of failing inside aiohttp.
+    app = web.Application(middlewares=[merge_slashes, fleet_middleware],
+                          handler_args={"auto_decompress": False})
+    app.on_response_prepare.append(_server_header)
     app[CONFIG] = config
-    app[VERIFIER] = TokenVerifier(jwt_secret or config.jwt_secret())
+    secret = jwt_secret or config.jwt_secret()
+    add_redacted_secret(secret)
+    app[VERIFIER] = TokenVerifier(secret)
     app[CLOCK] = clock
     app[LIMITER] = RateLimiter()
     app[SITES] = {}

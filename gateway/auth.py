@@ -20,6 +20,9 @@ _ALGORITHM = "HS256"
 _TTL = re.compile(r"^(\d{1,12})([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 MAX_TTL_S = 365 * 86_400  # a longer-lived bearer token is a standing risk: issue a new one yearly
+_NOT_OURS = ("invalid access token: it is malformed, altered or not issued by this gateway; "
+             "get a new one with `energy-gateway token issue`")
+_NOT_YET_VALID = "invalid access token: it is not valid yet; check the clocks of issuer and gateway"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +126,12 @@ def verify_token(secret: str, token: str) -> Principal:
         )
     except jwt.ExpiredSignatureError:
         raise TokenExpired("the access token has expired") from None
-    except jwt.InvalidTokenError as exc:
-        raise Unauthenticated(f"invalid access token: {exc}") from None
+    except jwt.ImmatureSignatureError:
+        raise Unauthenticated(_NOT_YET_VALID) from None
+    except jwt.InvalidTokenError:
+        # PyJWT's own words ("Invalid header padding", "Signature verification failed") describe
+        # the verifier, not what the client should do: one fixed description for every cause.
+        raise Unauthenticated(_NOT_OURS) from None
     scopes = claims["scp"]
     if isinstance(scopes, str):
         scopes = scopes.split()
@@ -180,8 +187,8 @@ class TokenVerifier:
 def bearer(header: str | None) -> str:
     """The token of an ``Authorization: Bearer ...`` header, or 401."""
     if not header:
-        raise Unauthenticated("missing Authorization header")
+        raise Unauthenticated("missing Authorization header", token_presented=False)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("Authorization must be 'Bearer <token>'")
+        raise Unauthenticated("Authorization must be 'Bearer <token>'", token_presented=False)
     return token.strip()

@@ -96,8 +96,9 @@ async def _start_gateway(config: Config, path: Path, jwt_secret: str | None = No
     from aiohttp import web
 
     from gateway.app import create_app
+    from gateway.server import GatewayRunner
 
-    runner = web.AppRunner(create_app(config, jwt_secret=jwt_secret), access_log=None)
+    runner = GatewayRunner(create_app(config, jwt_secret=jwt_secret), access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, config.gateway.host, config.gateway.port)

@@ -18,6 +18,26 @@ from drivers.errors import (
 
 JSON = "application/json"
 COMMAND_OK: dict[str, Any] = {"code": 201, "message": "Updated"}
+SERVER = "energy-gateway"  # the Server header: names the product, never Python's or aiohttp's version
+REALM = "energy-gateway"  # RFC 6750 realm of the bearer challenge
+ECHO_MAX_CHARS = 40  # how much of a client's bad value an error description quotes back
+DESCRIPTION_MAX_CHARS = 400  # backstop for descriptions that quote client input
+
+
+def clip(text: str, limit: int = ECHO_MAX_CHARS) -> str:
+    """``text`` cut to ``limit`` chars, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+def echo(value: object, limit: int = ECHO_MAX_CHARS) -> str:
+    """A client's value for an error description: its repr, clipped.
+
+    A body may hold a 309-digit number or a megabyte string; the answer quotes only its start.
+    """
+    try:
+        return clip(repr(value), limit)
+    except ValueError:  # an int beyond Python's str-conversion limit
+        return "<a number too large to show>"
 
 
 class FleetError(Exception):
@@ -45,16 +65,43 @@ class InvalidRequest(FleetError):
     status, error = 400, "invalid_request"
 
 
+class UnsupportedBody(FleetError):
+    """A body the gateway cannot decode as sent: a content coding or a charset it does not take."""
+
+    status, error = 415, "invalid_request"
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept-Encoding": "identity"}  # RFC 7694 §3: the codings a 415 would accept
+
+
 class InvalidCommand(FleetError):
     status, error = 400, "invalid_command"
+
+
+def bearer_challenge(*, token_presented: bool) -> dict[str, str]:
+    """RFC 6750 §3: every 401 names the scheme; ``invalid_token`` only when a token was sent."""
+    challenge = f'Bearer realm="{REALM}"'
+    if token_presented:
+        challenge += ', error="invalid_token"'
+    return {"WWW-Authenticate": challenge}
 
 
 class Unauthenticated(FleetError):
     status, error = 401, "invalid bearer token"
 
+    def __init__(self, description: str = "", *, token_presented: bool = True) -> None:
+        super().__init__(description)
+        self.token_presented = token_presented
+
+    def headers(self) -> dict[str, str]:
+        return bearer_challenge(token_presented=self.token_presented)
+
 
 class TokenExpired(FleetError):
     status, error = 401, "token expired (401)"
+
+    def headers(self) -> dict[str, str]:
+        return bearer_challenge(token_presented=True)
 
 
 class MissingScopes(FleetError):
@@ -128,7 +175,8 @@ def ok(response: Any, **extra: Any) -> web.Response:
 
 def error_response(exc: FleetError) -> web.Response:
     """The Fleet error envelope for ``exc``, always ``application/json``."""
-    body = {"response": None, "error": exc.error, "error_description": exc.description}
+    description = clip(exc.description, DESCRIPTION_MAX_CHARS)
+    body = {"response": None, "error": exc.error, "error_description": description}
     return web.Response(
         status=exc.status, body=dumps(body), content_type=JSON, headers=exc.headers()
     )

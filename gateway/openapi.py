@@ -30,12 +30,15 @@ def _errors(*statuses: int) -> dict[str, Any]:
         404: "unknown site, or a site the token does not name",
         405: "method not allowed",
         408: "a device of the site is offline",
+        415: "the body has a Content-Encoding or a non-UTF-8 charset; send plain UTF-8 JSON",
         429: "rate limited; see Retry-After",
         503: "the site's devices are not usable",
         504: "the device did not confirm the command in time; the setting is kept",
         540: "the device rejected the command",
     }
     out = {str(s): _json(_ERROR, texts[s]) for s in statuses}
+    if 401 in statuses:  # RFC 6750 challenge
+        out["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     if 429 in statuses:
         out["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}
     return out
@@ -166,7 +169,7 @@ def build_openapi() -> dict[str, Any]:
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _model_schema(model)}}},
             "responses": {"200": _json(_envelope(ok_inner), "confirmed on the device"),
-                          **_errors(400, 401, 403, 404, 408, 429, 503, 504, 540)}}}
+                          **_errors(400, 401, 403, 404, 408, 415, 429, 503, 504, 540)}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "energy-gateway", "version": VERSION,

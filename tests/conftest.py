@@ -21,6 +21,9 @@ def blockbuster() -> Iterator[BlockBuster]:
             if name in bb.functions:
                 bb.functions[name].can_block_in("linecache.py", {"updatecache", "checkcache"})
                 bb.functions[name].can_block_in("rich/traceback.py", {"_render_stack", "from_exception"})
+        for name in ("os.path.abspath", "os.getcwd"):  # structlog's dict tracebacks, the same cost
+            if name in bb.functions:
+                bb.functions[name].can_block_in("structlog/tracebacks.py", {"extract"})
         yield bb
 
 

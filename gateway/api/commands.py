@@ -21,7 +21,7 @@ from pydantic import (
 
 from gateway.api.keys import site_for
 from gateway.auth import COMMAND_SCOPE
-from gateway.fleet import COMMAND_OK, InvalidField, InvalidRequest, ok
+from gateway.fleet import COMMAND_OK, InvalidField, InvalidRequest, UnsupportedBody, clip, echo, ok
 from gateway.tariff import TariffError, parse_tariff
 
 routes = web.RouteTableDef()
@@ -67,9 +67,37 @@ class TouSettingsBody(_Body):
     tou_settings: dict[str, Any]
 
 
+# Content codings a body may carry: none. The gateway does not decompress (create_app turns
+# aiohttp's auto-decompression off), so a compressed body is refused as such rather than failing
+# later as malformed JSON; command bodies are a few dozen bytes.
+_IDENTITY = frozenset({"", "identity"})
+# RFC 8259 §8.1: JSON between systems is UTF-8; ASCII is a subset of it.
+_UTF8_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
+def body_decoding_error(content_encoding: str, charset: str | None) -> UnsupportedBody | None:
+    """Why a body sent with these headers cannot be read as UTF-8 JSON, or None if it can."""
+    codings = {c.strip().lower() for c in content_encoding.split(",")}
+    if not codings <= _IDENTITY:
+        return UnsupportedBody(
+            f"Content-Encoding {echo(content_encoding)} is not supported: send the JSON body "
+            "uncompressed")
+    if charset is not None and charset.lower() not in _UTF8_CHARSETS:
+        return UnsupportedBody(f"charset {echo(charset)} is not supported: JSON bodies are UTF-8")
+    return None
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or 400 ``invalid_request``."""
-    raw = await request.read()
+    """The request body as a JSON object, or 400 ``invalid_request`` (415 if it can't be decoded)."""
+    refusal = body_decoding_error(request.headers.get("Content-Encoding", ""), request.charset)
+    if refusal is not None:
+        raise refusal
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError:
+        # aiohttp's text quotes parser internals; the framing is what the client got wrong
+        raise InvalidRequest("the request body could not be read: its Content-Length or "
+                             "chunked framing is malformed") from None
     if not raw.strip():
         raise InvalidRequest("the request body must be a JSON object")
     try:
@@ -92,11 +120,11 @@ def validate(model: type[M], body: dict[str, Any]) -> M:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "body"
         if first["type"] == "extra_forbidden":
-            message = f"{field}: unknown field"
+            message = f"{clip(field)}: unknown field"  # the client's own key: quoted short
         elif first["type"] == "missing":
             message = f"{field}: required field is missing"
         else:
-            message = f"{field}: {first['msg']} (got {first.get('input')!r})"
+            message = f"{field}: {first['msg']} (got {echo(first.get('input'))})"
         raise InvalidField(message) from None
 
 
@@ -112,7 +140,7 @@ def _grid_import_export(body: GridImportExportBody) -> dict[str, Any]:
 def _time_of_use_settings(body: TouSettingsBody) -> dict[str, Any]:
     unknown = sorted(set(body.tou_settings) - {"tariff_content_v2"})
     if unknown:
-        raise InvalidField(f"tou_settings.{unknown[0]}: unknown field")
+        raise InvalidField(f"tou_settings.{clip(unknown[0])}: unknown field")
     if "tariff_content_v2" not in body.tou_settings:
         raise InvalidField("tou_settings.tariff_content_v2: required field is missing")
     try:

@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.api.keys import SITES
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.server import GatewayRunner
 from gateway.site import Clock, Site, utc_now
 from simulator import Simulator
 from simulator.config import ControlConfig, HomeConfig, SimDeviceConfig, SimulatorConfig
@@ -60,7 +61,7 @@ def start_gateway(sim: Simulator, tmp_path: Path) -> GatewayFactory:
     ) -> AsyncIterator[RunningGateway]:
         cfg = config or gateway_config(sim, tmp_path / "data")
         app = create_app(cfg, clock=clock)
-        runner = web.AppRunner(app, access_log=None)
+        runner = GatewayRunner(app, access_log=None)
         await runner.setup()
         tcp = web.TCPSite(runner, "127.0.0.1", 0)
         await tcp.start()

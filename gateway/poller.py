@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from drivers.base import DeviceInfo, DeviceTelemetry, Driver, Quality
+from drivers.base import (
+    SETPOINT_CAPABILITIES,
+    Capability,
+    DeviceInfo,
+    DeviceTelemetry,
+    Driver,
+    Quality,
+    Setpoints,
+)
 from drivers.errors import DriverError
 from gateway.config import DeviceConfig
 
@@ -30,6 +38,7 @@ class DeviceHandle:
     driver: Driver
     info: DeviceInfo | None = None
     telemetry: DeviceTelemetry | None = None
+    held: Setpoints | None = None  # the setpoints the device held at the last good read
     received_at: float | None = None  # monotonic time of the last good read
     connected: bool = False
     last_error: str | None = None
@@ -45,6 +54,16 @@ class DeviceHandle:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What the device can do, as its driver knows it."""
+        return self.driver.capabilities
+
+    @property
+    def is_sink(self) -> bool:
+        """Whether the device takes setpoints."""
+        return bool(self.capabilities & SETPOINT_CAPABILITIES)
 
     def age_s(self, now_mono: float) -> float | None:
         """Seconds since the last good read, None when never read."""
@@ -119,8 +138,17 @@ class DevicePoller:
             telemetry = await handle.driver.read()
         except DriverError as exc:
             return self._failed(exc)
+        held = telemetry.held
+        if held is None and handle.is_sink:
+            # Drivers that do not read setpoints with telemetry answer read_back from values
+            # they already hold (MQTT): the site checks every reading against what it applied.
+            try:
+                held = await handle.driver.read_back()
+            except DriverError:
+                held = None
         handle.polls += 1
         handle.telemetry = telemetry
+        handle.held = held
         handle.received_at = time.monotonic()
         if handle.failures:
             self._log.info("device.recovered", after_failures=handle.failures)
@@ -142,3 +170,4 @@ class DevicePoller:
         base = handle.config.poll_interval_s
         backoff = min(_BACKOFF_CAP_S, base * 2.0 ** min(handle.failures - 1, 10))
         return backoff * (0.5 + self._rng.random() / 2)
+

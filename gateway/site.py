@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import sqlite3
 import time
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from gateway.fleet import (
     InvalidCommand,
     from_driver_error,
 )
-from gateway.poller import DeviceHandle
+from gateway.poller import DeviceHandle, identity_from_json, identity_json
 from gateway.settings import SiteSettings
 from gateway.store import Store
 from gateway.tariff import Tariff
@@ -112,10 +113,16 @@ class Site:
         self.live_status_cache: tuple[tuple[int, SiteSettings, bool], bytes] | None = None
 
     async def load(self) -> None:
-        """Restore persisted settings (defaults on first start)."""
+        """Restore persisted settings (defaults on first start) and what devices were found to be."""
         stored = await self._store.load_settings(self.id)
         if stored is not None:
             self.settings = SiteSettings.from_json(stored)
+        learned = await self._store.load_identities(self.id)
+        for handle in self.devices:
+            data = learned.get(handle.name)
+            known = None if data is None else identity_from_json(handle.config.type, data)
+            if known is not None:
+                handle.known_info, handle.known_caps = known
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -155,16 +162,15 @@ class Site:
         return bool(reading and reading.storm_alert)
 
     def capabilities(self) -> frozenset[Capability]:
-        """Union of the capabilities of the site's devices."""
+        """Union of the capabilities of the site's devices (as discovered or learned before)."""
         caps: set[Capability] = set()
         for d in self.devices:
-            if d.info is not None:
-                caps |= d.driver.capabilities
+            caps |= d.capabilities
         return frozenset(caps)
 
     def policy_input(self, reading: SiteReading) -> policy.SitePolicyInput:
         """What the control policy needs from telemetry and nameplates."""
-        infos = [d.info for d in self.devices if d.info is not None]
+        infos = [i for i in (d.identity for d in self.devices) if i is not None]
         return policy.SitePolicyInput(
             soc_pct=reading.soc_pct,
             solar_w=reading.solar_w, load_w=reading.load_w,
@@ -188,7 +194,7 @@ class Site:
     # ---- commands ----------------------------------------------------------------------------
 
     def sinks(self) -> list[DeviceHandle]:
-        """Devices that take setpoints."""
+        """Devices that take setpoints (as discovered now or learned before)."""
         return [d for d in self.devices if d.is_sink]
 
     async def command(self, name: str, changes: Mapping[str, Any]) -> None:
@@ -362,9 +368,22 @@ class Site:
         self.changed.set()
 
     async def on_connect(self, handle: DeviceHandle) -> None:
-        """A device (re)connected: check and re-apply its desired settings."""
+        """A device (re)connected: remember what it is, then check and re-apply its settings."""
+        info = handle.info
         self._log.info("device.connected", device=handle.name,
-                       model=handle.info.model if handle.info else None)
+                       model=info.model if info else None)
+        if info is not None:
+            caps = handle.driver.capabilities
+            if (info, caps) != (handle.known_info, handle.known_caps):
+                handle.known_info, handle.known_caps = info, caps
+                try:
+                    await self._store.save_identity(
+                        self.id, handle.name, identity_json(handle.config.type, info, caps),
+                        self._clock())
+                except sqlite3.Error as exc:  # not worth a poller: kept in memory, saved next time
+                    handle.known_info = None
+                    self._log.warning("device.identity_not_saved", device=handle.name,
+                                      error=str(exc))
         self._owe("reconnect")
 
     def on_telemetry(self, handle: DeviceHandle) -> None:

@@ -1,4 +1,4 @@
-"""SQLite persistence of desired settings and the command journal, off the event loop."""
+"""SQLite persistence of desired settings, learned device identities and the command journal."""
 
 from __future__ import annotations
 
@@ -40,6 +40,13 @@ CREATE TABLE IF NOT EXISTS command_journal (
     finished_at TEXT
 );
 CREATE INDEX IF NOT EXISTS command_journal_received ON command_journal (received_at);
+CREATE TABLE IF NOT EXISTS device_identity (
+    energy_site_id INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    learned_at TEXT NOT NULL,
+    PRIMARY KEY (energy_site_id, device)
+);
 """
 
 
@@ -137,6 +144,42 @@ class Store:
                 "INSERT INTO site_settings VALUES (?, ?, ?) ON CONFLICT(energy_site_id) "
                 "DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
                 (energy_site_id, blob, now.isoformat()),
+            )
+
+        await self._run(_save)
+
+    async def load_identities(self, energy_site_id: int) -> dict[str, dict[str, Any]]:
+        """What earlier discoveries learned about a site's devices, by device name."""
+
+        def _load(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            rows = db.execute(
+                "SELECT device, identity FROM device_identity WHERE energy_site_id = ?",
+                (energy_site_id,),
+            ).fetchall()
+            out: dict[str, dict[str, Any]] = {}
+            for device, blob in rows:
+                try:
+                    data = orjson.loads(blob)
+                except orjson.JSONDecodeError:
+                    continue  # an unreadable row is as good as none: rediscovered on connect
+                if isinstance(data, dict):
+                    out[str(device)] = data
+            return out
+
+        return await self._run(_load)
+
+    async def save_identity(
+        self, energy_site_id: int, device: str, identity: dict[str, Any], now: datetime
+    ) -> None:
+        """Persist what a discovery learned about a device (replacing the previous row)."""
+        blob = orjson.dumps(identity).decode()
+
+        def _save(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO device_identity VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(energy_site_id, device) DO UPDATE SET "
+                "identity = excluded.identity, learned_at = excluded.learned_at",
+                (energy_site_id, device, blob, _utc(now)),
             )
 
         await self._run(_save)

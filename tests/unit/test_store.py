@@ -1,5 +1,5 @@
-"""The gateway's SQLite store: bounded journal entries, interrupted commands, retention and the
-version-1 migration (a real SQLite file per test)."""
+"""The gateway's SQLite store: bounded journal entries, interrupted commands, retention, the
+version-1 migration and learned device identities (a real SQLite file per test)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 import orjson
 import pytest_asyncio
 
+from drivers.base import Capability, DeviceInfo
+from gateway.poller import identity_from_json, identity_json
 from gateway.site import journal_changes
 from gateway.store import (
     JOURNAL_CHANGES_MAX_BYTES,
@@ -119,6 +121,22 @@ async def test_a_version_1_database_is_migrated_and_its_bodies_dropped(tmp_path:
         entries = await store.commands(SITE)
         assert entries[1]["changes"] == {"backup_reserve_percent": 7}
         assert set(entries[0]["changes"]) == {"dropped_bytes"}
+        await store.save_identity(SITE, "inverter", {"type": "sunspec"}, NOW)  # new table exists
     finally:
         await store.close()
 
+
+async def test_learned_identities_round_trip(store: Store) -> None:
+    info = DeviceInfo(manufacturer="Sim", model="HY-5", serial_number="S1", firmware_version="1",
+                      battery_capacity_wh=10_000.0, max_charge_w=5000.0)
+    caps = frozenset({Capability.BATTERY, Capability.BACKUP_RESERVE})
+    await store.save_identity(SITE, "inverter", identity_json("sunspec", info, caps), NOW)
+    learned = await store.load_identities(SITE)
+    assert identity_from_json("sunspec", learned["inverter"]) == (info, caps)
+    # learned for another device type under the same name: not this device
+    assert identity_from_json("victron_gx", learned["inverter"]) is None
+    # a newer gateway's capability names are skipped, not fatal
+    newer = {**learned["inverter"], "capabilities": ["battery", "teleport"]}
+    assert identity_from_json("sunspec", newer) == (info, frozenset({Capability.BATTERY}))
+    assert identity_from_json("sunspec", {"type": "sunspec", "info": {}, "capabilities": []}) \
+        is None

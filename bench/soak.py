@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from gateway.api.keys import SITES
@@ -153,10 +152,15 @@ async def _injector(home: SimHome, rng: random.Random, deadline: float, report: 
 
 
 async def _expected(site: Site) -> dict[str, Any]:
-    """The last body of each command the site accepted, from its command journal (only
-    validated commands are journaled; journal order is the order the site lock applied them)."""
+    """The settings the accepted commands asked for, folded in journal order (only validated
+    commands are journaled, in the order the site lock applied them; a command the device
+    rejected changed nothing and is skipped)."""
     entries = await site._store.commands(site.id, limit=100_000)
-    return {entry["command"]: entry["body"] for entry in reversed(entries)}  # oldest first
+    settings: dict[str, Any] = {}
+    for entry in reversed(entries):  # oldest first
+        if entry["status"] != "rejected":
+            settings.update(entry["changes"])
+    return settings
 
 
 async def run_soak(sim: Simulator, site: Site, base_url: str, *, token: str, duration_s: float,
@@ -190,10 +194,9 @@ async def run_soak(sim: Simulator, site: Site, base_url: str, *, token: str, dur
 
 async def _audit(site: Site, home: SimHome, timeout_s: float = 45.0) -> list[str]:
     last = await _expected(site)
-    mode = orjson.loads(last[_MODE])["default_real_mode"] if _MODE in last else "self_consumption"
-    reserve = orjson.loads(last[_RESERVE])["backup_reserve_percent"] if _RESERVE in last else 20
-    rule = (orjson.loads(last[_RULE]).get("customer_preferred_export_rule", "pv_only")
-            if _RULE in last else "pv_only")
+    mode = last.get("operation_mode", "self_consumption")
+    reserve = last.get("backup_reserve_pct", 20)
+    rule = last.get("export_rule", "pv_only")
     want_reserve = 100 if mode == "backup" else reserve
     want_export = 0 if rule == "never" else None
     deadline = time.monotonic() + timeout_s

@@ -60,6 +60,9 @@ class DeviceTelemetry:
     grid_up: bool | None = None
     storm_alert: bool | None = None
     counters: Counters = field(default_factory=Counters)
+    # The setpoints the device held at this reading, for drivers that read them with their
+    # telemetry at no extra cost; None = not read (the gateway then asks ``read_back``).
+    held: Setpoints | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +79,13 @@ class Setpoints:
     export_limit_w: int | None = None
     battery_w: int | None = None
     revert_s: int = 0
+
+
+#: Capabilities that make a device take setpoints (a "sink" of the control policy).
+SETPOINT_CAPABILITIES: frozenset[Capability] = frozenset({
+    Capability.BACKUP_RESERVE, Capability.GRID_CHARGING, Capability.EXPORT_LIMIT,
+    Capability.BATTERY_POWER,
+})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

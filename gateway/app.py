@@ -46,7 +46,7 @@ from gateway.poller import DeviceHandle, DevicePoller
 from gateway.proxy import ModbusProxy
 from gateway.ratelimit import RateLimiter
 from gateway.site import Clock, Site, utc_now
-from gateway.store import Store
+from gateway.store import Store, keep_journal
 from gateway.tokens import watch_revocations
 
 log = structlog.get_logger("gateway.app")
@@ -170,6 +170,9 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     store = Store(config.gateway.data_dir / "gateway.sqlite3")
     await store.open()
+    interrupted = await store.close_interrupted(app[CLOCK]())
+    if interrupted:
+        log.warning("journal.interrupted", entries=interrupted)
     history_service = app[HISTORY]
     await history_service.open()
     transports = Transports(modbus=ModbusPool())
@@ -204,6 +207,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
             tasks.append(asyncio.create_task(
                 site.control_loop(config.gateway.reconcile_interval_s), name=f"control-{site.id}"))
         tasks.append(asyncio.create_task(history_service.run(), name="history"))
+        tasks.append(asyncio.create_task(keep_journal(
+            store, config.gateway.journal_retention_days, app[CLOCK]), name="journal"))
         site_ids = sorted(app[SITES].keys())
         log.info("gateway.started", sites=site_ids, devices=len(handles))
         yield

@@ -95,6 +95,7 @@ class GatewaySection(_Strict):
     command_timeout_s: float = Field(5.0, gt=0)
     proxy_host: str = "127.0.0.1"  # where device proxies (``proxy_port``) listen
     reconcile_interval_s: float = Field(30.0, gt=0)
+    journal_retention_days: int = Field(90, ge=1, le=36500)  # command journal entries kept
 
     check_hosts = field_validator("host", "proxy_host")(_valid_host)
 

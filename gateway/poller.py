@@ -6,11 +6,20 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import structlog
 
-from drivers.base import DeviceInfo, DeviceTelemetry, Driver, Quality
+from drivers.base import (
+    SETPOINT_CAPABILITIES,
+    Capability,
+    DeviceInfo,
+    DeviceTelemetry,
+    Driver,
+    Quality,
+    Setpoints,
+)
 from drivers.errors import DriverError
 from gateway.config import DeviceConfig
 
@@ -24,12 +33,19 @@ _REFRESH_MIN_GAP_S = 0.25
 
 @dataclass(eq=False)
 class DeviceHandle:
-    """A configured device, its driver, and what the gateway last learned from it."""
+    """A configured device, its driver, and what the gateway last learned from it.
+
+    ``info`` is set by a connect in this process; ``known_info``/``known_caps`` are what an
+    earlier discovery learned (persisted), so the site keeps its shape while the device is away.
+    """
 
     config: DeviceConfig
     driver: Driver
     info: DeviceInfo | None = None
+    known_info: DeviceInfo | None = None
+    known_caps: frozenset[Capability] | None = None
     telemetry: DeviceTelemetry | None = None
+    held: Setpoints | None = None  # the setpoints the device held at the last good read
     received_at: float | None = None  # monotonic time of the last good read
     connected: bool = False
     last_error: str | None = None
@@ -45,6 +61,24 @@ class DeviceHandle:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def identity(self) -> DeviceInfo | None:
+        """Nameplate and identity: from this process's connect, else as learned before."""
+        return self.info or self.known_info
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """What the device can do: discovered now, else learned before, else what the driver
+        knows without the device (its configuration; empty for discovering drivers)."""
+        if self.info is None and self.known_caps is not None:
+            return self.known_caps
+        return self.driver.capabilities
+
+    @property
+    def is_sink(self) -> bool:
+        """Whether the device takes setpoints."""
+        return bool(self.capabilities & SETPOINT_CAPABILITIES)
 
     def age_s(self, now_mono: float) -> float | None:
         """Seconds since the last good read, None when never read."""
@@ -119,8 +153,17 @@ class DevicePoller:
             telemetry = await handle.driver.read()
         except DriverError as exc:
             return self._failed(exc)
+        held = telemetry.held
+        if held is None and handle.is_sink:
+            # Drivers that do not read setpoints with telemetry answer read_back from values
+            # they already hold (MQTT): the site checks every reading against what it applied.
+            try:
+                held = await handle.driver.read_back()
+            except DriverError:
+                held = None
         handle.polls += 1
         handle.telemetry = telemetry
+        handle.held = held
         handle.received_at = time.monotonic()
         if handle.failures:
             self._log.info("device.recovered", after_failures=handle.failures)
@@ -142,3 +185,33 @@ class DevicePoller:
         base = handle.config.poll_interval_s
         backoff = min(_BACKOFF_CAP_S, base * 2.0 ** min(handle.failures - 1, 10))
         return backoff * (0.5 + self._rng.random() / 2)
+
+
+# ---- persisted identity (pure) ---------------------------------------------------------------
+
+_INFO_FIELDS = frozenset(DeviceInfo.__dataclass_fields__)
+
+
+def identity_json(device_type: str, info: DeviceInfo, caps: frozenset[Capability]) -> dict[str, Any]:
+    """What discovery learned about a device, as JSON-ready data for storage."""
+    return {"type": device_type, "info": asdict(info), "capabilities": sorted(caps)}
+
+
+def identity_from_json(
+    device_type: str, data: dict[str, Any]
+) -> tuple[DeviceInfo, frozenset[Capability]] | None:
+    """Read back :func:`identity_json`; None when it is of another device type or unreadable.
+
+    Unknown capability names (a newer gateway's row) are skipped.
+    """
+    if data.get("type") != device_type:
+        return None
+    raw_info, raw_caps = data.get("info"), data.get("capabilities")
+    if not isinstance(raw_info, dict) or not isinstance(raw_caps, list):
+        return None
+    try:
+        info = DeviceInfo(**{k: v for k, v in raw_info.items() if k in _INFO_FIELDS})
+    except TypeError:  # a required field missing
+        return None
+    known = {c.value for c in Capability}
+    return info, frozenset(Capability(c) for c in raw_caps if c in known)

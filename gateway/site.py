@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import sqlite3
 import time
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
 from drivers.base import Capability, DeviceTelemetry, Quality, Setpoints, holds
 from drivers.errors import DriverError
 from gateway import policy
 from gateway.config import SiteConfig
-from gateway.fleet import DeviceNotConfirmed, DeviceOffline, FleetError, from_driver_error
-from gateway.poller import DeviceHandle
+from gateway.fleet import (
+    DeviceNotConfirmed,
+    DeviceOffline,
+    DeviceRejectedCommand,
+    FleetError,
+    InvalidCommand,
+    from_driver_error,
+)
+from gateway.poller import DeviceHandle, identity_from_json, identity_json
 from gateway.settings import SiteSettings
 from gateway.store import Store
+from gateway.tariff import Tariff
 
 log = structlog.get_logger("gateway.site")
-
-_SETPOINT_CAPS = frozenset({
-    Capability.BACKUP_RESERVE, Capability.GRID_CHARGING, Capability.EXPORT_LIMIT,
-    Capability.BATTERY_POWER,
-})
 
 Clock = Callable[[], datetime]
 
@@ -90,23 +97,32 @@ class Site:
         self.settings = SiteSettings()
         self.admin_storm_alert = False
         self.drift_count = 0
-        self.reconciles = 0  # completed reconciliation passes (health, tests)
+        self.reconciles = 0  # reconciliation passes that found every device online (health)
         self.applied: Setpoints | None = None
         self._store = store
         self._command_timeout_s = command_timeout_s
         self._clock = clock
         self._lock = asyncio.Lock()
         self._log = log.bind(site_id=self.id)
-        self.changed = asyncio.Event()  # wakes the control loop (new telemetry, alert change)
+        self.changed = asyncio.Event()  # wakes the control loop
+        self._owed: str | None = "start"  # why a reconciliation pass is owed, until one completes
+        self._applied_once = False  # whether this process has applied setpoints yet
+        self._checking_held = False  # compare each reading with ``applied`` (after a good pass)
         self._last_storm = False
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
         self.live_status_cache: tuple[tuple[int, SiteSettings, bool], bytes] | None = None
 
     async def load(self) -> None:
-        """Restore persisted settings (defaults on first start)."""
+        """Restore persisted settings (defaults on first start) and what devices were found to be."""
         stored = await self._store.load_settings(self.id)
         if stored is not None:
             self.settings = SiteSettings.from_json(stored)
+        learned = await self._store.load_identities(self.id)
+        for handle in self.devices:
+            data = learned.get(handle.name)
+            known = None if data is None else identity_from_json(handle.config.type, data)
+            if known is not None:
+                handle.known_info, handle.known_caps = known
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -146,16 +162,15 @@ class Site:
         return bool(reading and reading.storm_alert)
 
     def capabilities(self) -> frozenset[Capability]:
-        """Union of the capabilities of the site's devices."""
+        """Union of the capabilities of the site's devices (as discovered or learned before)."""
         caps: set[Capability] = set()
         for d in self.devices:
-            if d.info is not None:
-                caps |= d.driver.capabilities
+            caps |= d.capabilities
         return frozenset(caps)
 
     def policy_input(self, reading: SiteReading) -> policy.SitePolicyInput:
         """What the control policy needs from telemetry and nameplates."""
-        infos = [d.info for d in self.devices if d.info is not None]
+        infos = [i for i in (d.identity for d in self.devices) if i is not None]
         return policy.SitePolicyInput(
             soc_pct=reading.soc_pct,
             solar_w=reading.solar_w, load_w=reading.load_w,
@@ -179,98 +194,197 @@ class Site:
     # ---- commands ----------------------------------------------------------------------------
 
     def sinks(self) -> list[DeviceHandle]:
-        """Devices that take setpoints."""
-        return [d for d in self.devices if d.driver.capabilities & _SETPOINT_CAPS]
+        """Devices that take setpoints (as discovered now or learned before)."""
+        return [d for d in self.devices if d.is_sink]
 
-    async def command(
-        self, name: str, body: dict[str, Any], change: Callable[[SiteSettings], SiteSettings]
-    ) -> None:
+    async def command(self, name: str, changes: Mapping[str, Any]) -> None:
         """Persist the new desired settings, write them through the drivers, confirm by read-back.
 
-        Raises a FleetError (408 offline, 504 not confirmed, ...) with the setting kept; it is
-        re-applied when the device returns.
+        The one rule for failures (docs/api.md "When a command fails"): a command the device
+        rejected (540, or 400 when it cannot honour it) changes nothing: the settings roll back,
+        devices already written go back to the previous setpoints, the journal says ``rejected``.
+        A command that could not be delivered or confirmed (408, 503, 504) is kept: the gateway
+        applies it when the device is back, and the error description says so.
         """
         async with self._lock:
             now = self._clock()
-            journal_id = await self._store.journal(self.id, name, body, now)
-            self.settings = change(self.settings)
+            previous = self.settings
+            journal_id = await self._store.journal(self.id, name, journal_changes(changes), now)
+            self.settings = dataclasses.replace(previous, **changes)
             await self._store.save_settings(self.id, self.settings.to_json(), now)
             started = time.perf_counter()
+            confirmed: list[DeviceHandle] = []
+            reading: SiteReading | None = None
+            writing = False
             try:
-                self.require_online(self.sinks())
-                await self._apply(self.setpoints(self.reading(), now))
+                reading = self.reading()  # the one online check of the command
+                wanted = self.setpoints(reading, now)
+                writing = True
+                await self._apply(wanted, confirmed)
+            except REFUSED as exc:
+                await self._roll_back(previous, reading, confirmed, now)
+                exc.description = f"{exc.description}; {ROLLED_BACK}"
+                await self._finish(journal_id, name, "rejected", exc)
+                raise
             except FleetError as exc:
-                await self._store.finish(journal_id, exc.error, exc.description, self._clock())
-                self._log.warning("command.failed", command=name, status=exc.status,
-                                  error=exc.error, detail=exc.description)
+                if writing:  # some device may hold part of it: not what was last applied
+                    self.applied = None
+                    self._checking_held = False
+                if isinstance(exc, DeviceOffline):
+                    self._owe("command")  # applied as soon as every device reports again
+                exc.description = f"{exc.description}; {KEPT}"
+                await self._finish(journal_id, name, "kept", exc)
                 raise
             await self._store.finish(journal_id, "confirmed", "", self._clock())
             self._log.info("command.applied", command=name, verified=True,
                            latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
-    async def _apply(self, setpoints: Setpoints) -> None:
-        """Write to every sink and wait for each read-back (caller holds the lock)."""
+    async def _finish(self, journal_id: int, name: str, status: str, exc: FleetError) -> None:
+        await self._store.finish(journal_id, status, exc.description, self._clock())
+        self._log.warning("command.failed", command=name, status=exc.status, outcome=status,
+                          error=exc.error, detail=exc.description)
+
+    async def _roll_back(
+        self, previous: SiteSettings, reading: SiteReading | None, confirmed: list[DeviceHandle],
+        now: datetime,
+    ) -> None:
+        """Undo a rejected command: previous settings in memory and SQLite, and on every device
+        that already confirmed the new setpoints (caller holds the lock)."""
+        self.settings = previous
+        await self._store.save_settings(self.id, previous.to_json(), now)
+        if confirmed and reading is not None:
+            try:
+                await self._apply(self.setpoints(reading, now), devices=confirmed)
+            except FleetError as exc:
+                self._log.warning("command.rollback_failed", error=exc.description,
+                                  devices=[d.name for d in confirmed])
+        # The device that refused may hold part of the write: check it when it answers again.
+        self.applied = None
+        self._checking_held = False
+        self._owe("rollback")
+
+    async def _apply(
+        self, setpoints: Setpoints, confirmed: list[DeviceHandle] | None = None, *,
+        devices: list[DeviceHandle] | None = None,
+    ) -> None:
+        """Write to every sink (or ``devices``) and wait for each read-back (caller holds the lock).
+
+        Each device that confirmed is appended to ``confirmed``.
+        """
+        targets = self.sinks() if devices is None else devices
         try:
             async with asyncio.timeout(self._command_timeout_s):
-                for handle in self.sinks():
+                for handle in targets:
                     try:
                         await handle.driver.apply(setpoints)
                     except DriverError as exc:
                         raise from_driver_error(exc, f"device {handle.name}") from exc
+                    if confirmed is not None:
+                        confirmed.append(handle)
                     handle.refresh.set()  # poll now so live_status reflects the change
         except TimeoutError:
             raise DeviceNotConfirmed(
                 f"site {self.id}: devices did not confirm within {self._command_timeout_s:g} s"
             ) from None
-        self.applied = setpoints
+        if devices is None:
+            self.applied = setpoints
+
+    # ---- reconciliation ------------------------------------------------------------------------
 
     async def reconcile(self, reason: str) -> bool:
         """Bring devices to the desired setpoints: detect drift, re-apply, count it.
 
         Drift is a device holding something other than what the gateway last applied (a reboot,
-        someone else's write). A policy change (tariff period, alert, new settings) is not drift.
+        someone else's write). Neither a policy change (tariff period, alert, new settings) nor
+        the first application after the gateway starts (or after an unconfirmed write) is drift.
         Returns True when the devices hold the desired setpoints afterwards.
         """
         async with self._lock:
-            self.reconciles += 1
             try:
                 reading = self.reading()
             except DeviceOffline:
-                return False
+                return self._failed(reason, transient=True)  # the next reading tries again
+            self.reconciles += 1
             wanted = self.setpoints(reading, self._clock())
-            drifted = []
+            reference = self.applied or wanted
+            off: list[tuple[DeviceHandle, Setpoints]] = []
             for handle in self.sinks():
                 try:
                     held = await handle.driver.read_back()
-                except DriverError:
-                    return False
-                caps = handle.driver.capabilities
-                reference = self.applied or wanted
-                if not holds(held, reference, caps):
-                    drifted.append((handle, held))
-            for handle, held in drifted:
-                self.drift_count += 1
-                self._log.warning("setpoints.drift", device=handle.name, reason=reason,
-                                  held=_asdict(held), wanted=_asdict(wanted),
-                                  drift_count=self.drift_count)
+                except DriverError as exc:
+                    self._log.warning("reconcile.failed", reason=reason, device=handle.name,
+                                      error=str(exc))
+                    return self._failed(reason, transient=exc.retryable)
+                if not holds(held, reference, handle.capabilities):
+                    off.append((handle, held))
+            for handle, held in off:
+                self._log_off(handle, held, wanted, reason)
             # Battery commands carry a revert timeout on the device: refresh them every cycle.
-            if not drifted and self.applied == wanted and wanted.battery_w is None:
-                return True
+            if not off and self.applied == wanted and wanted.battery_w is None:
+                return self._settled(ok=True)
             try:
                 await self._apply(wanted)
             except FleetError as exc:
                 self._log.warning("reconcile.failed", reason=reason, error=exc.description)
-                return False
-            if drifted:
+                return self._failed(reason, transient=isinstance(exc, DeviceOffline))
+            if off and self._applied_once:
                 self._log.info("setpoints.reapplied", reason=reason)
-            return True
+            self._applied_once = True
+            return self._settled(ok=True)
+
+    def _log_off(self, handle: DeviceHandle, held: Setpoints, wanted: Setpoints, reason: str) -> None:
+        fields = {"device": handle.name, "reason": reason, "held": _asdict(held),
+                  "wanted": _asdict(wanted)}
+        if self.applied is not None:
+            self.drift_count += 1
+            self._log.warning("setpoints.drift", drift_count=self.drift_count, **fields)
+        elif not self._applied_once:
+            # The device holds what it held before this process ran: not drift.
+            self._log.info("setpoints.first_apply", **fields)
+        else:
+            # After a write that was not confirmed the gateway does not know what it left.
+            self._log.info("setpoints.unconfirmed_apply", **fields)
+
+    def _settled(self, *, ok: bool) -> bool:
+        self._checking_held = ok
+        return ok
+
+    def _failed(self, reason: str, *, transient: bool) -> bool:
+        if transient:
+            # A device offline, or the connection dropped under the pass (a reboot, say; the
+            # transport may reconnect without a failed poll): the next reading tries again.
+            if self._owed is None:
+                self._owed = reason
+            return False
+        # The device answers but will not take or confirm the setpoints: the periodic pass, a
+        # reconnect or a new command tries again, not every poll (a device that ignores writes
+        # would hold the site's lock for a confirm timeout per poll).
+        return self._settled(ok=False)
+
+    def _owe(self, reason: str) -> None:
+        """Ask the control loop for a reconciliation pass, kept until one completes."""
+        if self._owed is None:
+            self._owed = reason
+        self.changed.set()
 
     async def on_connect(self, handle: DeviceHandle) -> None:
-        """A device (re)connected: wake the control loop to re-apply the desired settings."""
+        """A device (re)connected: remember what it is, then check and re-apply its settings."""
+        info = handle.info
         self._log.info("device.connected", device=handle.name,
-                       model=handle.info.model if handle.info else None)
-        self.applied = None
-        self.changed.set()
+                       model=info.model if info else None)
+        if info is not None:
+            caps = handle.driver.capabilities
+            if (info, caps) != (handle.known_info, handle.known_caps):
+                handle.known_info, handle.known_caps = info, caps
+                try:
+                    await self._store.save_identity(
+                        self.id, handle.name, identity_json(handle.config.type, info, caps),
+                        self._clock())
+                except sqlite3.Error as exc:  # not worth a poller: kept in memory, saved next time
+                    handle.known_info = None
+                    self._log.warning("device.identity_not_saved", device=handle.name,
+                                      error=str(exc))
+        self._owe("reconnect")
 
     def on_telemetry(self, handle: DeviceHandle) -> None:
         """New telemetry arrived; wake the control loop when something policy-relevant changed."""
@@ -281,25 +395,53 @@ class Site:
         if storm != self._last_storm:
             self._last_storm = storm
             self._log.info("storm_alert.changed", active=storm)
-            self.changed.set()
-        if self.applied is None:
+            self._owe("alert")
+        applied = self.applied
+        if (applied is not None and self._checking_held and handle.held is not None
+                and not self._lock.locked()  # a write in progress shows half-applied values
+                and not holds(handle.held, applied, handle.capabilities)):
+            # The device no longer holds what was applied (a reboot to factory values, a
+            # reconnect the transport did on its own, someone else's write): act now.
+            self._checking_held = False
+            self._owe("device_read")
+        if self._owed is not None:
             self.changed.set()
 
     async def control_loop(self, interval_s: float) -> None:
-        """Keep devices on the desired setpoints: on (re)connect, on alerts, and periodically."""
+        """Keep devices on the desired setpoints: on (re)connect, on drift seen in a reading, on
+        alerts, and periodically. A wake-up while a device is offline is kept, not dropped."""
         while True:
             try:
                 async with asyncio.timeout(interval_s):  # not wait_for: see DevicePoller.run
                     await self.changed.wait()
-                reason = "event"
+                reason = self._owed or "event"
             except TimeoutError:
-                reason = "periodic"
+                reason = self._owed or "periodic"
+            # Taken now: a reason owed during the pass (another reconnect) makes another pass.
+            self._owed = None
             self.changed.clear()
-            try:
-                self.require_online(self.sinks())
-            except DeviceOffline:
-                continue
             await self.reconcile(reason)
+
+
+#: Errors that mean the device refused the command: the command changes nothing.
+REFUSED = (DeviceRejectedCommand, InvalidCommand)
+ROLLED_BACK = "nothing was changed: the previous settings stay in force"
+KEPT = ("the new setting is saved and the gateway applies it when the device is back "
+        "(check site_info or live_status)")
+
+
+def journal_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A command's validated changes as the journal keeps them: bounded, a tariff as a summary."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if isinstance(value, Tariff):
+            wire = orjson.dumps(value.wire(), option=orjson.OPT_SORT_KEYS)
+            content = value.content
+            out[key] = {"name": (content.name or "")[:64], "code": (content.code or "")[:64],
+                        "sha256": hashlib.sha256(wire).hexdigest()[:16], "bytes": len(wire)}
+        else:
+            out[key] = value
+    return out
 
 
 def _asdict(sp: Setpoints) -> dict[str, Any]:

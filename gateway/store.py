@@ -1,19 +1,27 @@
-"""SQLite persistence of desired settings and the command journal, off the event loop."""
+"""SQLite persistence of desired settings, learned device identities and the command journal."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+import structlog
+
+log = structlog.get_logger("gateway.store")
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: A journal entry's recorded changes never exceed this (they are summaries, not request bodies).
+JOURNAL_CHANGES_MAX_BYTES = 1024
+INTERRUPTED = "interrupted"
+#: The journal is pruned at startup and then this often (retention is counted in days).
+PRUNE_EVERY_S = 6 * 3600.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS site_settings (
@@ -25,13 +33,53 @@ CREATE TABLE IF NOT EXISTS command_journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     energy_site_id INTEGER NOT NULL,
     command TEXT NOT NULL,
-    body TEXT NOT NULL,
+    changes TEXT NOT NULL,
     received_at TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending',
     detail TEXT NOT NULL DEFAULT '',
     finished_at TEXT
 );
+CREATE INDEX IF NOT EXISTS command_journal_received ON command_journal (received_at);
+CREATE TABLE IF NOT EXISTS device_identity (
+    energy_site_id INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    learned_at TEXT NOT NULL,
+    PRIMARY KEY (energy_site_id, device)
+);
 """
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a version-1 database up: the journal stored whole request bodies in ``body``."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(command_journal)")}
+    if "body" in columns:
+        db.execute("ALTER TABLE command_journal RENAME COLUMN body TO changes")
+        db.execute(
+            "UPDATE command_journal SET changes = '{\"dropped_bytes\": ' || length(changes) || '}' "
+            "WHERE length(changes) > ?", (JOURNAL_CHANGES_MAX_BYTES,))
+    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+
+def _utc(now: datetime) -> str:
+    # One zone for every stored instant, so ISO strings compare in time order (retention).
+    return now.astimezone(UTC).isoformat()
+
+
+def retention_cutoff(now: datetime, retention_days: int) -> datetime:
+    """Journal entries received before this instant are past retention."""
+    return now - timedelta(days=retention_days)
+
+
+def bounded_changes(changes: Mapping[str, Any]) -> str:
+    """The journal's JSON text for ``changes``: at most JOURNAL_CHANGES_MAX_BYTES.
+
+    Callers pass summaries (a tariff as its hash); this is the last guard against a large value.
+    """
+    text = orjson.dumps(dict(changes), default=str).decode()
+    if len(text.encode()) <= JOURNAL_CHANGES_MAX_BYTES:
+        return text
+    return orjson.dumps({"fields": sorted(changes)[:20], "dropped_bytes": len(text)}).decode()
 
 
 class Store:
@@ -56,9 +104,13 @@ class Store:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-            db.executescript(_SCHEMA)
-            if db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] < SCHEMA_VERSION:
+                _migrate(db)
+            db.executescript(_SCHEMA)
             return db
 
         self._db = await asyncio.get_running_loop().run_in_executor(self._executor, _open)
@@ -96,43 +148,120 @@ class Store:
 
         await self._run(_save)
 
+    async def load_identities(self, energy_site_id: int) -> dict[str, dict[str, Any]]:
+        """What earlier discoveries learned about a site's devices, by device name."""
+
+        def _load(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+            rows = db.execute(
+                "SELECT device, identity FROM device_identity WHERE energy_site_id = ?",
+                (energy_site_id,),
+            ).fetchall()
+            out: dict[str, dict[str, Any]] = {}
+            for device, blob in rows:
+                try:
+                    data = orjson.loads(blob)
+                except orjson.JSONDecodeError:
+                    continue  # an unreadable row is as good as none: rediscovered on connect
+                if isinstance(data, dict):
+                    out[str(device)] = data
+            return out
+
+        return await self._run(_load)
+
+    async def save_identity(
+        self, energy_site_id: int, device: str, identity: dict[str, Any], now: datetime
+    ) -> None:
+        """Persist what a discovery learned about a device (replacing the previous row)."""
+        blob = orjson.dumps(identity).decode()
+
+        def _save(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO device_identity VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(energy_site_id, device) DO UPDATE SET "
+                "identity = excluded.identity, learned_at = excluded.learned_at",
+                (energy_site_id, device, blob, _utc(now)),
+            )
+
+        await self._run(_save)
+
     async def journal(
-        self, energy_site_id: int, command: str, body: dict[str, Any], now: datetime
+        self, energy_site_id: int, command: str, changes: Mapping[str, Any], now: datetime
     ) -> int:
-        """Record a received command; returns its journal id."""
-        blob = orjson.dumps(body).decode()
+        """Record a received command and the validated changes it asks for; returns its id."""
+        blob = bounded_changes(changes)
 
         def _add(db: sqlite3.Connection) -> int:
             cur = db.execute(
-                "INSERT INTO command_journal (energy_site_id, command, body, received_at) "
+                "INSERT INTO command_journal (energy_site_id, command, changes, received_at) "
                 "VALUES (?, ?, ?, ?)",
-                (energy_site_id, command, blob, now.isoformat()),
+                (energy_site_id, command, blob, _utc(now)),
             )
             return int(cur.lastrowid or 0)
 
         return await self._run(_add)
 
     async def finish(self, journal_id: int, status: str, detail: str, now: datetime) -> None:
-        """Record how a journaled command ended (``confirmed``, ``offline``, ``not_confirmed`` ...)."""
+        """Record how a journaled command ended (``confirmed``, ``kept``, ``rejected``)."""
 
         def _finish(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE command_journal SET status = ?, detail = ?, finished_at = ? WHERE id = ?",
-                (status, detail, now.isoformat(), journal_id),
+                (status, detail, _utc(now), journal_id),
             )
 
         await self._run(_finish)
 
+    async def close_interrupted(self, now: datetime) -> int:
+        """Close every ``pending`` entry as ``interrupted`` (at startup: their process died).
+
+        Returns how many were closed.
+        """
+
+        def _close(db: sqlite3.Connection) -> int:
+            cur = db.execute(
+                "UPDATE command_journal SET status = ?, detail = ?, finished_at = ? "
+                "WHERE status = 'pending'",
+                (INTERRUPTED, "the gateway stopped before the command finished", _utc(now)),
+            )
+            return int(cur.rowcount)
+
+        return await self._run(_close)
+
+    async def prune_journal(self, before: datetime) -> int:
+        """Delete journal entries received before ``before``; returns how many."""
+        cutoff = _utc(before)
+
+        def _prune(db: sqlite3.Connection) -> int:
+            cur = db.execute("DELETE FROM command_journal WHERE received_at < ?", (cutoff,))
+            return int(cur.rowcount)
+
+        return await self._run(_prune)
+
     async def commands(self, energy_site_id: int, limit: int = 100) -> list[dict[str, Any]]:
-        """The most recent journal entries of a site, newest first."""
+        """The most recent journal entries of a site, newest first (``changes`` decoded)."""
 
         def _list(db: sqlite3.Connection) -> list[dict[str, Any]]:
             rows = db.execute(
-                "SELECT id, command, body, received_at, status, detail, finished_at "
+                "SELECT id, command, changes, received_at, status, detail, finished_at "
                 "FROM command_journal WHERE energy_site_id = ? ORDER BY id DESC LIMIT ?",
                 (energy_site_id, limit),
             ).fetchall()
-            keys = ("id", "command", "body", "received_at", "status", "detail", "finished_at")
-            return [dict(zip(keys, r, strict=True)) for r in rows]
+            keys = ("id", "command", "changes", "received_at", "status", "detail", "finished_at")
+            entries = [dict(zip(keys, r, strict=True)) for r in rows]
+            for entry in entries:
+                entry["changes"] = orjson.loads(entry["changes"])
+            return entries
 
         return await self._run(_list)
+
+
+async def keep_journal(
+    store: Store, retention_days: int, clock: Callable[[], datetime], *,
+    every_s: float = PRUNE_EVERY_S,
+) -> None:
+    """Prune the journal to ``retention_days`` now and then every ``every_s`` (runs until cancelled)."""
+    while True:
+        pruned = await store.prune_journal(retention_cutoff(clock(), retention_days))
+        if pruned:
+            log.info("journal.pruned", entries=pruned, retention_days=retention_days)
+        await asyncio.sleep(every_s)

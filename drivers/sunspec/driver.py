@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.base import Capability, Counters, DeviceInfo, DeviceTelemetry, Setpoints
+from drivers.base import (
+    SETPOINT_CAPABILITIES,
+    Capability,
+    Counters,
+    DeviceInfo,
+    DeviceTelemetry,
+    Setpoints,
+)
 from drivers.errors import (
     CapabilityMissing,
     ConfigurationError,
@@ -49,7 +56,9 @@ __all__ = [
 INVERTER_MODELS = (103, 102, 101)
 METER_MODELS = (203, 204, 201, 202)
 _CONTROL_MODELS = (123, 124)
-_TELEMETRY_MODELS = (*INVERTER_MODELS, 124, 802, *METER_MODELS)
+# 123 rides along in the span that reads 103 (no extra round trip): the setpoints the device
+# holds come with every poll, so a reboot to factory values shows on the next read.
+_TELEMETRY_MODELS = (*INVERTER_MODELS, 123, 124, 802, *METER_MODELS)
 _IDENTITY_MODELS = (1, 120, 121, 123, 124, 702, 802, *INVERTER_MODELS, *METER_MODELS)
 
 _STORCTL_CHARGE = 1  # StorCtl_Mod bit 0
@@ -375,13 +384,16 @@ class SunSpecDriver:
         """Read inverter, storage, battery and meter models once (one FC3 read per model)."""
         sunspec_map = await self._mapped()
         blocks = await self._read_blocks(sunspec_map, _TELEMETRY_MODELS, Priority.POLL)
-        return telemetry_from(
+        telemetry = telemetry_from(
             blocks,
             now=datetime.now(UTC),
             battery_sign=self.options.battery_sign,
             meter_sign=self.options.meter_sign,
             capacity_wh=self.info.battery_capacity_wh if self.info else None,
         )
+        if self.info is None or not self.capabilities & SETPOINT_CAPABILITIES:
+            return telemetry
+        return replace(telemetry, held=setpoints_from(blocks, self.capabilities, self.info))
 
     async def apply(self, setpoints: Setpoints) -> None:
         """Write the setpoints this device supports, then read back until the device holds them.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
@@ -183,7 +182,7 @@ def _handler(command: Command) -> Callable[[web.Request], Awaitable[web.Response
         site = site_for(request, COMMAND_SCOPE)  # 401/403/404 before the body is even read
         raw = await read_json(request)
         changes = command.changes(validate(command.model, raw))
-        await site.command(command.name, raw, lambda s: dataclasses.replace(s, **changes))
+        await site.command(command.name, changes)
         return ok(command.answer)
 
     handle.__doc__ = command.summary

@@ -27,8 +27,7 @@ def _site_string_id(site: Site) -> str:
 
 
 def _battery_type(site: Site) -> str:
-    hybrid = any({Capability.SOLAR, Capability.BATTERY} <= d.driver.capabilities
-                 for d in site.devices if d.info is not None)
+    hybrid = any({Capability.SOLAR, Capability.BATTERY} <= d.capabilities for d in site.devices)
     return "solar_powerwall" if hybrid else "ac_powerwall"
 
 
@@ -51,17 +50,22 @@ def _components(site: Site) -> dict[str, Any]:
 
 
 def products_entry(site: Site) -> dict[str, Any]:
-    """One energy entry of GET /api/1/products (fleet-api.md §3.1)."""
+    """One energy entry of GET /api/1/products (fleet-api.md §3.1).
+
+    Its shape comes from what the devices are (learned at their first discovery and kept in
+    SQLite), so it holds while they are offline; live fields only while they are online.
+    """
+    caps = site.capabilities()
     entry: dict[str, Any] = {
         "energy_site_id": site.id,
         "device_type": "energy",
-        "resource_type": "battery" if Capability.BATTERY in site.capabilities() else "solar",
+        "resource_type": "battery" if Capability.BATTERY in caps else "solar",
         "site_name": site.config.name,
         "id": _site_string_id(site),
         "gateway_id": f"energy-gateway-{site.id}",
         "asset_site_id": "",
         "warp_site_number": _site_string_id(site),
-        "backup_capable": Capability.BATTERY in site.capabilities(),
+        "backup_capable": Capability.BATTERY in caps,
         "storm_mode_enabled": site.settings.storm_mode_enabled,
         "components": _components(site),
         "features": {"rate_plan_manager_no_pricing_constraint": True},
@@ -139,9 +143,12 @@ async def live_status(request: web.Request) -> web.Response:
 
 
 def site_info_body(site: Site) -> dict[str, Any]:
-    """site_info (fleet-api.md §3.3): settings plus components derived from capabilities."""
-    # nameplates and capabilities come from connecting: a device never reached is offline
-    site.require_online([d for d in site.devices if d.info is None])
+    """site_info (fleet-api.md §3.3): settings plus components derived from capabilities.
+
+    Nameplates and capabilities are what discovery learned (kept across restarts), so this
+    answers while devices are offline; only a device never reached since install makes it 408.
+    """
+    site.require_online([d for d in site.devices if d.identity is None])
     caps = site.capabilities()
     settings = site.settings
     comps = _components(site)
@@ -181,11 +188,11 @@ def site_info_body(site: Site) -> dict[str, Any]:
     nameplate_power = 0.0
     nameplate_energy = 0.0
     for d in site.devices:
-        info = d.info
+        info = d.identity
         if info is None:
             continue
         din = f"{info.manufacturer}-{info.serial_number}"
-        if Capability.BATTERY in d.driver.capabilities:
+        if Capability.BATTERY in d.capabilities:
             comps["batteries"].append({
                 "device_id": f"{site.id}-{d.name}",
                 "din": din,
@@ -200,7 +207,7 @@ def site_info_body(site: Site) -> dict[str, Any]:
             })
             nameplate_power += info.max_discharge_w or 0.0
             nameplate_energy += info.battery_capacity_wh or 0.0
-        if Capability.SOLAR in d.driver.capabilities:
+        if Capability.SOLAR in d.capabilities:
             comps["inverters"].append({
                 "device_id": f"{site.id}-{d.name}",
                 "din": din,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,11 +17,14 @@ PERIODS: Final[tuple[Period, ...]] = ("day", "week", "month", "year", "lifetime"
 
 BUCKET: Final = timedelta(minutes=5)
 MAX_GAP: Final = timedelta(minutes=5)
-# Explicit windows are capped so one request cannot ask for years of hourly entries.
+# The most entries one energy answer holds (~8 MB of JSON), counted after the window is clipped
+# to the site's data; more is refused with a 400 that says how to ask.
 MAX_ENTRIES: Final = 10_000
-# Default start of a lifetime window when the client gives none; the series itself starts at the
-# first year that has data.
-LIFETIME_START: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The most outages one backup answer lists.
+MAX_EVENTS: Final = 10_000
+# Query dates must leave a year of room inside datetime's range: window arithmetic steps up to
+# one period unit (at most a year) and one UTC offset past either bound.
+_YEARS: Final = range(2, 9999)
 
 _ZERO_FIELDS: Final[tuple[str, ...]] = (
     "generator_energy_exported",
@@ -289,13 +292,14 @@ class Window:
     """A resolved history window ``[start, end)``.
 
     Attributes:
-        start: first instant included (aware, UTC).
+        start: first instant included (aware, UTC); None means "from the site's first data" (a
+            lifetime query without ``start_date``), settled by ``clip_window``.
         end: first instant excluded (aware, UTC).
         tz: zone whose local days, months and years shape the answer.
         now: the instant the query was resolved at; nothing after it is reported.
     """
 
-    start: datetime
+    start: datetime | None
     end: datetime
     tz: ZoneInfo
     now: datetime
@@ -316,13 +320,21 @@ def parse_datetime(value: str, field: str, tz: ZoneInfo) -> datetime:
     without an offset is local wall time in ``tz``; a bare date is local midnight in ``tz``.
 
     Raises:
-        HistoryQueryError: naming ``field`` when the value is not a valid date-time.
+        HistoryQueryError: naming ``field`` when the value is not a valid date-time or its year is
+            outside 0002..9998.
     """
     match = _RFC3339.fullmatch(value)
     if match is None:
         raise HistoryQueryError(field, f"not an RFC 3339 date-time: {value!r}")
     try:
         day = date.fromisoformat(match["date"])
+    except ValueError:
+        raise HistoryQueryError(field, f"not a valid date-time: {value!r}") from None
+    if day.year not in _YEARS:
+        raise HistoryQueryError(
+            field, f"out of range: the year must be between 0002 and 9998 (got {value!r})"
+        )
+    try:
         if match["h"] is None:
             return datetime.combine(day, time(0), tzinfo=tz)
         frac = match["frac"] or "."
@@ -386,15 +398,6 @@ def _unit(day: date, period: Period) -> tuple[date, date]:
     return first, _next_year(first)
 
 
-_APPROX_ENTRY: Final[dict[Period, timedelta]] = {
-    "day": timedelta(hours=1),
-    "week": timedelta(days=1),
-    "month": timedelta(days=1),
-    "year": timedelta(days=28),
-    "lifetime": timedelta(days=365),
-}
-
-
 def resolve_window(
     period: str | None,
     start_date: str | None,
@@ -408,8 +411,10 @@ def resolve_window(
 
     Missing ``start_date``/``end_date`` select the local day, week (Monday start), month or year
     containing ``end_date`` (or ``now``), in ``time_zone`` or else the site zone; only
-    ``start_date`` selects from it to the end of its unit. ``lifetime`` without dates covers
-    everything up to now. Empty strings count as missing.
+    ``start_date`` selects from it to the end of its unit. ``lifetime`` without ``start_date``
+    starts at the site's first data (``start`` None) and, without ``end_date``, runs to the end of
+    this year. Empty strings count as missing. The window's size is not limited here: it is
+    clipped to the site's data and its entries counted by ``plan_energy``.
 
     Args:
         period: ``day`` | ``week`` | ``month`` | ``year`` | ``lifetime``.
@@ -424,11 +429,7 @@ def resolve_window(
     """
     if not period:
         raise HistoryQueryError("period", "is required (day, week, month, year or lifetime)")
-    if period not in PERIODS:
-        raise HistoryQueryError(
-            "period", f"must be one of day, week, month, year, lifetime; got {period!r}"
-        )
-    per: Period = period
+    per = _period(period)
     site_zone = site_tz if isinstance(site_tz, ZoneInfo) else zone(site_tz, "site_tz")
     tz = zone(time_zone) if time_zone else site_zone
     start = parse_datetime(start_date, "start_date", tz) if start_date else None
@@ -439,11 +440,9 @@ def resolve_window(
         if end <= start:
             raise HistoryQueryError("end_date", "must be after start_date")
     elif per == "lifetime":
-        if start is None:
-            start = LIFETIME_START
         if end is None:
             end = _local_start(_next_year(now_utc.astimezone(tz).date()), tz)
-        if end <= start:
+        if start is not None and end <= start:
             raise HistoryQueryError("end_date", "must be after start_date")
     elif start is not None:
         _, after = _unit(start.astimezone(tz).date(), per)
@@ -453,9 +452,36 @@ def resolve_window(
         first, after = _unit(anchor, per)
         start, end = _local_start(first, tz), _local_start(after, tz)
 
-    if (end - start) / _APPROX_ENTRY[per] > MAX_ENTRIES and start != LIFETIME_START:
-        raise HistoryQueryError("start_date", f"window too long for period={per}")
-    return Window(start=start.astimezone(UTC), end=end.astimezone(UTC), tz=tz, now=now_utc)
+    return Window(
+        start=None if start is None else start.astimezone(UTC),
+        end=end.astimezone(UTC),
+        tz=tz,
+        now=now_utc,
+    )
+
+
+def clip_window(window: Window, first_data: datetime | None) -> Window:
+    """``window`` without the time before the site's first data (pure).
+
+    When ``first_data`` (the start of the site's oldest bucket) falls inside the window, the
+    window starts there: nothing earlier can be reported, so a ``start_date`` of 1970 costs what
+    one at the first data costs. A window wholly before the data, or on a site without data,
+    keeps its start (its entries are then counted like any other). An open start becomes the
+    first data, or, when the window holds none, the instant now (or just before the end).
+
+    Args:
+        window: from ``resolve_window``.
+        first_data: start of the site's oldest bucket, None when it has none.
+
+    Returns:
+        The window with ``start`` set.
+    """
+    start = window.start
+    if first_data is not None and first_data < window.end and (start is None or start < first_data):
+        start = first_data
+    if start is None:
+        start = min(window.now, window.end - timedelta(microseconds=1))
+    return replace(window, start=start.astimezone(UTC))
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,64 +494,180 @@ def energy_fields(energy: FlowEnergy) -> dict[str, float]:
     Values are rounded to 1 mWh; the derived totals are summed from the rounded parts so the
     identities hold to float precision. Generator and grid-services fields are 0.
     """
-    r = {name: round(getattr(energy, name), 3) + 0.0 for name in FLOW_NAMES}
-    out: dict[str, float] = {
-        "solar_energy_exported": round(
-            r["solar_to_grid"] + r["solar_to_battery"] + r["solar_to_home"], 3
-        ),
+    # One dict literal, no loops: this runs once per entry of answers up to MAX_ENTRIES long.
+    sh = round(energy.solar_to_home, 3) + 0.0  # + 0.0 turns -0.0 into 0.0
+    sb = round(energy.solar_to_battery, 3) + 0.0
+    sg = round(energy.solar_to_grid, 3) + 0.0
+    bh = round(energy.battery_to_home, 3) + 0.0
+    bg = round(energy.battery_to_grid, 3) + 0.0
+    gh = round(energy.grid_to_home, 3) + 0.0
+    gb = round(energy.grid_to_battery, 3) + 0.0
+    solar = round(sg + sb + sh, 3)
+    battery_out = round(bh + bg, 3)
+    return {
+        "solar_energy_exported": solar,
         "generator_energy_exported": 0.0,
-        "grid_energy_imported": round(r["grid_to_battery"] + r["grid_to_home"], 3),
+        "grid_energy_imported": round(gb + gh, 3),
         "grid_services_energy_imported": 0.0,
         "grid_services_energy_exported": 0.0,
-        "grid_energy_exported_from_solar": r["solar_to_grid"],
+        "grid_energy_exported_from_solar": sg,
         "grid_energy_exported_from_generator": 0.0,
-        "grid_energy_exported_from_battery": r["battery_to_grid"],
-        "battery_energy_exported": round(r["battery_to_home"] + r["battery_to_grid"], 3),
-        "battery_energy_imported_from_grid": r["grid_to_battery"],
-        "battery_energy_imported_from_solar": r["solar_to_battery"],
+        "grid_energy_exported_from_battery": bg,
+        "battery_energy_exported": battery_out,
+        "battery_energy_imported_from_grid": gb,
+        "battery_energy_imported_from_solar": sb,
         "battery_energy_imported_from_generator": 0.0,
-        "consumer_energy_imported_from_grid": r["grid_to_home"],
-        "consumer_energy_imported_from_solar": r["solar_to_home"],
-        "consumer_energy_imported_from_battery": r["battery_to_home"],
+        "consumer_energy_imported_from_grid": gh,
+        "consumer_energy_imported_from_solar": sh,
+        "consumer_energy_imported_from_battery": bh,
         "consumer_energy_imported_from_generator": 0.0,
+        "total_home_usage": round(gh + sh + bh, 3),
+        "total_battery_charge": round(gb + sb, 3),
+        "total_battery_discharge": battery_out,
+        "total_solar_generation": solar,
+        "total_grid_energy_exported": round(sg + bg, 3),
     }
-    out["total_home_usage"] = round(
-        r["grid_to_home"] + r["solar_to_home"] + r["battery_to_home"], 3
+
+
+def _period(period: str | None) -> Period:
+    if period not in PERIODS:
+        raise HistoryQueryError(
+            "period", f"must be one of day, week, month, year, lifetime; got {period!r}"
+        )
+    per: Period = period
+    return per
+
+
+# What one entry of each period covers, and their order from fine to coarse.
+_ENTRY_WORD: Final[dict[Period, str]] = {
+    "day": "hourly", "week": "daily", "month": "daily", "year": "monthly", "lifetime": "yearly",
+}  # fmt: skip
+_ENTRY_RANK: Final[dict[Period, int]] = {"day": 0, "week": 1, "month": 1, "year": 2, "lifetime": 3}
+
+
+def _too_many_entries(period: Period, limit: int) -> HistoryQueryError:
+    coarser = [p for p in PERIODS if _ENTRY_RANK[p] > _ENTRY_RANK[period]]
+    instead = f", or a coarser period ({', '.join(coarser)})" if coarser else ""
+    return HistoryQueryError(
+        "start_date",
+        f"the window holds more than {limit} {_ENTRY_WORD[period]} entries for period={period} "
+        f"(counted from the later of start_date and the site's first data, up to now); one "
+        f"answer holds at most {limit}: ask for a later start_date or an earlier end_date"
+        f"{instead}",
     )
-    out["total_battery_charge"] = round(r["grid_to_battery"] + r["solar_to_battery"], 3)
-    out["total_battery_discharge"] = out["battery_energy_exported"]
-    out["total_solar_generation"] = out["solar_energy_exported"]
-    out["total_grid_energy_exported"] = round(r["solar_to_grid"] + r["battery_to_grid"], 3)
-    return out
 
 
-def _entry_starts(window: Window, period: Period, first_data: datetime | None) -> list[datetime]:
-    """UTC starts of the local entries covering the window; the last item is an end bound."""
-    tz = window.tz
-    begin = window.start
-    if period == "lifetime" and begin == LIFETIME_START:
-        # An open-ended lifetime starts at the first data, or this year when there is none.
-        begin = first_data or min(window.now, window.end - timedelta(microseconds=1))
+def _entry_bounds(begin: datetime, period: Period, tz: ZoneInfo) -> Iterator[datetime]:
+    """UTC starts of successive local entries, from the one holding ``begin`` on (endless)."""
     local = begin.astimezone(tz)
     if period == "day":
         cursor = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
-        starts = []
-        while cursor < window.end:
-            starts.append(cursor)
+        while True:
+            yield cursor
             cursor += timedelta(hours=1)
-        starts.append(cursor)
-        return starts
     if period in ("week", "month"):
         day, step = local.date(), _next_day
     elif period == "year":
         day, step = local.date().replace(day=1), _next_month
     else:
         day, step = date(local.year, 1, 1), _next_year
-    starts = [_local_start(day, tz)]
-    while starts[-1] < window.end:
+    while True:
+        yield _local_start(day, tz)
         day = step(day)
-        starts.append(_local_start(day, tz))
-    return starts
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPlan:
+    """The entries one energy answer reports.
+
+    Attributes:
+        window: the window clipped to the site's data (``start`` is set).
+        period: the requested period.
+        starts: UTC start of each entry, oldest first (the entry's ``timestamp``).
+        edges: ``len(starts) + 1`` instants; entry ``i`` counts the buckets starting in
+            ``[edges[i], edges[i + 1])``, so nothing outside the window is counted.
+    """
+
+    window: Window
+    period: Period
+    starts: tuple[datetime, ...]
+    edges: tuple[datetime, ...]
+
+
+def plan_energy(
+    window: Window, period: str, first_data: datetime | None, *, max_entries: int = MAX_ENTRIES
+) -> EntryPlan:
+    """The entries answering ``window`` (pure; work grows with the entries, not the window).
+
+    Entries: ``day`` → local hours (23/25 on DST days), ``week``/``month`` → local days,
+    ``year`` → local months, ``lifetime`` → local years. The window is first clipped to the
+    site's data (``clip_window``); the first entry is the one holding its start, so the series
+    is never empty (even for a window in the future), and later entries stop at the one holding
+    ``window.now``: a client importing hourly statistics must not see future hours.
+
+    Args:
+        window: from ``resolve_window``.
+        period: the requested period.
+        first_data: start of the site's oldest bucket, None when it has none.
+        max_entries: the most entries one answer may hold.
+
+    Raises:
+        HistoryQueryError: an unknown ``period``; or more than ``max_entries`` entries, naming
+            ``start_date``, the limit and how to ask instead.
+    """
+    per = _period(period)
+    clipped = clip_window(window, first_data)
+    begin = clipped.start
+    if begin is None:  # pragma: no cover - clip_window always sets it
+        raise AssertionError("clip_window left the start open")
+    bounds = _entry_bounds(begin, per, clipped.tz)
+    starts = [next(bounds)]
+    for boundary in bounds:
+        if boundary >= clipped.end or boundary > clipped.now:
+            edges = (begin, *starts[1:], min(boundary, clipped.end))
+            return EntryPlan(clipped, per, tuple(starts), edges)
+        if len(starts) == max_entries:
+            raise _too_many_entries(per, max_entries)
+        starts.append(boundary)
+    raise AssertionError("entry bounds never end")  # pragma: no cover
+
+
+def sum_by_entry(
+    buckets: Iterable[Bucket], edges: Sequence[datetime], base: Sequence[FlowEnergy] = ()
+) -> list[FlowEnergy]:
+    """Bucket energy per entry: entry ``i`` sums the buckets starting in ``[edges[i], edges[i+1])``.
+
+    Buckets outside the edges are ignored; buckets with equal starts add up.
+
+    Args:
+        buckets: the buckets to count.
+        edges: increasing instants, one more than the entries.
+        base: sums to add to, one per entry (e.g. the stored energy); zeros when empty.
+    """
+    sums = list(base) if base else [FlowEnergy()] * (len(edges) - 1)
+    for b in buckets:
+        if edges[0] <= b.start < edges[-1]:
+            sums[bisect.bisect_right(edges, b.start) - 1] += b.energy
+    return sums
+
+
+def energy_body(
+    plan: EntryPlan, sums: Sequence[FlowEnergy], site_tz: str | ZoneInfo
+) -> dict[str, Any]:
+    """The ``calendar_history?kind=energy`` body for ``plan`` with one energy sum per entry.
+
+    Each entry's ``timestamp`` is its local start with offset; zero-energy entries are kept.
+    """
+    tz = plan.window.tz
+    series = [
+        {"timestamp": start.astimezone(tz).isoformat(), **energy_fields(energy)}
+        for start, energy in zip(plan.starts, sums, strict=True)
+    ]
+    return {
+        "period": plan.period,
+        "installation_time_zone": site_tz.key if isinstance(site_tz, ZoneInfo) else site_tz,
+        "time_series": series,
+    }
 
 
 def energy_response(
@@ -533,11 +675,9 @@ def energy_response(
 ) -> dict[str, Any]:
     """The ``calendar_history?kind=energy`` response body (inside ``response``).
 
-    Entries: ``day`` → one per local hour (23/25 on DST days), ``week``/``month`` → one per
-    local day, ``year`` → one per local month, ``lifetime`` → one per local year from the first
-    year with data. Each entry's ``timestamp`` is its local start with offset; zero-energy
-    entries are kept so the series is never empty, and entries starting after ``window.now`` are
-    left out (a client importing hourly statistics must not see future hours).
+    The whole answer from the buckets themselves (the service sums stored buckets in SQL
+    instead, with the same ``plan_energy`` and ``energy_body``): entries as ``plan_energy``
+    describes them, the oldest bucket taken as the site's first data.
 
     Args:
         buckets: 5-minute buckets (any order; equal starts are summed); only those starting in
@@ -545,30 +685,13 @@ def energy_response(
         window: from ``resolve_window``.
         period: the requested period (echoed).
         site_tz: the site's IANA zone, reported as ``installation_time_zone``.
+
+    Raises:
+        HistoryQueryError: as ``plan_energy``.
     """
-    if period not in PERIODS:
-        raise HistoryQueryError("period", f"unknown period {period!r}")
-    per: Period = period
-    inside = [b for b in buckets if window.start <= b.start < window.end]
-    first_data = min((b.start for b in inside), default=None)
-    starts = _entry_starts(window, per, first_data)
-    sums = [FlowEnergy() for _ in starts[:-1]]
-    for b in inside:
-        index = bisect.bisect_right(starts, b.start) - 1
-        if 0 <= index < len(sums):
-            sums[index] += b.energy
-    series: list[dict[str, Any]] = []
-    for index, energy in enumerate(sums):
-        if series and starts[index] > window.now:
-            break
-        series.append(
-            {"timestamp": starts[index].astimezone(window.tz).isoformat(), **energy_fields(energy)}
-        )
-    return {
-        "period": per,
-        "installation_time_zone": site_tz.key if isinstance(site_tz, ZoneInfo) else site_tz,
-        "time_series": series,
-    }
+    buckets = list(buckets)
+    plan = plan_energy(window, period, min((b.start for b in buckets), default=None))
+    return energy_body(plan, sum_by_entry(buckets, plan.edges), site_tz)
 
 
 # --------------------------------------------------------------------------------------------
@@ -618,23 +741,40 @@ class OutageTracker:
 
 
 def backup_response(
-    events: Iterable[Outage], window: Window, tz: str | ZoneInfo | None = None
+    events: Iterable[Outage],
+    window: Window,
+    tz: str | ZoneInfo | None = None,
+    *,
+    max_events: int = MAX_EVENTS,
 ) -> dict[str, Any]:
     """The ``calendar_history?kind=backup`` response body (inside ``response``).
 
     Reports the outages that start inside the window (so adjacent windows never report one
-    twice), oldest first; ``duration`` is whole seconds, an open outage counting up to
-    ``window.now``.
+    twice; an open start reports every outage before the end), oldest first; ``duration`` is
+    whole seconds, an open outage counting up to ``window.now``.
 
     Args:
-        events: outages, e.g. from ``HistoryStore.outages``.
+        events: outages, e.g. from ``HistoryStore.outages_started``.
         window: from ``resolve_window``.
         tz: zone for the timestamps; defaults to ``window.tz``.
+        max_events: the most outages one answer may list.
+
+    Raises:
+        HistoryQueryError: more than ``max_events`` outages start in the window (naming
+            ``start_date``, the limit and how to ask instead).
     """
     zone_ = window.tz if tz is None else tz if isinstance(tz, ZoneInfo) else zone(tz)
+    start = window.start
     chosen = sorted(
-        (e for e in events if window.start <= e.start < window.end), key=lambda e: e.start
+        (e for e in events if (start is None or start <= e.start) and e.start < window.end),
+        key=lambda e: e.start,
     )
+    if len(chosen) > max_events:
+        raise HistoryQueryError(
+            "start_date",
+            f"the window holds more than {max_events} outages; one answer lists at most "
+            f"{max_events}: ask for a later start_date or an earlier end_date",
+        )
     out = [
         {
             "timestamp": e.start.astimezone(zone_).isoformat(),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
+import math
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -39,27 +42,85 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX outages_by_start ON outages (site_id, started_at);
     CREATE UNIQUE INDEX outages_one_open ON outages (site_id) WHERE ended_at IS NULL;
     """,
+    # The same energy per UTC hour, kept with every bucket write, so a day, month or lifetime
+    # of history is summed from 12x fewer rows. floor(start / 3600) also for starts before 1970.
+    """
+    CREATE TABLE energy_1h (
+        site_id TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        solar_to_home REAL NOT NULL DEFAULT 0,
+        solar_to_battery REAL NOT NULL DEFAULT 0,
+        solar_to_grid REAL NOT NULL DEFAULT 0,
+        battery_to_home REAL NOT NULL DEFAULT 0,
+        battery_to_grid REAL NOT NULL DEFAULT 0,
+        grid_to_home REAL NOT NULL DEFAULT 0,
+        grid_to_battery REAL NOT NULL DEFAULT 0,
+        PRIMARY KEY (site_id, hour)
+    ) WITHOUT ROWID;
+    INSERT INTO energy_1h
+    SELECT site_id, start - ((start % 3600) + 3600) % 3600, sum(solar_to_home),
+           sum(solar_to_battery), sum(solar_to_grid), sum(battery_to_home),
+           sum(battery_to_grid), sum(grid_to_home), sum(grid_to_battery)
+    FROM energy_5min GROUP BY 1, 2
+    """,
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
-_UPSERT_ADD: Final = """
-    INSERT INTO energy_5min (site_id, start, solar_to_home, solar_to_battery, solar_to_grid,
-                             battery_to_home, battery_to_grid, grid_to_home, grid_to_battery)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (site_id, start) DO UPDATE SET
-        solar_to_home = solar_to_home + excluded.solar_to_home,
-        solar_to_battery = solar_to_battery + excluded.solar_to_battery,
-        solar_to_grid = solar_to_grid + excluded.solar_to_grid,
-        battery_to_home = battery_to_home + excluded.battery_to_home,
-        battery_to_grid = battery_to_grid + excluded.battery_to_grid,
-        grid_to_home = grid_to_home + excluded.grid_to_home,
-        grid_to_battery = grid_to_battery + excluded.grid_to_battery
-"""
+_FLOWS: Final = (
+    "solar_to_home", "solar_to_battery", "solar_to_grid", "battery_to_home", "battery_to_grid",
+    "grid_to_home", "grid_to_battery",
+)
+
+
+def _upsert_add(table: str, key: str) -> str:
+    """Insert a row of energy, or add it to the row with the same key."""
+    return (
+        f"INSERT INTO {table} (site_id, {key}, {', '.join(_FLOWS)}) "  # noqa: S608 - constants
+        f"VALUES (?, ?, {', '.join('?' * len(_FLOWS))}) "
+        f"ON CONFLICT (site_id, {key}) DO UPDATE SET "
+        + ", ".join(f"{flow} = {flow} + excluded.{flow}" for flow in _FLOWS)
+    )
+
+
+_UPSERT_ADD: Final = _upsert_add("energy_5min", "start")
+_UPSERT_ADD_HOUR: Final = _upsert_add("energy_1h", "hour")
 _SELECT_BUCKETS: Final = """
     SELECT start, solar_to_home, solar_to_battery, solar_to_grid,
            battery_to_home, battery_to_grid, grid_to_home, grid_to_battery
     FROM energy_5min WHERE site_id = ? AND start >= ? AND start < ? ORDER BY start
 """
+# Energy per entry, summed inside SQLite. Each entry arrives as [lo, a, b, hi] in one JSON
+# array: its whole UTC hours [a, b) come from energy_1h, the ragged ends [lo, a) and [b, hi)
+# from energy_5min. CROSS JOIN keeps the entries the outer loop, so every part is one range
+# scan of a primary key; no bucket row reaches Python, and the GIL is free while SQLite works.
+_COLUMNS: Final = ", ".join(f"t.{flow}" for flow in _FLOWS)
+_SUM_BY_ENTRY: Final = f"""
+    WITH part (i, lo, a, b, hi) AS (
+        SELECT CAST(key AS INTEGER), json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+               json_extract(value, '$[2]'), json_extract(value, '$[3]')
+        FROM json_each(?1)
+    )
+    SELECT i, {", ".join(f"sum({flow})" for flow in _FLOWS)} FROM (
+        SELECT part.i AS i, {_COLUMNS} FROM part CROSS JOIN energy_5min AS t
+        WHERE t.site_id = ?2 AND t.start >= part.lo AND t.start < part.a
+        UNION ALL
+        SELECT part.i, {_COLUMNS} FROM part CROSS JOIN energy_1h AS t
+        WHERE t.site_id = ?2 AND t.hour >= part.a AND t.hour < part.b
+        UNION ALL
+        SELECT part.i, {_COLUMNS} FROM part CROSS JOIN energy_5min AS t
+        WHERE t.site_id = ?2 AND t.start >= part.b AND t.start < part.hi
+    ) GROUP BY i
+"""  # noqa: S608 - built from constants only
+
+
+def _hour_split(lo: float, hi: float) -> tuple[float, float, float, float]:
+    """``[lo, a, b, hi]``: the whole UTC hours ``[a, b)`` inside ``[lo, hi)`` and its ragged ends.
+
+    Without a whole hour inside, ``a == b == hi`` and the 5-minute rows cover all of it.
+    """
+    a = math.ceil(lo / 3600) * 3600
+    b = math.floor(hi / 3600) * 3600
+    return (lo, a, b, hi) if a < b else (lo, hi, hi, hi)
 
 
 class HistoryStoreError(RuntimeError):
@@ -186,11 +247,14 @@ class HistoryStore:
         """
         size = int(BUCKET.total_seconds())
         rows = []
+        hours = []  # the same energy added to its UTC hour, in the same transaction
         for b in buckets:
             start = _ts(b.start)
             if start % size:
                 raise ValueError(f"bucket start {b.start.isoformat()} is not 5-minute aligned")
-            rows.append((str(site_id), int(start), *b.energy.values()))
+            values = b.energy.values()
+            rows.append((str(site_id), int(start), *values))
+            hours.append((str(site_id), int(start - start % 3600), *values))
         if not rows:
             return
 
@@ -198,6 +262,7 @@ class HistoryStore:
             with conn:
                 conn.execute("BEGIN")
                 conn.executemany(_UPSERT_ADD, rows)
+                conn.executemany(_UPSERT_ADD_HOUR, hours)
 
         await self._run(write)
 
@@ -212,6 +277,44 @@ class HistoryStore:
 
         rows = await self._run(query)
         return [Bucket(_dt(row[0]), FlowEnergy(*row[1:])) for row in rows]
+
+    async def first_bucket_start(self, site_id: int | str) -> datetime | None:
+        """Start of the site's oldest stored bucket (None without any); one index lookup."""
+        args = (str(site_id),)
+
+        def query(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute("SELECT min(start) FROM energy_5min WHERE site_id = ?", args)
+            value: float | None = row.fetchone()[0]
+            return value
+
+        first = await self._run(query)
+        return None if first is None else _dt(first)
+
+    async def energy_by_entry(
+        self, site_id: int | str, edges: Sequence[datetime]
+    ) -> list[FlowEnergy]:
+        """Stored energy per entry: entry ``i`` sums the buckets starting in ``[edges[i], edges[i+1])``.
+
+        Summed in SQL from hourly totals (5-minute rows only at edges inside an hour), so the
+        cost is a few index range scans per entry plus one row per hour, and the memory is one
+        row per entry, however many buckets the entries hold.
+
+        Args:
+            site_id: the site.
+            edges: increasing aware instants, one more than the entries.
+        """
+        stamps = [_ts(edge) for edge in edges]
+        payload = json.dumps([_hour_split(lo, hi) for lo, hi in itertools.pairwise(stamps)])
+        args = (payload, str(site_id))
+        count = max(len(edges) - 1, 0)
+
+        def query(conn: sqlite3.Connection) -> list[FlowEnergy]:
+            sums = [FlowEnergy()] * count
+            for index, *values in conn.execute(_SUM_BY_ENTRY, args):
+                sums[index] = FlowEnergy(*values)
+            return sums
+
+        return await self._run(query)
 
     async def open_outage(self, site_id: int | str, start: datetime) -> bool:
         """Record that the grid went down at ``start``.
@@ -271,6 +374,27 @@ class HistoryStore:
                 "AND (ended_at IS NULL OR ended_at > ?) ORDER BY started_at",
                 args,
             ).fetchall()
+
+        rows = await self._run(query)
+        return [Outage(start=_dt(s), end=None if e is None else _dt(e)) for s, e in rows]
+
+    async def outages_started(
+        self, site_id: int | str, start: datetime | None, end: datetime, *, limit: int
+    ) -> list[Outage]:
+        """The first ``limit`` outages of ``site_id`` starting in ``[start, end)``, oldest first.
+
+        ``start`` None means from the first outage. One index range scan that stops after
+        ``limit`` rows, so asking for one more than an answer may list tells whether it fits.
+        """
+        lower = "" if start is None else "AND started_at >= ? "
+        args = (str(site_id), *(() if start is None else (_ts(start),)), _ts(end), limit)
+        sql = (
+            f"SELECT started_at, ended_at FROM outages WHERE site_id = ? {lower}"  # noqa: S608
+            "AND started_at < ? ORDER BY started_at LIMIT ?"
+        )
+
+        def query(conn: sqlite3.Connection) -> list[tuple[float, float | None]]:
+            return conn.execute(sql, args).fetchall()
 
         rows = await self._run(query)
         return [Outage(start=_dt(s), end=None if e is None else _dt(e)) for s, e in rows]

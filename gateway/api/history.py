@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
 from gateway.api.keys import HISTORY, site_for
 from gateway.auth import READ_SCOPE
-from gateway.fleet import InvalidField, ok
+from gateway.fleet import JSON, InvalidField, dumps, ok
 from gateway.history import HistoryQueryError, parse_datetime
 
 routes = web.RouteTableDef()
@@ -23,12 +24,17 @@ async def calendar_history(request: web.Request) -> web.Response:
     service = request.app[HISTORY]
     try:
         if kind == "energy":
-            return ok(await service.energy(site, query))
+            return await _answer(await service.energy(site, query))
         if kind == "backup":
-            return ok(await service.backup(site, query))
+            return await _answer(await service.backup(site, query))
     except HistoryQueryError as exc:
         raise InvalidField(f"{exc.field}: {exc.message}") from None
     raise InvalidField(f"kind: must be 'energy' or 'backup' (got {kind!r})")
+
+
+async def _answer(body: dict[str, Any]) -> web.Response:
+    """HTTP 200 with ``body``, serialised in a worker thread (an answer can be megabytes)."""
+    return web.Response(body=await asyncio.to_thread(dumps, {"response": body}), content_type=JSON)
 
 
 @routes.get(r"/api/1/energy_sites/{site_id:\d+}/telemetry_history")

@@ -13,7 +13,7 @@ import pytest
 
 from drivers.base import DeviceTelemetry
 from gateway.history import (
-    LIFETIME_START,
+    MAX_ENTRIES,
     Bucket,
     BucketAccumulator,
     ChargeSession,
@@ -27,10 +27,12 @@ from gateway.history import (
     backup_response,
     bucket_start,
     charge_response,
+    clip_window,
     energy_fields,
     energy_response,
     integrate,
     parse_datetime,
+    plan_energy,
     resolve_window,
     split_flows,
 )
@@ -284,6 +286,12 @@ def window(**kwargs: Any) -> Window:
     )
 
 
+def start_of(w: Window) -> datetime:
+    """The start of a window that has one (every period but an open lifetime)."""
+    assert w.start is not None
+    return w.start
+
+
 def test_ha_current_day_poll_is_the_local_day_containing_now() -> None:
     # ?kind=energy&period=day
     w = window()
@@ -336,12 +344,12 @@ def test_backup_query_end_date_in_utc_is_read_in_the_site_zone() -> None:
 def test_default_windows_per_period(period: str, start: datetime, end: datetime) -> None:
     w = window(period=period, now=datetime(2024, 2, 1, 20, tzinfo=UTC))  # Thursday 12:00 PST
     assert (w.start, w.end) == (start, end)
-    assert w.start.astimezone(LA).hour == 0
+    assert start_of(w).astimezone(LA).hour == 0
 
 
 def test_lifetime_defaults_to_everything_until_now() -> None:
     w = window(period="lifetime")
-    assert w.start == LIFETIME_START
+    assert w.start is None  # from the site's first data, whenever that is
     assert w.end == datetime(2025, 1, 1, 8, tzinfo=UTC)
 
 
@@ -382,6 +390,9 @@ def test_parse_datetime_accepts_rfc3339_forms(text: str, expected: datetime) -> 
         ({"end_date": "2024-01-01T23:59:59-08:60"}, "end_date"),
         ({"end_date": "20240101T235959Z"}, "end_date"),
         ({"end_date": "2024-W01-1"}, "end_date"),
+        ({"start_date": "0001-01-01T00:00:00+01:00"}, "start_date"),
+        ({"end_date": "9999-12-31T23:00:00Z"}, "end_date"),
+        ({"start_date": "9999-12-31", "period": "lifetime"}, "start_date"),
         ({"time_zone": "Mars/Olympus_Mons"}, "time_zone"),
         ({"time_zone": "../../etc/passwd"}, "time_zone"),
         (
@@ -395,8 +406,10 @@ def test_parse_datetime_accepts_rfc3339_forms(text: str, expected: datetime) -> 
     ],
 )
 def test_bad_query_values_name_their_field(kwargs: dict[str, Any], field: str) -> None:
+    # Through the whole pure path: the window's size is judged once it is planned (a site
+    # without data here, so nothing clips the 24-year window of hourly entries).
     with pytest.raises(HistoryQueryError) as info:
-        window(**kwargs)
+        plan_energy(window(**kwargs), kwargs.get("period", "day"), None)
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}: ")
 
@@ -407,6 +420,164 @@ async def test_resolve_window_off_the_loop_for_a_zone_not_loaded_yet() -> None:
         resolve_window, "day", None, None, "Pacific/Chatham", site_tz=LA, now=T0
     )
     assert w.tz.key == "Pacific/Chatham"
+
+
+# ------------------------------------------------------------------------- bounded windows
+
+UTCZ = ZoneInfo("UTC")
+NOW = datetime(2026, 5, 1, 10, 30, tzinfo=UTC)
+FIRST = datetime(2025, 6, 1, tzinfo=UTC)  # the site's oldest bucket in these tables
+
+
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
+        microsecond: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "first_data", "expected"),
+    [
+        pytest.param(utc(1970, 1, 1), utc(2026, 11, 29), FIRST, FIRST, id="1970-start-clipped"),
+        pytest.param(utc(2025, 7, 1), utc(2026, 1, 1), FIRST, utc(2025, 7, 1), id="after-first-kept"),
+        pytest.param(utc(2024, 1, 1), utc(2024, 1, 2), FIRST, utc(2024, 1, 1), id="wholly-before-data"),
+        pytest.param(utc(2024, 1, 1), FIRST, FIRST, utc(2024, 1, 1), id="ends-at-first-data"),
+        pytest.param(utc(1970, 1, 1), utc(2026, 11, 29), None, utc(1970, 1, 1), id="no-data-kept"),
+        pytest.param(None, utc(2027, 1, 1), FIRST, FIRST, id="open-start-first-data"),
+        pytest.param(None, utc(2027, 1, 1), None, NOW, id="open-start-no-data-now"),
+        pytest.param(None, utc(2025, 1, 1), None, utc(2024, 12, 31, 23, 59, 59, 999999),
+                     id="open-start-past-end"),
+        pytest.param(None, utc(2025, 1, 1), FIRST, utc(2024, 12, 31, 23, 59, 59, 999999),
+                     id="open-start-data-after-end"),
+    ],
+)  # fmt: skip
+def test_clip_window_starts_at_the_first_data_inside_it(
+    start: datetime | None, end: datetime, first_data: datetime | None, expected: datetime
+) -> None:
+    clipped = clip_window(Window(start=start, end=end, tz=UTCZ, now=NOW), first_data)
+    assert clipped.start == expected
+    assert (clipped.end, clipped.tz, clipped.now) == (end, UTCZ, NOW)
+
+
+@pytest.mark.parametrize(
+    ("period", "start_date", "end_date", "first_data", "count", "first", "last"),
+    [
+        # The defect's request, per period: clipped to the data, nothing after now.
+        ("day", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", FIRST, 334 * 24 + 11,
+         "2025-06-01T00:00:00+00:00", "2026-05-01T10:00:00+00:00"),
+        ("week", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", FIRST, 335,
+         "2025-06-01T00:00:00+00:00", "2026-05-01T00:00:00+00:00"),
+        ("month", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", FIRST, 335,
+         "2025-06-01T00:00:00+00:00", "2026-05-01T00:00:00+00:00"),
+        ("year", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", FIRST, 12,
+         "2025-06-01T00:00:00+00:00", "2026-05-01T00:00:00+00:00"),
+        ("lifetime", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", FIRST, 2,
+         "2025-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00"),
+        # The widest explicit window there is.
+        ("day", "0002-01-01T00:00:00Z", "9998-12-31T23:59:59Z", FIRST, 334 * 24 + 11,
+         "2025-06-01T00:00:00+00:00", "2026-05-01T10:00:00+00:00"),
+        ("lifetime", "0002-01-01T00:00:00Z", "9998-12-31T23:59:59Z", None, 2025,
+         "0002-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00"),
+        # Lifetime without dates: from the first year with data, or this year.
+        ("lifetime", None, None, FIRST, 2, "2025-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00"),
+        ("lifetime", None, None, None, 1, "2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00"),
+        # Data starting mid-window: the series starts at the entry holding it.
+        ("day", None, None, utc(2026, 5, 1, 8, 12), 3,
+         "2026-05-01T08:00:00+00:00", "2026-05-01T10:00:00+00:00"),
+        ("week", None, None, utc(2026, 4, 29, 23, 59), 3,
+         "2026-04-29T00:00:00+00:00", "2026-05-01T00:00:00+00:00"),
+        # HA's backfill of a day before the data, and a site without data: the whole window.
+        ("day", None, "2024-01-01T23:59:59+00:00", FIRST, 24,
+         "2024-01-01T00:00:00+00:00", "2024-01-01T23:00:00+00:00"),
+        ("week", None, None, None, 5, "2026-04-27T00:00:00+00:00", "2026-05-01T00:00:00+00:00"),
+        # A window in the future still answers its first entry (the series is never empty).
+        ("day", None, "2030-01-01T12:00:00Z", FIRST, 1,
+         "2030-01-01T00:00:00+00:00", "2030-01-01T00:00:00+00:00"),
+        # Exactly the limit.
+        ("day", "2025-03-10T19:00:00Z", "2026-05-01T11:00:00Z", None, MAX_ENTRIES,
+         "2025-03-10T19:00:00+00:00", "2026-05-01T10:00:00+00:00"),
+    ],
+)  # fmt: skip
+def test_plan_energy_is_clipped_to_the_data_and_now(
+    period: str, start_date: str | None, end_date: str | None, first_data: datetime | None,
+    count: int, first: str, last: str,
+) -> None:
+    w = resolve_window(period, start_date, end_date, None, site_tz="UTC", now=NOW)
+    plan = plan_energy(w, period, first_data)
+    assert len(plan.starts) == count
+    assert plan.starts[0].isoformat() == first
+    assert plan.starts[-1].isoformat() == last
+    assert len(plan.edges) == count + 1
+    assert list(plan.edges) == sorted(set(plan.edges))
+    assert plan.window.start is not None
+    assert plan.edges[0] == plan.window.start
+    assert plan.edges[-1] <= plan.window.end
+
+
+@pytest.mark.parametrize(
+    ("period", "start_date", "end_date", "first_data", "limit", "advice"),
+    [
+        ("day", "2025-03-10T18:00:00Z", "2026-05-01T11:00:00Z", None, MAX_ENTRIES,
+         "or a coarser period (week, month, year, lifetime)"),
+        ("day", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", None, MAX_ENTRIES, "hourly"),
+        ("day", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", utc(2025, 3, 1), MAX_ENTRIES,
+         "period=day"),
+        ("day", "0002-01-01T00:00:00Z", "9998-12-31T23:59:59Z", None, MAX_ENTRIES, "hourly"),
+        ("month", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", None, MAX_ENTRIES,
+         "or a coarser period (year, lifetime)"),
+        ("week", None, None, None, 4, "at most 4:"),
+        ("year", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", None, 12,
+         "or a coarser period (lifetime)"),
+        ("lifetime", None, None, utc(2020, 7, 1), 6, "earlier end_date (counted"),
+    ],
+)  # fmt: skip
+def test_plan_energy_refuses_more_entries_than_one_answer_holds(
+    period: str, start_date: str | None, end_date: str | None, first_data: datetime | None,
+    limit: int, advice: str,
+) -> None:
+    w = resolve_window(period, start_date, end_date, None, site_tz="UTC", now=NOW)
+    with pytest.raises(HistoryQueryError) as info:
+        plan_energy(w, period, first_data, max_entries=limit)
+    assert info.value.field == "start_date"
+    text = str(info.value)
+    assert f"more than {limit} " in text
+    assert f"at most {limit}:" in text
+    assert "ask for a later start_date or an earlier end_date" in text
+    assert advice.replace(" (counted", "") in text
+
+
+def test_lifetime_error_names_no_coarser_period() -> None:
+    w = resolve_window("lifetime", None, None, None, site_tz="UTC", now=NOW)
+    with pytest.raises(HistoryQueryError) as info:
+        plan_energy(w, "lifetime", utc(2020, 7, 1), max_entries=6)
+    assert "coarser" not in str(info.value)
+    assert plan_energy(w, "lifetime", utc(2020, 7, 1), max_entries=7).starts[0].year == 2020
+
+
+def test_energy_response_for_the_1970_window_reports_only_the_data() -> None:
+    # The defect's request against a year of data (one bucket an hour keeps the test quick).
+    buckets = [Bucket(FIRST + timedelta(hours=h), FlowEnergy(grid_to_home=12.0))
+               for h in range(24 * 334)]
+    w = resolve_window("day", "1970-01-01T00:00:00Z", "2026-11-29T00:00:00Z", None,
+                       site_tz="UTC", now=NOW)
+    series = energy_response(buckets, w, "day", "UTC")["time_series"]
+    assert len(series) == 334 * 24 + 11
+    assert series[0]["timestamp"] == "2025-06-01T00:00:00+00:00"
+    assert sum(e["grid_energy_imported"] for e in series) == pytest.approx(334 * 24 * 12)
+
+
+@pytest.mark.parametrize(("count", "fits"), [(0, True), (3, True), (4, False)])
+def test_backup_body_refuses_more_outages_than_one_answer_lists(count: int, fits: bool) -> None:
+    w = resolve_window("lifetime", None, None, None, site_tz="UTC", now=NOW)
+    events = [Outage(utc(2025, 1, 1) + timedelta(hours=i), utc(2025, 1, 1, 0, 30)
+                     + timedelta(hours=i)) for i in range(count)]
+    if fits:
+        assert backup_response(events, w, max_events=3)["total_events"] == count
+        return
+    with pytest.raises(HistoryQueryError) as info:
+        backup_response(events, w, max_events=3)
+    assert info.value.field == "start_date"
+    assert "more than 3 outages" in str(info.value)
+    assert "at most 3: ask for a later start_date or an earlier end_date" in str(info.value)
 
 
 # ---------------------------------------------------------------------------- energy body
@@ -422,10 +593,10 @@ def test_energy_body_for_a_past_day_has_24_hourly_entries() -> None:
         solar_to_home=10, solar_to_battery=5, solar_to_grid=3, battery_to_home=2,
         battery_to_grid=1, grid_to_home=4, grid_to_battery=0.5,
     )  # fmt: skip
-    buckets = day_of_buckets(w.start, 24, per_bucket)
+    buckets = day_of_buckets(start_of(w), 24, per_bucket)
     # Outside the window: ignored.
     buckets.append(Bucket(w.end, FlowEnergy(grid_to_home=1e6)))
-    buckets.append(Bucket(w.start - timedelta(minutes=5), FlowEnergy(grid_to_home=1e6)))
+    buckets.append(Bucket(start_of(w) - timedelta(minutes=5), FlowEnergy(grid_to_home=1e6)))
     body = energy_response(buckets, w, "day", "America/Los_Angeles")
     assert body["period"] == "day"
     assert body["installation_time_zone"] == "America/Los_Angeles"
@@ -456,7 +627,7 @@ def test_energy_body_for_today_stops_at_the_current_hour_and_is_never_empty() ->
 
 def test_energy_body_sums_duplicate_bucket_starts() -> None:
     w = window()
-    b = Bucket(w.start, FlowEnergy(grid_to_home=1.25))
+    b = Bucket(start_of(w), FlowEnergy(grid_to_home=1.25))
     series = energy_response([b, b], w, "day", LA)["time_series"]
     assert series[0]["grid_energy_imported"] == 2.5
 
@@ -474,8 +645,8 @@ def test_dst_days_have_23_and_25_local_hours(day: date, hours: int, offsets: lis
         site_tz="Europe/Berlin",
         now=datetime(2025, 1, 1, tzinfo=UTC),
     )
-    assert (w.end - w.start) == timedelta(hours=hours)
-    buckets = day_of_buckets(w.start, hours, FlowEnergy(grid_to_home=1.0))
+    assert (w.end - start_of(w)) == timedelta(hours=hours)
+    buckets = day_of_buckets(start_of(w), hours, FlowEnergy(grid_to_home=1.0))
     series = energy_response(buckets, w, "day", BERLIN)["time_series"]
     assert len(series) == hours
     assert [e["timestamp"][-6:] for e in series] == offsets
@@ -489,7 +660,7 @@ def test_dst_days_have_23_and_25_local_hours(day: date, hours: int, offsets: lis
 
 def test_month_of_daily_entries_across_dst() -> None:
     w = window(period="month", site_tz="Europe/Berlin", now=datetime(2024, 3, 15, tzinfo=UTC))
-    start = w.start
+    start = start_of(w)
     buckets = [Bucket(start + timedelta(hours=h), FlowEnergy(solar_to_grid=1)) for h in range(743)]
     series = energy_response(buckets, w, "month", BERLIN)["time_series"]
     assert len(series) == 15  # March 1..15, nothing after now

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from gateway.history import Bucket, FlowEnergy, Outage
-from gateway.history_store import SCHEMA_VERSION, HistoryStore, HistoryStoreError
+from gateway.history import Bucket, FlowEnergy, Outage, sum_by_entry
+from gateway.history_store import _MIGRATIONS, SCHEMA_VERSION, HistoryStore, HistoryStoreError
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 E1 = FlowEnergy(1, 2, 3, 4, 5, 6, 7)
@@ -134,3 +135,95 @@ async def test_concurrent_writers_are_serialised(tmp_path: Path) -> None:
         await asyncio.gather(*(store.add_buckets(1, [Bucket(T0, one)]) for _ in range(50)))
         (bucket,) = await store.buckets(1, T0, T0 + timedelta(minutes=5))
         assert bucket.energy.solar_to_home == 50
+
+
+async def test_energy_by_entry_sums_in_sql_what_the_pure_code_sums(tmp_path: Path) -> None:
+    rng = random.Random(9)
+    day = T0.replace(hour=0)
+    buckets = [
+        Bucket(day + timedelta(minutes=5 * i), FlowEnergy(*(rng.uniform(0, 50) for _ in range(7))))
+        for i in range(288 * 3)
+        if rng.random() > 0.1  # some gaps
+    ]
+    async with HistoryStore(tmp_path / "h.db") as store:
+        assert await store.first_bucket_start(1001) is None
+        await store.add_buckets(1001, buckets)
+        await store.add_buckets(1002, [Bucket(day, FlowEnergy(grid_to_home=1e6))])  # not 1001's
+        assert await store.first_bucket_start(1001) == buckets[0].start
+        for edges in (
+            [day + timedelta(hours=h) for h in range(73)],  # hourly, all of it
+            # a fractional first edge, an empty entry and a last edge beyond the data
+            [day + timedelta(hours=2, seconds=1.5), day + timedelta(hours=3),
+             day + timedelta(hours=3, minutes=1), day + timedelta(days=5)],
+            [day - timedelta(days=1), day],  # before the data
+            [day],  # no entries at all
+        ):
+            got = await store.energy_by_entry(1001, edges)
+            want = sum_by_entry(buckets, edges)
+            assert len(got) == len(want) == len(edges) - 1
+            for g, w in zip(got, want, strict=True):
+                assert g.values() == pytest.approx(w.values())
+
+
+async def test_outages_started_stops_at_the_limit(tmp_path: Path) -> None:
+    async with HistoryStore(tmp_path / "h.db") as store:
+        for i in range(5):
+            await store.open_outage(1, T0 + timedelta(hours=i))
+            await store.close_outage(1, T0 + timedelta(hours=i, minutes=10))
+        await store.open_outage(1, T0 + timedelta(hours=9))  # still open
+        await store.open_outage(2, T0)
+        got = await store.outages_started(1, None, T0 + timedelta(days=1), limit=100)
+        assert [o.start for o in got] == [T0 + timedelta(hours=h) for h in (0, 1, 2, 3, 4, 9)]
+        assert got[-1].end is None
+        assert len(await store.outages_started(1, None, T0 + timedelta(days=1), limit=3)) == 3
+        # [start, end): only outages that start inside, not one that started before and lasts
+        inside = await store.outages_started(
+            1, T0 + timedelta(minutes=5), T0 + timedelta(hours=3), limit=100)
+        assert [o.start for o in inside] == [T0 + timedelta(hours=1), T0 + timedelta(hours=2)]
+
+
+async def test_hourly_totals_serve_any_entry_edges(tmp_path: Path) -> None:
+    # Local hours of a +05:30 zone start at :30 UTC; explicit windows start at any second.
+    rng = random.Random(3)
+    day = T0.replace(hour=0)
+    buckets = [Bucket(day + timedelta(minutes=5 * i), FlowEnergy(*(rng.random() for _ in range(7))))
+               for i in range(288 * 2)]
+    half_hours = [day + timedelta(minutes=30 + 60 * h) for h in range(47)]
+    odd = [day + timedelta(seconds=s) for s in (0, 1, 299, 3599, 3600, 3601, 7300, 86400 * 2)]
+    async with HistoryStore(tmp_path / "h.db") as store:
+        await store.add_buckets(1, buckets)
+        for edges in (half_hours, odd):
+            got = await store.energy_by_entry(1, edges)
+            want = sum_by_entry(buckets, edges)
+            for g, w in zip(got, want, strict=True):
+                assert g.values() == pytest.approx(w.values())
+
+
+async def test_upgrade_fills_the_hourly_totals_from_existing_buckets(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    day = T0.replace(hour=0)
+    buckets = [Bucket(day + timedelta(minutes=5 * i), E1.scaled(i)) for i in range(100)]
+
+    def write_version_1() -> None:  # a database as the previous gateway left it
+        with sqlite3.connect(path) as conn:
+            for statement in filter(str.strip, _MIGRATIONS[0].split(";")):
+                conn.execute(statement)
+            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+            conn.executemany(
+                "INSERT INTO energy_5min VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [("1", int(b.start.timestamp()), *b.energy.values()) for b in buckets])
+        conn.close()
+
+    await asyncio.to_thread(write_version_1)
+    async with HistoryStore(path) as store:
+        assert await store.schema_version() == SCHEMA_VERSION == 2
+        edges = [day + timedelta(hours=h) for h in range(10)]
+        got = await store.energy_by_entry(1, edges)
+        for g, w in zip(got, sum_by_entry(buckets, edges), strict=True):
+            assert g.values() == pytest.approx(w.values())
+        # later writes keep both tables in step
+        await store.add_buckets(1, [Bucket(day, E1)])
+        (first_hour,) = await store.energy_by_entry(1, edges[:2])
+        assert first_hour.values() == pytest.approx(
+            (sum_by_entry(buckets, edges[:2])[0] + E1).values())

@@ -215,7 +215,7 @@ async def test_a_quiet_night_keeps_the_gx_alive(transports: Transports) -> None:
         homes=[HomeConfig(id="home-x", initial_soc_pct=60, base_load_w=0,
                           devices=[VictronGxConfig(id="gx", kind="victron_gx")])],
     )  # fmt: skip
-    async with Simulator(config) as sim, victron(sim, transports, keepalive_s=0.3, stale_after_s=1.5) as d:
+    async with Simulator(config) as sim, victron(sim, transports, keepalive_s=0.3, probe_timeout_s=1.5) as d:
         home = sim.homes["home-x"]
         await d.connect()
         connected_at = asyncio.get_running_loop().time()
@@ -239,7 +239,7 @@ async def test_a_gx_that_stops_answering_goes_stale_until_it_answers_again(
     sim: Simulator, transports: Transports
 ) -> None:
     gx = sim.homes["home-x"].victron_gx("gx")
-    async with victron(sim, transports, keepalive_s=0.1, stale_after_s=0.3) as d:
+    async with victron(sim, transports, keepalive_s=0.1, probe_timeout_s=0.3) as d:
         await d.connect()
         await d.read()
         gx.silent = True  # dbus-flashmq hangs; the broker keeps our connection up

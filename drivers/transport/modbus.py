@@ -15,6 +15,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from drivers.background import spawn
 from drivers.errors import DeviceRejected, DeviceUnreachable
 
 __all__ = ["ModbusEndpoint", "ModbusPool", "Priority"]
@@ -210,7 +211,7 @@ class ModbusEndpoint:
             return self._client
         self._up.clear()
         if self._reconnect is None or self._reconnect.done():
-            self._reconnect = asyncio.create_task(
+            self._reconnect = spawn(
                 self._reconnect_loop(), name=f"modbus reconnect {self.host}:{self.port}"
             )
         try:

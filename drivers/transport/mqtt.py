@@ -13,6 +13,7 @@ import aiomqtt
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from drivers.background import spawn
 from drivers.errors import DeviceUnreachable
 
 __all__ = [
@@ -230,7 +231,7 @@ class MqttBroker:
         if self._closed:
             return
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"mqtt {self.host}:{self.port}")
+            self._task = spawn(self._run(), name=f"mqtt {self.host}:{self.port}")
 
     async def wait_connected(self, timeout_s: float | None = None) -> None:
         """Wait for the connection (``timeout_s`` default: the pool's timeout).

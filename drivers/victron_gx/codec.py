@@ -25,6 +25,7 @@ __all__ = [
     "MAX_FEED_IN_POWER",
     "MIN_SOC_LIMIT",
     "PREVENT_FEEDBACK",
+    "PROBE_PATH",
     "PV_ON_GRID_POWER",
     "PV_ON_OUTPUT_POWER",
     "PV_POWER",
@@ -40,8 +41,10 @@ __all__ = [
     "decode_value",
     "encode_write",
     "keepalive_topic",
+    "liveness_fault",
     "n_filter",
     "n_topic",
+    "outstanding_probe",
     "parse_n_topic",
     "portal_of_serial_topic",
     "r_topic",
@@ -80,6 +83,10 @@ UNLIMITED_FEED_IN = -1
 SERIAL_DISCOVERY_FILTER = f"N/+/{SERIAL}"
 KEEPALIVE_FULL = b""  # empty payload: publish every path, then full_publish_completed
 KEEPALIVE_SUPPRESS = b'{"keepalive-options": ["suppress-republish"]}'
+# Read back (R/) on every keepalive cycle: the GX answers a read whether or not the value changed,
+# so the answer proves it alive on a night when nothing changes. Not system/0/Serial: reading
+# that is the legacy keepalive and costs a full publish.
+PROBE_PATH = BATTERY_SOC
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +132,43 @@ def r_topic(portal: str, path: str) -> str:
 def keepalive_topic(portal: str) -> str:
     """``R/<portal>/keepalive``: keeps values flowing for 60 s."""
     return f"R/{portal}/keepalive"
+
+
+def outstanding_probe(since: float | None, last_message_at: float | None, now: float) -> float:
+    """When the oldest unanswered probe went out, after sending one more at ``now`` (monotonic s).
+
+    ``since`` is the previous oldest unanswered probe (None: none yet); any message received at or
+    after it answered it, and the new probe becomes the oldest.
+    """
+    if since is None or (last_message_at is not None and last_message_at >= since):
+        return now
+    return since
+
+
+def liveness_fault(
+    now: float,
+    *,
+    last_message_at: float | None,
+    probe_since: float | None,
+    keepalive_s: float,
+    reply_timeout_s: float,
+) -> str | None:
+    """Why the GX counts as gone at ``now`` (monotonic s), or None while it keeps up its keepalive cycle.
+
+    Venus publishes only changes, so silence proves nothing on a quiet night; what a live GX always
+    does is answer: the driver sends a probe (keepalive + one R/ read) every ``keepalive_s`` and any
+    message arriving after it is the answer. The GX is gone when the oldest unanswered probe
+    (``probe_since``) has waited longer than ``reply_timeout_s``, or, should no probe have gone out,
+    when nothing arrived for a whole cycle plus ``reply_timeout_s``.
+    """
+    if last_message_at is None:
+        return "nothing received yet"
+    if probe_since is not None and last_message_at < probe_since and now - probe_since > reply_timeout_s:
+        return f"no answer to the keepalive probe sent {now - probe_since:.1f} s ago"
+    silent_s = now - last_message_at
+    if silent_s > keepalive_s + reply_timeout_s:
+        return f"nothing received for {silent_s:.1f} s"
+    return None
 
 
 def n_filter(portal: str) -> str:

@@ -1,4 +1,4 @@
-"""The Victron GX MQTT driver: portal discovery, keepalives, staleness, W/ writes confirmed on N/ echoes."""
+"""The Victron GX MQTT driver: portal discovery, keepalive probes, W/ writes confirmed on N/ echoes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from drivers.background import spawn
 from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Setpoints
 from drivers.errors import DeviceUnreachable, NotConfirmed
 from drivers.transport import MqttBroker, Subscription, Transports
@@ -20,15 +21,19 @@ from drivers.victron_gx.codec import (
     FULL_PUBLISH_COMPLETED,
     KEEPALIVE_FULL,
     KEEPALIVE_SUPPRESS,
+    PROBE_PATH,
     SERIAL_DISCOVERY_FILTER,
     Gone,
     JsonValue,
     decode_value,
     encode_write,
     keepalive_topic,
+    liveness_fault,
     n_filter,
+    outstanding_probe,
     parse_n_topic,
     portal_of_serial_topic,
+    r_topic,
     same_value,
     setpoint_writes,
     setpoints_from,
@@ -57,8 +62,12 @@ class VictronGxOptions(BaseModel):
     """Configuration of one Victron GX reached over its MQTT broker (dbus-flashmq topics).
 
     ``portal_id`` None discovers it from the retained ``N/+/system/0/Serial`` (first GX seen).
-    ``keepalive_s`` must stay below the GX's 60 s keepalive timeout. ``stale_after_s``: read()
-    fails when nothing arrived from the GX for that long (Venus publishes only changes).
+    ``keepalive_s``: the keepalive cycle; each cycle extends publishing (below the GX's 60 s
+    timeout, without a full republish) and asks the GX to re-publish one value, which it answers
+    whether or not anything changed. ``probe_timeout_s``: read() fails once that answer is overdue
+    by this long. Venus publishes only changes, so the age of the last value proves nothing: a
+    quiet night (no PV, steady load) may change nothing for hours while the GX is alive. (A
+    device's ``stale_after_s`` key is the gateway's stale limit, not an option of this driver.)
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,8 +76,8 @@ class VictronGxOptions(BaseModel):
     port: int = Field(1883, ge=1, le=65535)
     portal_id: str | None = Field(None, pattern=r"^[0-9A-Za-z]{1,32}$")
     vebus_instance: int = Field(227, ge=0, le=65535)
-    keepalive_s: float = Field(30.0, gt=0, lt=60)
-    stale_after_s: float = Field(10.0, gt=0)
+    keepalive_s: float = Field(10.0, gt=0, lt=60)
+    probe_timeout_s: float = Field(10.0, gt=0)
     confirm_timeout_s: float = Field(3.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)  # broker connection, discovery, full publish
     capacity_wh: float | None = Field(None, gt=0)  # battery nameplate (the GX does not publish it)
@@ -92,6 +101,7 @@ class VictronGxDriver:
         self._reconnected = asyncio.Event()
         self._remove_listener: Callable[[], None] | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
+        self._probe_since: float | None = None  # monotonic: the oldest probe not yet answered
         self._log = structlog.get_logger("drivers.victron_gx").bind(
             device=name, broker=f"{options.host}:{options.port}"
         )
@@ -118,7 +128,7 @@ class VictronGxDriver:
             self._remove_listener = broker.on_connect(self._reconnected.set)
         await self._full_publish(broker, portal, timeout)
         if self._keepalive_task is None or self._keepalive_task.done():
-            self._keepalive_task = asyncio.create_task(
+            self._keepalive_task = spawn(
                 self._keepalive_loop(broker, portal), name=f"victron keepalive {portal}"
             )
         firmware = self.values.value(FIRMWARE_VERSION)
@@ -142,6 +152,7 @@ class VictronGxDriver:
             self._remove_listener = None
         broker, self._broker = self._broker, None
         sub, self._sub = self._sub, None
+        self._probe_since = None
         if broker is not None:
             if sub is not None:
                 with contextlib.suppress(DeviceUnreachable):
@@ -154,7 +165,7 @@ class VictronGxDriver:
         """The latest values the GX published, normalised.
 
         Raises:
-            DeviceUnreachable: not connected, or nothing arrived for ``stale_after_s``.
+            DeviceUnreachable: not connected, or the GX left a keepalive probe unanswered.
         """
         self._fresh()
         return telemetry_from(
@@ -168,7 +179,7 @@ class VictronGxDriver:
         """The setpoints the GX holds, from its latest N/ values.
 
         Raises:
-            DeviceUnreachable: not connected, or nothing arrived for ``stale_after_s``.
+            DeviceUnreachable: not connected, or the GX left a keepalive probe unanswered.
         """
         self._fresh()
         return setpoints_from(self.values.snapshot(), vebus_instance=self.options.vebus_instance)
@@ -181,7 +192,7 @@ class VictronGxDriver:
         Raises:
             NotConfirmed: an echo did not show the written value within ``confirm_timeout_s``
                 (the GX ignores invalid writes and re-publishes the old value).
-            DeviceUnreachable: not connected, or stale data.
+            DeviceUnreachable: not connected, or the GX left a keepalive probe unanswered.
         """
         self._fresh()
         broker = self._joined()
@@ -227,11 +238,21 @@ class VictronGxDriver:
             raise DeviceUnreachable(f"{self.name}: not connected")
         if not broker.connected:
             raise DeviceUnreachable(f"{self.name}: broker {broker.host}:{broker.port} disconnected")
-        last = self.values.last_at
-        now = asyncio.get_running_loop().time()
-        if last is None or now - last > self.options.stale_after_s:
-            age = "never" if last is None else f"{now - last:.1f} s ago"
-            raise DeviceUnreachable(f"{self.name}: GX data stale (last message {age})")
+        fault = liveness_fault(
+            asyncio.get_running_loop().time(),
+            last_message_at=self.values.last_at,
+            probe_since=self._probe_since,
+            keepalive_s=self.options.keepalive_s,
+            reply_timeout_s=self.options.probe_timeout_s,
+        )
+        if fault is not None:
+            raise DeviceUnreachable(f"{self.name}: GX stale ({fault})")
+
+    def _probe_sent(self) -> None:
+        # Noted before publishing: the answer may arrive before publish() returns.
+        self._probe_since = outstanding_probe(
+            self._probe_since, self.values.last_at, asyncio.get_running_loop().time()
+        )
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         del retained
@@ -275,6 +296,7 @@ class VictronGxDriver:
 
     async def _full_publish(self, broker: MqttBroker, portal: str, timeout_s: float) -> None:
         self._full_published.clear()
+        self._probe_sent()
         await broker.publish(keepalive_topic(portal), KEEPALIVE_FULL, qos=0, timeout_s=timeout_s)
         try:
             async with asyncio.timeout(timeout_s):
@@ -286,13 +308,14 @@ class VictronGxDriver:
 
     async def _keepalive_loop(self, broker: MqttBroker, portal: str) -> None:
         # After a reconnect the GX may have lost our keepalive (and we missed changes): ask for
-        # a full publish until one completes; otherwise extend without a republish.
+        # a full publish until one completes; otherwise extend without a republish and probe.
         need_full = False
         while True:
             if need_full:
                 try:
                     await self._full_publish(broker, portal, self.options.connect_timeout_s)
                     need_full = False
+                    self._log.info("victron.republished", portal=portal)
                 except DeviceUnreachable as exc:
                     self._log.warning("victron.full_publish_failed", error=str(exc))
                     await self._wait_reconnect(min(self.options.keepalive_s, 1.0))
@@ -301,9 +324,15 @@ class VictronGxDriver:
                 need_full = True
                 continue
             try:
-                await broker.publish(keepalive_topic(portal), KEEPALIVE_SUPPRESS, qos=0)
+                await self._probe(broker, portal)
             except DeviceUnreachable as exc:
                 self._log.warning("victron.keepalive_failed", error=str(exc))
+
+    async def _probe(self, broker: MqttBroker, portal: str) -> None:
+        """Extend publishing and ask for one value: whatever arrives next is the GX's answer."""
+        self._probe_sent()
+        await broker.publish(keepalive_topic(portal), KEEPALIVE_SUPPRESS, qos=0)
+        await broker.publish(r_topic(portal, PROBE_PATH), b"", qos=0)
 
     async def _wait_reconnect(self, timeout_s: float) -> bool:
         try:

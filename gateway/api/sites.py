@@ -8,10 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from drivers.base import Capability
+from drivers.base import Capability, Quality
 from gateway.api.keys import SITES, principal, site_for
 from gateway.auth import READ_SCOPE
 from gateway.fleet import JSON, FleetError, dumps, ok
+from gateway.poller import DeviceHandle
 from gateway.site import Site
 
 routes = web.RouteTableDef()
@@ -257,6 +258,29 @@ async def site_info(request: web.Request) -> web.Response:
     return ok(site_info_body(site_for(request, READ_SCOPE)))
 
 
+def device_health(d: DeviceHandle, now_mono: float) -> dict[str, Any]:
+    """One device's ``/health`` entry, its fields consistent by construction (docs/api.md, /health).
+
+    ``connected``: the latest completed poll succeeded and its data is within the stale limit.
+    ``quality``: by the age of the last good read (fresh within two poll intervals, offline beyond
+    the stale limit), except that a device that is not connected is never ``fresh``.
+    """
+    by_age = d.quality(now_mono)
+    connected = d.failures == 0 and by_age is not Quality.OFFLINE
+    quality = Quality.STALE if by_age is Quality.FRESH and not connected else by_age
+    age = d.age_s(now_mono)
+    return {
+        "type": d.config.type,
+        "quality": quality.value,
+        "connected": connected,
+        "data_age_s": None if age is None else round(age, 3),
+        "polls": d.polls,
+        "failures": d.failures,
+        "missed_polls": d.missed_polls,
+        "last_error": d.last_error,
+    }
+
+
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     """Per-site and per-device connectivity and data age; no auth, no secrets."""
@@ -264,21 +288,8 @@ async def health(request: web.Request) -> web.Response:
     sites: dict[str, Any] = {}
     degraded = False
     for site in request.app[SITES].values():
-        devices = {}
-        for d in site.devices:
-            quality = d.quality(now)
-            degraded |= quality.value != "fresh"
-            age = d.age_s(now)
-            devices[d.name] = {
-                "type": d.config.type,
-                "quality": quality.value,
-                "connected": d.connected,
-                "data_age_s": None if age is None else round(age, 3),
-                "polls": d.polls,
-                "failures": d.failures,
-                "missed_polls": d.missed_polls,
-                "last_error": d.last_error,
-            }
+        devices = {d.name: device_health(d, now) for d in site.devices}
+        degraded |= any(d["quality"] != Quality.FRESH.value for d in devices.values())
         sites[str(site.id)] = {"name": site.config.name, "devices": devices,
                                "drift_count": site.drift_count,
                                "reconciliations": site.reconciles}

@@ -243,6 +243,16 @@ class ModbusFront:
         self.stats.active += 1
         try:
             await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            # A drop, a reboot or a stop cancels this task; that is the simulator's normal life.
+            # asyncio runs this coroutine as the connection's task and, on 3.11, calls
+            # task.exception() when it ends, which raises for a cancelled task and is logged as
+            # "Exception in callback StreamReaderProtocol.connection_made..." with a traceback:
+            # end the task normally instead (nothing else awaits it but _drop_all).
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            log.debug("modbus front connection closed", device=self.name)
         finally:
             _abort(writer)
             self._connections.discard(conn)

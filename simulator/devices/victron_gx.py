@@ -6,6 +6,8 @@ Test helpers (on a started `VictronGxDevice`):
   connection drops, retained messages are gone); returns once the GX's own client is back;
 - `await gx.drop_connections()` resets every network client of the broker (the GX's in-process
   client stays) and of the Modbus face; returns how many were dropped;
+- `gx.silent = True` plays a hung dbus-flashmq: the broker keeps every connection, but the GX
+  publishes nothing and ignores keepalives, reads and writes until it is set back to False;
 - `gx.faults` / `await gx.apply_faults(**fields)` / `gx.stats`: the fault plan and counters of the
   optional Modbus TCP face (simulator/faults.py); `gx.broker_restarts` counts broker restarts.
 """
@@ -179,6 +181,8 @@ class VictronGxDevice(FrontedFaults):
         self.rounds = 0
         #: Restarts of the embedded broker (`broker_restart`).
         self.broker_restarts = 0
+        #: True plays a hung dbus-flashmq: connections stay up, nothing is published or answered.
+        self.silent = False
 
     @property
     def modbus_port(self) -> int | None:
@@ -364,13 +368,15 @@ class VictronGxDevice(FrontedFaults):
     async def _publish_changes(self, client: aiomqtt.Client) -> None:
         while True:
             await asyncio.sleep(self._change_interval_s)
-            if self.alive:
+            if self.alive and not self.silent:
                 async with self._batch:
                     for path, value in changed_values(self._published, self.values()).items():
                         await self._publish(client, path, value)
             self.rounds += 1
 
     async def _on_message(self, client: aiomqtt.Client, topic: str, data: bytes) -> None:
+        if self.silent:
+            return
         portal = self.portal_id
         # amqtt also delivers retained messages matching other clients' filters: keep ours only.
         if topic == f"R/{portal}/keepalive":

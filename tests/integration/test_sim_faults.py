@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ import pytest
 import pytest_asyncio
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+from structlog.testing import capture_logs
 
 from simulator import Simulator
 from simulator.config import ControlConfig, HomeConfig, SimDeviceConfig, SimulatorConfig
@@ -202,6 +204,30 @@ async def test_reboot_restores_factory_settings_and_drops_connections(
     await dev.reboot()  # wait=True: back when it returns
     assert dev.listening
     assert await serves(dev)
+
+
+async def test_drops_and_reboots_are_normal_life_not_errors(
+    dev: SunSpecDevice, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 9 point 10: every drop or reboot logged an error-level CancelledError traceback
+    # ("Exception in callback StreamReaderProtocol.connection_made...") from modbus_front.
+    caplog.set_level(logging.DEBUG)
+    await dev.apply_faults(reboot_s=0.05)
+    with capture_logs() as events:
+        async with connected(dev) as c:
+            await read_reserve(c, dev)
+            assert await dev.drop_connections() == 1
+        async with connected(dev) as c:
+            await read_reserve(c, dev)
+            await dev.reboot()
+        async with connected(dev) as c:  # and a connection still open when the device stops
+            await read_reserve(c, dev)
+            await dev.stop()
+    assert dev.stats.dropped == 2
+    loud = [r for r in caplog.records if r.levelno >= logging.ERROR or "CancelledError" in r.getMessage()]
+    assert loud == []
+    assert [e for e in events if e["log_level"] not in {"debug", "info"} or "exc_info" in e] == []
+    assert [e["event"] for e in events].count("modbus front connection closed") == 3
 
 
 async def test_stop_while_rebooting_leaves_nothing_behind(dev: SunSpecDevice) -> None:

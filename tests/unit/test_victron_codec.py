@@ -18,7 +18,9 @@ from drivers.victron_gx.codec import (
     decode_value,
     encode_write,
     keepalive_topic,
+    liveness_fault,
     n_topic,
+    outstanding_probe,
     parse_n_topic,
     portal_of_serial_topic,
     r_topic,
@@ -196,3 +198,41 @@ def test_setpoint_writes_round_trip_through_setpoints_from() -> None:
                Setpoints(reserve_pct=5, grid_charging=False, export_limit_w=0),
                Setpoints(reserve_pct=100, grid_charging=True, export_limit_w=None)):  # fmt: skip
         assert setpoints_from({**GX, **setpoint_writes(sp, GX)}) == sp
+
+
+# --- liveness: judged by the keepalive cycle, not by the age of the last changed value ---------
+
+KEEPALIVE_S, REPLY_S = 10.0, 5.0
+
+
+def fault(now: float, last: float | None, probe: float | None) -> str | None:
+    return liveness_fault(now, last_message_at=last, probe_since=probe,
+                          keepalive_s=KEEPALIVE_S, reply_timeout_s=REPLY_S)  # fmt: skip
+
+
+@pytest.mark.parametrize(("now", "last", "probe", "gone"), [
+    (0.0, None, None, "nothing received yet"),
+    # a quiet night: no value changed for an hour, but every probe was answered
+    (3600.0, 3598.0, 3598.0, None),
+    (3600.0, 3590.5, 3590.0, None),  # answered; the next probe is due at 3600
+    # a probe still within its reply allowance
+    (3604.0, 3590.5, 3600.0, None),
+    # the oldest unanswered probe is overdue
+    (3605.5, 3590.5, 3600.0, "no answer to the keepalive probe sent 5.5 s ago"),
+    # no probe went out (keepalive loop stuck): a whole cycle plus the allowance of silence
+    (3615.5, 3600.0, 3590.0, "nothing received for 15.5 s"),
+    (3615.0, 3600.0, None, None),
+])  # fmt: skip
+def test_liveness_fault(now: float, last: float | None, probe: float | None, gone: str | None) -> None:
+    assert fault(now, last, probe) == gone
+
+
+def test_outstanding_probe_tracks_the_oldest_unanswered_one() -> None:
+    since = outstanding_probe(None, 0.0, now=10.0)  # first probe
+    assert since == 10.0
+    since = outstanding_probe(since, 0.0, now=20.0)  # unanswered: the older one counts
+    assert since == 10.0
+    assert fault(15.5, 0.0, since) == "no answer to the keepalive probe sent 5.5 s ago"
+    since = outstanding_probe(since, 20.1, now=30.0)  # something arrived since: a new probe
+    assert since == 30.0
+    assert fault(34.0, 20.1, since) is None

@@ -1,0 +1,1 @@
+"""Route handlers of the Fleet API, one module per group of endpoints."""

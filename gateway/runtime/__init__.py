@@ -1,1 +1,1 @@
-"""The live floor: device state and pollers, sites and their command pipeline, storage, history, the Gateway."""
+"""The live floor: device state, pollers, sites and their command pipeline, storage, history, the Gateway."""

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from gateway.auth import COMMAND_SCOPE, READ_SCOPE, issue_token
-from gateway.config import Config, DeviceConfig, GatewaySection, Plan, RateLimits, SiteConfig
+from gateway.core.config import Config, DeviceConfig, GatewaySection, Plan, RateLimits, SiteConfig
+from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, issue_token
 
 SECRET = "bench-secret-0123456789-0123456789-abcdef"  # noqa: S105 - a throwaway bench key
 FIRST_SITE_ID = 1001
@@ -164,6 +164,6 @@ def raise_fd_limit() -> None:
 
 def quiet_logging() -> None:
     """The bench's own process logs warnings only, to stderr (stdout carries the tables)."""
-    from gateway.logging import configure_logging
+    from gateway.runtime.logs import configure_logging
 
     configure_logging("console", "WARNING")

@@ -23,10 +23,10 @@ import orjson
 from aiohttp import web
 
 from bench._common import bench_config, percentile, raise_fd_limit
-from gateway.api.keys import SITES
-from gateway.app import create_app
-from gateway.logging import configure_logging
-from gateway.poller import DeviceHandle
+from gateway.runtime.logs import configure_logging
+from gateway.runtime.poller import DeviceHandle
+from gateway.web.app import create_app
+from gateway.web.keys import SITES
 
 
 def _emit(obj: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from bench._common import raise_fd_limit
-from gateway.logging import configure_logging
+from gateway.runtime.logs import configure_logging
 from simulator import Simulator
 from simulator.config import ControlConfig, HomeConfig, SimDeviceConfig, SimulatorConfig
 from simulator.devices.sunspec import SunSpecDevice

@@ -37,7 +37,7 @@ from bench._common import (
     quiet_logging,
 )
 from gateway.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
-from gateway.history_store import HistoryStore
+from gateway.runtime.history_store import HistoryStore
 
 SITE_TZ = ZoneInfo("Europe/Berlin")  # bench_config's zone
 # The request (filed 2026-11-29), its end kept ahead of the seeded data.

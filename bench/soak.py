@@ -21,11 +21,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.api.keys import SITES
-from gateway.app import create_app
-from gateway.auth import COMMAND_SCOPE, READ_SCOPE, issue_token
-from gateway.config import Config, DeviceConfig, GatewaySection, Plan, RateLimits, SiteConfig
-from gateway.site import Site
+from gateway.core.config import Config, DeviceConfig, GatewaySection, Plan, RateLimits, SiteConfig
+from gateway.runtime.site import Site
+from gateway.web.app import create_app
+from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, issue_token
+from gateway.web.keys import SITES
 from simulator import Simulator
 from simulator.config import ControlConfig, HomeConfig, SimDeviceConfig, SimulatorConfig
 from simulator.home import SimHome

@@ -20,17 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
-from gateway import preflight, tokens
-from gateway.auth import (
-    COMMAND_SCOPE,
-    KNOWN_SCOPES,
-    MAX_TTL_S,
-    READ_SCOPE,
-    parse_ttl,
-    sign,
-    token_claims,
-)
-from gateway.config import (
+from gateway.core.config import (
     JWT_SECRET_ENV,
     Config,
     ConfigError,
@@ -42,7 +32,17 @@ from gateway.config import (
     read_config,
     secret_problem,
 )
-from gateway.logging import configure_logging, uses_console
+from gateway.runtime import preflight, tokens
+from gateway.runtime.logs import configure_logging, uses_console
+from gateway.web.auth import (
+    COMMAND_SCOPE,
+    KNOWN_SCOPES,
+    MAX_TTL_S,
+    READ_SCOPE,
+    parse_ttl,
+    sign,
+    token_claims,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -95,8 +95,8 @@ async def _wait_for_stop() -> None:
 async def _start_gateway(config: Config, path: Path, jwt_secret: str | None = None) -> web.AppRunner:
     from aiohttp import web
 
-    from gateway.app import create_app
-    from gateway.server import GatewayRunner
+    from gateway.web.app import create_app
+    from gateway.web.server import GatewayRunner
 
     runner = GatewayRunner(create_app(config, jwt_secret=jwt_secret), access_log=None)
     try:
@@ -164,8 +164,8 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
 
 
 def _site_lines(runner: web.AppRunner) -> list[SiteLine]:
-    from gateway.api.keys import SITES
-    from gateway.fleet import FleetError
+    from gateway.web.errors import FleetError
+    from gateway.web.keys import SITES
 
     out = []
     now = time.monotonic()
@@ -188,7 +188,7 @@ def _site_lines(runner: web.AppRunner) -> list[SiteLine]:
 
 
 async def _demo(config: Config, path: Path, secret: str, per_run_secret: bool, token: str) -> None:
-    from gateway.api.keys import SITES
+    from gateway.web.keys import SITES
     from simulator import Simulator
 
     assert config.simulator is not None  # noqa: S101 - checked by the caller

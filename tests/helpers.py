@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
-from gateway.auth import COMMAND_SCOPE, READ_SCOPE, issue_token
-from gateway.config import Config, DeviceConfig, GatewaySection, Plan, RateLimits, SiteConfig
+from gateway.core.config import Config, DeviceConfig, GatewaySection, Plan, RateLimits, SiteConfig
+from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, issue_token
 from simulator import Simulator
 
 T = TypeVar("T")

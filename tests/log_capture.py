@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import structlog
 
-from gateway.logging import LogFormat, configure_logging
+from gateway.runtime.logs import LogFormat, configure_logging
 
 
 @contextmanager

@@ -12,11 +12,11 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from gateway.api.keys import SITES
-from gateway.app import create_app
-from gateway.config import Config
-from gateway.server import GatewayRunner
-from gateway.site import Clock, Site, utc_now
+from gateway.core.config import Config
+from gateway.runtime.site import Clock, Site, utc_now
+from gateway.web.app import create_app
+from gateway.web.keys import SITES
+from gateway.web.server import GatewayRunner
 from simulator import Simulator
 from simulator.config import ControlConfig, HomeConfig, SimDeviceConfig, SimulatorConfig
 from tests.helpers import SITE_ID, eventually, gateway_config, token

@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway.config import Config, DeviceConfig
-from gateway.store import Store
+from gateway.core.config import Config, DeviceConfig
+from gateway.runtime.store import Store
 from simulator import Simulator
 from simulator.config import HomeConfig, SimDeviceConfig
 from tests.helpers import SITE_ID, eventually, gateway_config, token

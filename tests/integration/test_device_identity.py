@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.config import Config
+from gateway.core.config import Config
 from simulator import Simulator
 from tests.helpers import SITE_ID, gateway_config, token
 from tests.integration.conftest import GatewayFactory, RunningGateway

@@ -21,9 +21,9 @@ from aiohttp import web
 from tesla_fleet_api import TeslaFleetApi
 from tesla_fleet_api.tesla.energysite import EnergySite
 
-from gateway.api.keys import SITES
-from gateway.app import create_app
-from gateway.config import Config, DeviceConfig, GatewaySection, SiteConfig
+from gateway.core.config import Config, DeviceConfig, GatewaySection, SiteConfig
+from gateway.web.app import create_app
+from gateway.web.keys import SITES
 from simulator import Simulator
 from simulator.config import (
     ControlConfig,

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from aiohttp import web
 
-from gateway.app import create_app
-from gateway.config import Config, DeviceConfig, GatewaySection, SiteConfig
+from gateway.core.config import Config, DeviceConfig, GatewaySection, SiteConfig
+from gateway.web.app import create_app
 from simulator import HomeConfig, Simulator, SimulatorConfig, VictronGxConfig
 from tests.helpers import SECRET, SITE_ID, eventually, gateway_config
 from tests.integration.conftest import GatewayFactory

@@ -13,9 +13,9 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.auth import COMMAND_SCOPE, READ_SCOPE
 from gateway.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
-from gateway.history_store import HistoryStore
+from gateway.runtime.history_store import HistoryStore
+from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE
 from simulator import Simulator
 from tests.helpers import SITE_ID, gateway_config, token
 from tests.integration.conftest import GatewayFactory

@@ -21,12 +21,12 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from gateway.api.keys import CONFIG, SITES
-from gateway.app import create_app
-from gateway.auth import COMMAND_SCOPE, READ_SCOPE, issue_token
-from gateway.fleet import SERVER
-from gateway.logging import LogFormat
-from gateway.server import GatewayRunner
+from gateway.runtime.logs import LogFormat
+from gateway.web.app import create_app
+from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, issue_token
+from gateway.web.errors import SERVER
+from gateway.web.keys import CONFIG, SITES
+from gateway.web.server import GatewayRunner
 from simulator import Simulator
 from tests.helpers import SECRET, SITE_ID, eventually, gateway_config, token
 from tests.log_capture import real_logging

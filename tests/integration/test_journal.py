@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.store import Store
+from gateway.runtime.store import Store
 from gateway.tariff import pge_like_sample
 from simulator import Simulator
 from tests.helpers import SITE_ID, eventually, gateway_config, token

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.api.keys import PROXIES
-from gateway.config import Config
+from gateway.core.config import Config
+from gateway.web.keys import PROXIES
 from simulator import Simulator
 from tests.helpers import SITE_ID, eventually, gateway_config
 from tests.integration.conftest import GatewayFactory, RunningGateway

@@ -20,10 +20,10 @@ from schemathesis import Case
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 from schemathesis.schemas import APIOperation
 
-from gateway.api.keys import SITES
-from gateway.app import create_app
-from gateway.config import Plan
-from gateway.openapi import build_openapi
+from gateway.core.config import Plan
+from gateway.web.app import create_app
+from gateway.web.keys import SITES
+from gateway.web.openapi import build_openapi
 from simulator import Simulator
 from simulator.config import ControlConfig, HomeConfig, SimDeviceConfig, SimulatorConfig
 from tests.helpers import SITE_ID, gateway_config, token

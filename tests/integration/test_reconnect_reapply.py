@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from structlog.testing import capture_logs
 
-from gateway.config import Config, DeviceConfig
+from gateway.core.config import Config, DeviceConfig
 from simulator import Simulator
 from tests.helpers import SITE_ID, eventually, gateway_config, token
 from tests.integration.conftest import GatewayFactory

@@ -13,8 +13,8 @@ import aiohttp
 from pymodbus.client import AsyncModbusTcpClient
 from structlog.testing import capture_logs
 
-from gateway.api.keys import PROXIES, SITES
-from gateway.config import Config, DeviceConfig, SiteConfig
+from gateway.core.config import Config, DeviceConfig, SiteConfig
+from gateway.web.keys import PROXIES, SITES
 from simulator import Simulator
 from simulator.config import HomeConfig, SimDeviceConfig
 from tests.helpers import SITE_ID, eventually, gateway_config, token

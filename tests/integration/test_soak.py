@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.soak import run_soak
-from gateway.config import Plan
+from gateway.core.config import Plan
 from simulator import Simulator
 from tests.helpers import gateway_config, token
 from tests.integration.conftest import GatewayFactory

@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from gateway.auth import (
+from gateway.web.auth import (
     COMMAND_SCOPE,
     MAX_TTL_S,
     READ_SCOPE,
@@ -19,7 +19,7 @@ from gateway.auth import (
     token_claims,
     verify_token,
 )
-from gateway.fleet import MissingScopes, NotFound, TokenExpired, Unauthenticated
+from gateway.web.errors import MissingScopes, NotFound, TokenExpired, Unauthenticated
 
 SECRET = "unit-test-secret-0123456789abcdef"
 
@@ -89,7 +89,7 @@ def test_unknown_scope_refused_at_issue() -> None:
 
 
 def test_verifier_caches_but_still_expires_tokens() -> None:
-    from gateway.auth import TokenVerifier
+    from gateway.web.auth import TokenVerifier
 
     now = time.time()
     verifier = TokenVerifier(SECRET, max_entries=2)
@@ -131,7 +131,7 @@ def test_issue_refuses_tokens_that_reach_nothing_or_live_too_long(
 
 
 def test_verifier_refuses_revoked_tokens_even_when_cached() -> None:
-    from gateway.auth import TokenVerifier
+    from gateway.web.auth import TokenVerifier
 
     now = time.time()
     verifier = TokenVerifier(SECRET)

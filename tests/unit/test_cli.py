@@ -10,8 +10,9 @@ from pathlib import Path
 import jwt
 import pytest
 
-from gateway import cli, tokens
-from gateway.config import JWT_SECRET_ENV, PUBLISHED_SECRETS
+from gateway import cli
+from gateway.core.config import JWT_SECRET_ENV, PUBLISHED_SECRETS
+from gateway.runtime import tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cli-test-secret-0123456789abcdefghijkl"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import (
+from gateway.core.config import (
     PUBLISHED_SECRETS,
     ConfigError,
     Purpose,

@@ -7,9 +7,9 @@ import pytest
 from drivers.sunspec import SunSpecDriver
 from drivers.sunspec.driver import SunSpecOptions
 from drivers.transport import Transports
-from gateway.api.sites import device_health
-from gateway.config import DeviceConfig
-from gateway.poller import DeviceHandle
+from gateway.core.config import DeviceConfig
+from gateway.runtime.poller import DeviceHandle
+from gateway.web.handlers.sites import device_health
 
 NOW = 1000.0
 

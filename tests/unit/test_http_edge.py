@@ -8,9 +8,8 @@ import jwt
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidHeader, LineTooLong
 
-from gateway.api.commands import BackupBody, body_decoding_error, validate
-from gateway.auth import READ_SCOPE, bearer, issue_token, verify_token
-from gateway.fleet import (
+from gateway.web.auth import READ_SCOPE, bearer, issue_token, verify_token
+from gateway.web.errors import (
     DESCRIPTION_MAX_CHARS,
     ECHO_MAX_CHARS,
     FleetError,
@@ -20,7 +19,8 @@ from gateway.fleet import (
     echo,
     error_response,
 )
-from gateway.server import protocol_error
+from gateway.web.handlers.commands import BackupBody, body_decoding_error, validate
+from gateway.web.server import protocol_error
 
 SECRET = "unit-edge-secret-0123456789abcdef-xyz"
 

@@ -8,8 +8,8 @@ import time
 import pytest
 import structlog
 
-from gateway.auth import READ_SCOPE, issue_token
-from gateway.logging import REDACTED, LogFormat, add_redacted_secret, redact_text
+from gateway.runtime.logs import REDACTED, LogFormat, add_redacted_secret, redact_text
+from gateway.web.auth import READ_SCOPE, issue_token
 from tests.log_capture import real_logging
 
 SECRET = "unit-log-secret-0123456789abcdef-xyz"

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from drivers.base import Capability
-from gateway.logging import configure_logging, plain_enums
+from gateway.runtime.logs import configure_logging, plain_enums
 
 
 @pytest.fixture

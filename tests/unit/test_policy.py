@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.base import Setpoints
-from gateway.policy import (
+from gateway.core.policy import (
     DEFAULT_REVERT_S,
     NO_ALERTS,
     Alerts,
@@ -20,7 +20,7 @@ from gateway.policy import (
     effective_mode,
     storm_mode_active,
 )
-from gateway.settings import SiteSettings
+from gateway.core.settings import SiteSettings
 from gateway.tariff import Tariff, TariffError, flat_sample, parse_tariff, pge_like_sample
 
 TZ = ZoneInfo("America/Los_Angeles")

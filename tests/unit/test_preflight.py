@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway import preflight
-from gateway.preflight import Listen
+from gateway.runtime import preflight
+from gateway.runtime.preflight import Listen
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.config import Plan
-from gateway.ratelimit import RateLimiter
+from gateway.core.config import Plan
+from gateway.web.ratelimit import RateLimiter
 
 T0 = 1_700_000_080.0  # 40 s into a minute
 

@@ -13,9 +13,9 @@ import orjson
 import pytest_asyncio
 
 from drivers.base import Capability, DeviceInfo
-from gateway.poller import identity_from_json, identity_json
-from gateway.site import journal_changes
-from gateway.store import (
+from gateway.runtime.poller import identity_from_json, identity_json
+from gateway.runtime.site import journal_changes
+from gateway.runtime.store import (
     JOURNAL_CHANGES_MAX_BYTES,
     Store,
     bounded_changes,

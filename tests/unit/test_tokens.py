@@ -7,8 +7,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from gateway import tokens
-from gateway.auth import COMMAND_SCOPE, READ_SCOPE, token_claims
+from gateway.runtime import tokens
+from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, token_claims
 from tests.helpers import eventually
 
 

@@ -18,10 +18,10 @@ from pydantic import (
     ValidationError,
 )
 
-from gateway.api.keys import site_for
-from gateway.auth import COMMAND_SCOPE
-from gateway.fleet import COMMAND_OK, InvalidField, InvalidRequest, UnsupportedBody, clip, echo, ok
 from gateway.tariff import TariffError, parse_tariff
+from gateway.web.auth import COMMAND_SCOPE
+from gateway.web.errors import COMMAND_OK, InvalidField, InvalidRequest, UnsupportedBody, clip, echo, ok
+from gateway.web.keys import site_for
 
 routes = web.RouteTableDef()
 

@@ -16,20 +16,16 @@ from aiohttp import web
 from drivers import DRIVERS
 from drivers.transport import Transports
 from drivers.transport.modbus import ModbusPool
-from gateway.api import commands, history, sites
-from gateway.api.keys import (
-    CLOCK,
-    CONFIG,
-    HISTORY,
-    LIMITER,
-    PRINCIPAL,
-    PROXIES,
-    SITES,
-    VERIFIER,
-)
-from gateway.auth import TokenVerifier, bearer
-from gateway.config import Config, DeviceConfig
-from gateway.fleet import (
+from gateway.core.config import Config, DeviceConfig
+from gateway.runtime.history import HistoryService
+from gateway.runtime.logs import add_redacted_secret
+from gateway.runtime.poller import DeviceHandle, DevicePoller
+from gateway.runtime.proxy import ModbusProxy
+from gateway.runtime.site import Clock, Site, utc_now
+from gateway.runtime.store import Store, keep_journal
+from gateway.runtime.tokens import watch_revocations
+from gateway.web.auth import TokenVerifier, bearer
+from gateway.web.errors import (
     SERVER,
     FleetError,
     InvalidRequest,
@@ -39,17 +35,21 @@ from gateway.fleet import (
     dumps,
     error_response,
 )
-from gateway.history_service import HistoryService
-from gateway.logging import add_redacted_secret
-from gateway.openapi import build_openapi
-from gateway.poller import DeviceHandle, DevicePoller
-from gateway.proxy import ModbusProxy
-from gateway.ratelimit import RateLimiter
-from gateway.site import Clock, Site, utc_now
-from gateway.store import Store, keep_journal
-from gateway.tokens import watch_revocations
+from gateway.web.handlers import commands, history, sites
+from gateway.web.keys import (
+    CLOCK,
+    CONFIG,
+    HISTORY,
+    LIMITER,
+    PRINCIPAL,
+    PROXIES,
+    SITES,
+    VERIFIER,
+)
+from gateway.web.openapi import build_openapi
+from gateway.web.ratelimit import RateLimiter
 
-log = structlog.get_logger("gateway.app")
+log = structlog.get_logger("gateway.web.app")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Request ids for log correlation: a per-process random prefix and a counter (uuid4 per request
@@ -124,7 +124,7 @@ def create_app(
     """Build the gateway application; devices are connected when it starts.
 
     ``jwt_secret`` overrides the configured one (the demo signs with a per-run secret). Serve it
-    with gateway.server.GatewayRunner, which answers unparseable requests the Fleet way.
+    with gateway.web.server.GatewayRunner, which answers unparseable requests the Fleet way.
     """
     # A base URL given with a trailing slash makes clients ask for //api/1/...: answer with a
     # 308 to the merged path (method and body kept), as fleet-api.md §11.2 allows.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway.config import Plan
+from gateway.core.config import Plan
 
 _MINUTE = 60
 _DAY = 86_400

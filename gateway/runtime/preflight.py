@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Config
+from gateway.core.config import Config
 
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 

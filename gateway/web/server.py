@@ -14,9 +14,9 @@ from aiohttp.http_exceptions import (
     TransferEncodingError,
 )
 
-from gateway.fleet import SERVER, FleetError, InvalidRequest, error_response
+from gateway.web.errors import SERVER, FleetError, InvalidRequest, error_response
 
-log = structlog.get_logger("gateway.server")
+log = structlog.get_logger("gateway.web.server")
 
 
 def protocol_error(status: int, exc: BaseException | None) -> FleetError:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-log = structlog.get_logger("gateway.store")
+log = structlog.get_logger("gateway.runtime.store")
 
 T = TypeVar("T")
 SCHEMA_VERSION = 2

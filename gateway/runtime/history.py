@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from gateway.fleet import FleetError
 from gateway.history import (
     MAX_EVENTS,
     Bucket,
@@ -29,9 +28,10 @@ from gateway.history import (
     resolve_window,
     sum_by_entry,
 )
-from gateway.history_store import HistoryStore
-from gateway.poller import DeviceHandle
-from gateway.site import Clock, Site
+from gateway.runtime.history_store import HistoryStore
+from gateway.runtime.poller import DeviceHandle
+from gateway.runtime.site import Clock, Site
+from gateway.web.errors import FleetError
 
 log = structlog.get_logger("gateway.history")
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import structlog
 
-log = structlog.get_logger("gateway.tokens")
+log = structlog.get_logger("gateway.runtime.tokens")
 
 DB_NAME = "gateway.sqlite3"  # the gateway's own database (gateway/store.py), a table of its own
 REFRESH_S = 2.0  # how soon a running gateway honours `token revoke`

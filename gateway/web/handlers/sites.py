@@ -9,11 +9,11 @@ from typing import Any
 from aiohttp import web
 
 from drivers.base import Capability, Quality
-from gateway.api.keys import SITES, principal, site_for
-from gateway.auth import READ_SCOPE
-from gateway.fleet import JSON, FleetError, dumps, ok
-from gateway.poller import DeviceHandle
-from gateway.site import Site
+from gateway.runtime.poller import DeviceHandle
+from gateway.runtime.site import Site
+from gateway.web.auth import READ_SCOPE
+from gateway.web.errors import JSON, FleetError, dumps, ok
+from gateway.web.keys import SITES, principal, site_for
 
 routes = web.RouteTableDef()
 

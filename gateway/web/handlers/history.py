@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api.keys import HISTORY, site_for
-from gateway.auth import READ_SCOPE
-from gateway.fleet import JSON, InvalidField, dumps, ok
 from gateway.history import HistoryQueryError, parse_datetime
+from gateway.web.auth import READ_SCOPE
+from gateway.web.errors import JSON, InvalidField, dumps, ok
+from gateway.web.keys import HISTORY, site_for
 
 routes = web.RouteTableDef()
 

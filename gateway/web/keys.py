@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.auth import Principal, TokenVerifier
-from gateway.config import Config
-from gateway.fleet import NotFound
-from gateway.history_service import HistoryService
-from gateway.proxy import ModbusProxy
-from gateway.ratelimit import RateLimiter
-from gateway.site import Clock, Site
+from gateway.core.config import Config
+from gateway.runtime.history import HistoryService
+from gateway.runtime.proxy import ModbusProxy
+from gateway.runtime.site import Clock, Site
+from gateway.web.auth import Principal, TokenVerifier
+from gateway.web.errors import NotFound
+from gateway.web.ratelimit import RateLimiter
 
 CONFIG = web.AppKey("config", Config)
 SITES: web.AppKey[dict[int, Site]] = web.AppKey("sites")

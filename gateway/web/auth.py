@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 
-from gateway.fleet import MissingScopes, NotFound, TokenExpired, Unauthenticated
+from gateway.web.errors import MissingScopes, NotFound, TokenExpired, Unauthenticated
 
 READ_SCOPE = "energy_device_data"
 COMMAND_SCOPE = "energy_cmds"

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Final
 
 from drivers.base import Setpoints
-from gateway.settings import OperationMode, SiteSettings
+from gateway.core.settings import OperationMode, SiteSettings
 from gateway.tariff import PriceLevel, Tariff
 
 DEFAULT_REVERT_S: Final = 60

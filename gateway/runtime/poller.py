@@ -21,9 +21,9 @@ from drivers.base import (
     Setpoints,
 )
 from drivers.errors import DriverError
-from gateway.config import DeviceConfig
+from gateway.core.config import DeviceConfig
 
-log = structlog.get_logger("gateway.poller")
+log = structlog.get_logger("gateway.runtime.poller")
 
 _BACKOFF_CAP_S = 30.0
 # A command asks for a fresh poll; a burst of commands must not turn into a burst of polls that

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gateway.api.commands import COMMANDS
-from gateway.api.sites import VERSION
+from gateway.web.handlers.commands import COMMANDS
+from gateway.web.handlers.sites import VERSION
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _NUMBER = {"type": "number"}

@@ -21,7 +21,7 @@ from drivers.transport.mbap import (
 )
 from drivers.transport.modbus import ModbusEndpoint, Priority
 
-log = structlog.get_logger("gateway.proxy")
+log = structlog.get_logger("gateway.runtime.proxy")
 
 
 class ModbusProxy:

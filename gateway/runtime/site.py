@@ -18,9 +18,13 @@ import structlog
 
 from drivers.base import Capability, DeviceTelemetry, Quality, Setpoints, holds
 from drivers.errors import DriverError
-from gateway import policy
-from gateway.config import SiteConfig
-from gateway.fleet import (
+from gateway.core import policy
+from gateway.core.config import SiteConfig
+from gateway.core.settings import SiteSettings
+from gateway.runtime.poller import DeviceHandle, identity_from_json, identity_json
+from gateway.runtime.store import Store
+from gateway.tariff import Tariff
+from gateway.web.errors import (
     DeviceNotConfirmed,
     DeviceOffline,
     DeviceRejectedCommand,
@@ -28,12 +32,8 @@ from gateway.fleet import (
     InvalidCommand,
     from_driver_error,
 )
-from gateway.poller import DeviceHandle, identity_from_json, identity_json
-from gateway.settings import SiteSettings
-from gateway.store import Store
-from gateway.tariff import Tariff
 
-log = structlog.get_logger("gateway.site")
+log = structlog.get_logger("gateway.runtime.site")
 
 Clock = Callable[[], datetime]
 

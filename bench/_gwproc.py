@@ -24,7 +24,7 @@ from aiohttp import web
 
 from bench._common import bench_config, percentile, raise_fd_limit
 from gateway.runtime.logs import configure_logging
-from gateway.runtime.poller import DeviceHandle
+from gateway.runtime.devices import DeviceView
 from gateway.web.app import create_app
 from gateway.web.keys import SITES
 
@@ -37,7 +37,7 @@ def _emit(obj: dict[str, Any]) -> None:
 class Window:
     """One measurement window over every device handle of the gateway."""
 
-    def __init__(self, handles: list[DeviceHandle]) -> None:
+    def __init__(self, handles: list[DeviceView]) -> None:
         self.handles = handles
         self.ages: list[float] = []
         self.polls0 = sum(h.polls for h in handles)
@@ -87,7 +87,7 @@ async def main(endpoints: list[dict[str, Any]], data_dir: Path, poll_s: float,
                profile: Path | None) -> None:
     """Serve the gateway and answer commands until stdin closes."""
     runner: web.AppRunner | None = None
-    handles: list[DeviceHandle] = []
+    handles: list[DeviceView] = []
     app: web.Application | None = None
     url = ""
     if endpoints:

@@ -1,4 +1,4 @@
-"""The one error taxonomy of the device side; gateway/fleet.py maps each class to a Fleet status."""
+"""The one error taxonomy of the device side; gateway/web/errors.py maps each class to a Fleet status."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from typing import Any
 class DriverError(Exception):
     """Base of every failure a driver reports."""
 
-    retryable = False
-
 
 class DeviceUnreachable(DriverError):
-    """The device did not answer (refused, dropped, timed out). Transient: retried with backoff."""
+    """The device did not answer (refused, dropped, timed out). Transient: retried with backoff.
 
-    retryable = True
+    The only transient class: the transports' one retry layer retries exactly this.
+    """
 
 
 class DeviceRejected(DriverError):

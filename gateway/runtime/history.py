@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from gateway.core.errors import SiteOffline
 from gateway.history import (
     MAX_EVENTS,
     Bucket,
@@ -28,10 +29,10 @@ from gateway.history import (
     resolve_window,
     sum_by_entry,
 )
+from gateway.runtime.clock import Clock
+from gateway.runtime.devices import DeviceView
 from gateway.runtime.history_store import HistoryStore
-from gateway.runtime.poller import DeviceHandle
-from gateway.runtime.site import Clock, Site
-from gateway.web.errors import FleetError
+from gateway.runtime.site import Site
 
 log = structlog.get_logger("gateway.history")
 
@@ -70,14 +71,14 @@ class HistoryService:
         """Start recording a site (its open outage is resumed on the first flush)."""
         self._sites[site.id] = _SiteHistory(site)
 
-    def on_telemetry(self, site: Site, handle: DeviceHandle) -> None:
+    def on_telemetry(self, site: Site, handle: DeviceView) -> None:
         """Feed the site's newest reading (called by each poller; cheap, no I/O)."""
         entry = self._sites.get(site.id)
         if entry is None or handle.telemetry is None:
             return
         try:
             reading = site.reading()
-        except FleetError:  # a site with an offline device records nothing
+        except SiteOffline:  # a site with an offline device records nothing
             return
         sample = PowerSample(taken_at=reading.taken_at, solar_w=reading.solar_w,
                              battery_w=reading.battery_w, grid_w=reading.grid_w,

@@ -6,22 +6,12 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import structlog
 
-from drivers.base import (
-    SETPOINT_CAPABILITIES,
-    Capability,
-    DeviceInfo,
-    DeviceTelemetry,
-    Driver,
-    Quality,
-    Setpoints,
-)
+from drivers.base import Capability, DeviceInfo
 from drivers.errors import DriverError
-from gateway.core.config import DeviceConfig
+from gateway.runtime.devices import DeviceState, DeviceView
 
 log = structlog.get_logger("gateway.runtime.poller")
 
@@ -31,83 +21,27 @@ _BACKOFF_CAP_S = 30.0
 _REFRESH_MIN_GAP_S = 0.25
 
 
-@dataclass(eq=False)
-class DeviceHandle:
-    """A configured device, its driver, and what the gateway last learned from it.
-
-    ``info`` is set by a connect in this process; ``known_info``/``known_caps`` are what an
-    earlier discovery learned (persisted), so the site keeps its shape while the device is away.
-    """
-
-    config: DeviceConfig
-    driver: Driver
-    info: DeviceInfo | None = None
-    known_info: DeviceInfo | None = None
-    known_caps: frozenset[Capability] | None = None
-    telemetry: DeviceTelemetry | None = None
-    held: Setpoints | None = None  # the setpoints the device held at the last good read
-    received_at: float | None = None  # monotonic time of the last good read
-    connected: bool = False
-    last_error: str | None = None
-    failures: int = 0
-    polls: int = 0
-    missed_polls: int = 0
-    refresh: asyncio.Event = field(default_factory=asyncio.Event)
-    stale_limit_s: float = 0.0  # copied from the config: read on every request
-
-    def __post_init__(self) -> None:
-        self.stale_limit_s = self.config.stale_limit_s
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def identity(self) -> DeviceInfo | None:
-        """Nameplate and identity: from this process's connect, else as learned before."""
-        return self.info or self.known_info
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        """What the device can do: discovered now, else learned before, else what the driver
-        knows without the device (its configuration; empty for discovering drivers)."""
-        if self.info is None and self.known_caps is not None:
-            return self.known_caps
-        return self.driver.capabilities
-
-    @property
-    def is_sink(self) -> bool:
-        """Whether the device takes setpoints."""
-        return bool(self.capabilities & SETPOINT_CAPABILITIES)
-
-    def age_s(self, now_mono: float) -> float | None:
-        """Seconds since the last good read, None when never read."""
-        return None if self.received_at is None else now_mono - self.received_at
-
-    def quality(self, now_mono: float) -> Quality:
-        """fresh within two poll intervals, stale up to the stale limit, offline beyond it."""
-        age = self.age_s(now_mono)
-        if age is None or age > self.stale_limit_s:
-            return Quality.OFFLINE
-        if age > 2 * self.config.poll_interval_s + 0.5:
-            return Quality.STALE
-        return Quality.FRESH
-
-
-OnConnect = Callable[[DeviceHandle], Awaitable[None]]
-OnTelemetry = Callable[[DeviceHandle], None]
+OnConnect = Callable[[DeviceView], Awaitable[None]]
+OnTelemetry = Callable[[DeviceView], None]
+#: Persist what a discovery learned (device, nameplate, capabilities); False when it could not.
+OnIdentity = Callable[[DeviceView, DeviceInfo, frozenset[Capability]], Awaitable[bool]]
 
 
 class DevicePoller:
-    """Polls one device forever; defective devices back off (capped, jittered)."""
+    """Polls one device forever and owns its state; defective devices back off (capped, jittered).
+
+    On each (re)connect it records what the device turned out to be (``on_identity`` persists it
+    when it changed) and tells the site (``on_connect``); after each good read, ``on_telemetry``.
+    """
 
     def __init__(
-        self, handle: DeviceHandle, *, on_connect: OnConnect, on_telemetry: OnTelemetry,
-        site_id: int,
+        self, handle: DeviceState, *, on_connect: OnConnect, on_telemetry: OnTelemetry,
+        on_identity: OnIdentity | None = None, site_id: int,
     ) -> None:
         self.handle = handle
         self._on_connect = on_connect
         self._on_telemetry = on_telemetry
+        self._on_identity = on_identity
         self._log = log.bind(site_id=site_id, device=handle.name)
         self._rng = random.Random()  # noqa: S311 - jitter, not security
 
@@ -149,6 +83,7 @@ class DevicePoller:
             if not handle.connected:
                 handle.info = await handle.driver.connect()
                 handle.connected = True
+                await self._learned(handle.info)
                 await self._on_connect(handle)
             telemetry = await handle.driver.read()
         except DriverError as exc:
@@ -172,6 +107,16 @@ class DevicePoller:
         self._on_telemetry(handle)
         return None
 
+    async def _learned(self, info: DeviceInfo) -> None:
+        """Remember what a connect found the device to be; persist it when it changed."""
+        handle = self.handle
+        caps = handle.driver.capabilities
+        if (info, caps) == (handle.known_info, handle.known_caps):
+            return
+        handle.known_info, handle.known_caps = info, caps
+        if self._on_identity is not None and not await self._on_identity(handle, info, caps):
+            handle.known_info = None  # kept in memory for now, saved on the next connect
+
     def _failed(self, exc: DriverError) -> float:
         handle = self.handle
         handle.failures += 1
@@ -185,33 +130,3 @@ class DevicePoller:
         base = handle.config.poll_interval_s
         backoff = min(_BACKOFF_CAP_S, base * 2.0 ** min(handle.failures - 1, 10))
         return backoff * (0.5 + self._rng.random() / 2)
-
-
-# ---- persisted identity (pure) ---------------------------------------------------------------
-
-_INFO_FIELDS = frozenset(DeviceInfo.__dataclass_fields__)
-
-
-def identity_json(device_type: str, info: DeviceInfo, caps: frozenset[Capability]) -> dict[str, Any]:
-    """What discovery learned about a device, as JSON-ready data for storage."""
-    return {"type": device_type, "info": asdict(info), "capabilities": sorted(caps)}
-
-
-def identity_from_json(
-    device_type: str, data: dict[str, Any]
-) -> tuple[DeviceInfo, frozenset[Capability]] | None:
-    """Read back :func:`identity_json`; None when it is of another device type or unreadable.
-
-    Unknown capability names (a newer gateway's row) are skipped.
-    """
-    if data.get("type") != device_type:
-        return None
-    raw_info, raw_caps = data.get("info"), data.get("capabilities")
-    if not isinstance(raw_info, dict) or not isinstance(raw_caps, list):
-        return None
-    try:
-        info = DeviceInfo(**{k: v for k, v in raw_info.items() if k in _INFO_FIELDS})
-    except TypeError:  # a required field missing
-        return None
-    known = {c.value for c in Capability}
-    return info, frozenset(Capability(c) for c in raw_caps if c in known)

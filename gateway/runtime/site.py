@@ -5,95 +5,42 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import sqlite3
 import time
 import zoneinfo
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 import structlog
 
-from drivers.base import Capability, DeviceTelemetry, Quality, Setpoints, holds
-from drivers.errors import DriverError
+from drivers.base import Capability, Quality, Setpoints, holds
+from drivers.errors import DeviceUnreachable, DriverError
 from gateway.core import policy
 from gateway.core.config import SiteConfig
+from gateway.core.errors import DeviceFailed, GatewayError, NotConfirmed, SiteOffline, refused
+from gateway.core.reading import SiteReading, combine
 from gateway.core.settings import SiteSettings
-from gateway.runtime.poller import DeviceHandle, identity_from_json, identity_json
+from gateway.runtime.clock import Clock, utc_now
+from gateway.runtime.devices import DeviceView
 from gateway.runtime.store import Store
 from gateway.tariff import Tariff
-from gateway.web.errors import (
-    DeviceNotConfirmed,
-    DeviceOffline,
-    DeviceRejectedCommand,
-    FleetError,
-    InvalidCommand,
-    from_driver_error,
-)
 
 log = structlog.get_logger("gateway.runtime.site")
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    """The wall clock, the only place the gateway reads it."""
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class SiteReading:
-    """Site-level sums over fresh devices (DESIGN §2 signs), with the newest timestamp."""
-
-    taken_at: datetime
-    solar_w: float
-    battery_w: float
-    grid_w: float
-    load_w: float
-    soc_pct: float | None
-    capacity_wh: float | None
-    grid_up: bool | None
-    storm_alert: bool
-
-
-def combine(readings: list[DeviceTelemetry]) -> SiteReading:
-    """Sum device readings into the site view; load is derived so the balance always holds."""
-    solar = sum(r.solar_w or 0.0 for r in readings)
-    battery = sum(r.battery_w or 0.0 for r in readings)
-    grid = sum(r.grid_w or 0.0 for r in readings)
-    with_soc = [r for r in readings if r.soc_pct is not None]
-    capacity = sum(r.capacity_wh or 0.0 for r in with_soc)
-    if capacity > 0:
-        soc: float | None = sum((r.soc_pct or 0.0) * (r.capacity_wh or 0.0)
-                                for r in with_soc) / capacity
-    elif with_soc:
-        soc = sum(r.soc_pct or 0.0 for r in with_soc) / len(with_soc)
-    else:
-        soc = None
-    grid_flags = [r.grid_up for r in readings if r.grid_up is not None]
-    return SiteReading(
-        taken_at=max(r.taken_at for r in readings),
-        solar_w=solar, battery_w=battery, grid_w=grid, load_w=solar + battery + grid,
-        soc_pct=soc, capacity_wh=capacity or None,
-        grid_up=all(grid_flags) if grid_flags else None,
-        storm_alert=any(r.storm_alert for r in readings),
-    )
 
 
 class Site:
     """One energy site: owns its desired settings and serialises every command to its devices."""
 
     def __init__(
-        self, config: SiteConfig, devices: list[DeviceHandle], store: Store, *,
+        self, config: SiteConfig, devices: Sequence[DeviceView], store: Store, *,
         command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
     ) -> None:
         self.config = config
         self.id = config.energy_site_id
         # pass tz loaded off the loop: ZoneInfo reads the tz database on first use
         self.tz = tz or zoneinfo.ZoneInfo(config.time_zone)
-        self.devices = devices
+        self.devices: Sequence[DeviceView] = devices
         self.settings = SiteSettings()
         self.admin_storm_alert = False
         self.drift_count = 0
@@ -110,29 +57,22 @@ class Site:
         self._checking_held = False  # compare each reading with ``applied`` (after a good pass)
         self._last_storm = False
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
-        self.live_status_cache: tuple[tuple[int, SiteSettings, bool], bytes] | None = None
 
     async def load(self) -> None:
-        """Restore persisted settings (defaults on first start) and what devices were found to be."""
+        """Restore persisted settings (defaults on first start)."""
         stored = await self._store.load_settings(self.id)
         if stored is not None:
             self.settings = SiteSettings.from_json(stored)
-        learned = await self._store.load_identities(self.id)
-        for handle in self.devices:
-            data = learned.get(handle.name)
-            known = None if data is None else identity_from_json(handle.config.type, data)
-            if known is not None:
-                handle.known_info, handle.known_caps = known
 
     # ---- reads -------------------------------------------------------------------------------
 
-    def offline(self, now_mono: float | None = None) -> list[DeviceHandle]:
+    def offline(self, now_mono: float | None = None) -> list[DeviceView]:
         """Devices whose data is older than their stale limit (or never arrived)."""
         now = time.monotonic() if now_mono is None else now_mono
         return [d for d in self.devices if d.quality(now) is Quality.OFFLINE]
 
-    def require_online(self, devices: list[DeviceHandle] | None = None) -> None:
-        """Raise 408 naming the offline devices and why."""
+    def require_online(self, devices: Sequence[DeviceView] | None = None) -> None:
+        """Raise ``SiteOffline`` naming the offline devices and why."""
         now = time.monotonic()
         checked = self.devices if devices is None else devices
         for d in checked:  # fast path: every device fresh enough (this runs per read request)
@@ -148,10 +88,10 @@ class Site:
                 why = d.last_error or "no data yet"
                 seen = "never read" if age is None else f"last data {age:.1f} s ago"
                 parts.append(f"{d.name} ({seen}; {why})")
-            raise DeviceOffline(f"site {self.id}: device offline: {', '.join(parts)}")
+            raise SiteOffline(f"site {self.id}: device offline: {', '.join(parts)}")
 
     def reading(self) -> SiteReading:
-        """The latest site view; 408 when any device is offline."""
+        """The latest site view; ``SiteOffline`` when any device is offline."""
         self.require_online()
         return combine([d.telemetry for d in self.devices if d.telemetry is not None])
 
@@ -193,7 +133,7 @@ class Site:
 
     # ---- commands ----------------------------------------------------------------------------
 
-    def sinks(self) -> list[DeviceHandle]:
+    def sinks(self) -> list[DeviceView]:
         """Devices that take setpoints (as discovered now or learned before)."""
         return [d for d in self.devices if d.is_sink]
 
@@ -201,9 +141,10 @@ class Site:
         """Persist the new desired settings, write them through the drivers, confirm by read-back.
 
         The one rule for failures (docs/api.md "When a command fails"): a command the device
-        rejected (540, or 400 when it cannot honour it) changes nothing: the settings roll back,
-        devices already written go back to the previous setpoints, the journal says ``rejected``.
-        A command that could not be delivered or confirmed (408, 503, 504) is kept: the gateway
+        refused (``core.errors.refused``: rejected, or beyond what it can honour) changes
+        nothing: the settings roll back, devices already written go back to the previous
+        setpoints, the journal says ``rejected``. A command that could not be delivered or
+        confirmed (site offline, device unreachable, not confirmed in time) is kept: the gateway
         applies it when the device is back, and the error description says so.
         """
         async with self._lock:
@@ -213,7 +154,7 @@ class Site:
             self.settings = dataclasses.replace(previous, **changes)
             await self._store.save_settings(self.id, self.settings.to_json(), now)
             started = time.perf_counter()
-            confirmed: list[DeviceHandle] = []
+            confirmed: list[DeviceView] = []
             reading: SiteReading | None = None
             writing = False
             try:
@@ -221,16 +162,16 @@ class Site:
                 wanted = self.setpoints(reading, now)
                 writing = True
                 await self._apply(wanted, confirmed)
-            except REFUSED as exc:
-                await self._roll_back(previous, reading, confirmed, now)
-                exc.description = f"{exc.description}; {ROLLED_BACK}"
-                await self._finish(journal_id, name, "rejected", exc)
-                raise
-            except FleetError as exc:
+            except GatewayError as exc:
+                if refused(exc):
+                    await self._roll_back(previous, reading, confirmed, now)
+                    exc.description = f"{exc.description}; {ROLLED_BACK}"
+                    await self._finish(journal_id, name, "rejected", exc)
+                    raise
                 if writing:  # some device may hold part of it: not what was last applied
                     self.applied = None
                     self._checking_held = False
-                if isinstance(exc, DeviceOffline):
+                if unreachable(exc):
                     self._owe("command")  # applied as soon as every device reports again
                 exc.description = f"{exc.description}; {KEPT}"
                 await self._finish(journal_id, name, "kept", exc)
@@ -239,13 +180,13 @@ class Site:
             self._log.info("command.applied", command=name, verified=True,
                            latency_ms=round((time.perf_counter() - started) * 1000, 2))
 
-    async def _finish(self, journal_id: int, name: str, status: str, exc: FleetError) -> None:
+    async def _finish(self, journal_id: int, name: str, status: str, exc: GatewayError) -> None:
         await self._store.finish(journal_id, status, exc.description, self._clock())
-        self._log.warning("command.failed", command=name, status=exc.status, outcome=status,
-                          error=exc.error, detail=exc.description)
+        self._log.warning("command.failed", command=name, outcome=status,
+                          error=type(exc).__name__, detail=exc.description)
 
     async def _roll_back(
-        self, previous: SiteSettings, reading: SiteReading | None, confirmed: list[DeviceHandle],
+        self, previous: SiteSettings, reading: SiteReading | None, confirmed: list[DeviceView],
         now: datetime,
     ) -> None:
         """Undo a rejected command: previous settings in memory and SQLite, and on every device
@@ -255,7 +196,7 @@ class Site:
         if confirmed and reading is not None:
             try:
                 await self._apply(self.setpoints(reading, now), devices=confirmed)
-            except FleetError as exc:
+            except GatewayError as exc:
                 self._log.warning("command.rollback_failed", error=exc.description,
                                   devices=[d.name for d in confirmed])
         # The device that refused may hold part of the write: check it when it answers again.
@@ -264,8 +205,8 @@ class Site:
         self._owe("rollback")
 
     async def _apply(
-        self, setpoints: Setpoints, confirmed: list[DeviceHandle] | None = None, *,
-        devices: list[DeviceHandle] | None = None,
+        self, setpoints: Setpoints, confirmed: list[DeviceView] | None = None, *,
+        devices: list[DeviceView] | None = None,
     ) -> None:
         """Write to every sink (or ``devices``) and wait for each read-back (caller holds the lock).
 
@@ -278,12 +219,12 @@ class Site:
                     try:
                         await handle.driver.apply(setpoints)
                     except DriverError as exc:
-                        raise from_driver_error(exc, f"device {handle.name}") from exc
+                        raise DeviceFailed(handle.name, exc) from exc
                     if confirmed is not None:
                         confirmed.append(handle)
-                    handle.refresh.set()  # poll now so live_status reflects the change
+                    handle.request_refresh()  # poll now so live_status reflects the change
         except TimeoutError:
-            raise DeviceNotConfirmed(
+            raise NotConfirmed(
                 f"site {self.id}: devices did not confirm within {self._command_timeout_s:g} s"
             ) from None
         if devices is None:
@@ -302,19 +243,19 @@ class Site:
         async with self._lock:
             try:
                 reading = self.reading()
-            except DeviceOffline:
+            except SiteOffline:
                 return self._failed(reason, transient=True)  # the next reading tries again
             self.reconciles += 1
             wanted = self.setpoints(reading, self._clock())
             reference = self.applied or wanted
-            off: list[tuple[DeviceHandle, Setpoints]] = []
+            off: list[tuple[DeviceView, Setpoints]] = []
             for handle in self.sinks():
                 try:
                     held = await handle.driver.read_back()
                 except DriverError as exc:
                     self._log.warning("reconcile.failed", reason=reason, device=handle.name,
                                       error=str(exc))
-                    return self._failed(reason, transient=exc.retryable)
+                    return self._failed(reason, transient=isinstance(exc, DeviceUnreachable))
                 if not holds(held, reference, handle.capabilities):
                     off.append((handle, held))
             for handle, held in off:
@@ -324,15 +265,15 @@ class Site:
                 return self._settled(ok=True)
             try:
                 await self._apply(wanted)
-            except FleetError as exc:
+            except GatewayError as exc:
                 self._log.warning("reconcile.failed", reason=reason, error=exc.description)
-                return self._failed(reason, transient=isinstance(exc, DeviceOffline))
+                return self._failed(reason, transient=unreachable(exc))
             if off and self._applied_once:
                 self._log.info("setpoints.reapplied", reason=reason)
             self._applied_once = True
             return self._settled(ok=True)
 
-    def _log_off(self, handle: DeviceHandle, held: Setpoints, wanted: Setpoints, reason: str) -> None:
+    def _log_off(self, handle: DeviceView, held: Setpoints, wanted: Setpoints, reason: str) -> None:
         fields = {"device": handle.name, "reason": reason, "held": _asdict(held),
                   "wanted": _asdict(wanted)}
         if self.applied is not None:
@@ -367,26 +308,14 @@ class Site:
             self._owed = reason
         self.changed.set()
 
-    async def on_connect(self, handle: DeviceHandle) -> None:
-        """A device (re)connected: remember what it is, then check and re-apply its settings."""
-        info = handle.info
+    async def on_connect(self, handle: DeviceView) -> None:
+        """A device (re)connected: check and re-apply its settings."""
+        info = handle.identity
         self._log.info("device.connected", device=handle.name,
                        model=info.model if info else None)
-        if info is not None:
-            caps = handle.driver.capabilities
-            if (info, caps) != (handle.known_info, handle.known_caps):
-                handle.known_info, handle.known_caps = info, caps
-                try:
-                    await self._store.save_identity(
-                        self.id, handle.name, identity_json(handle.config.type, info, caps),
-                        self._clock())
-                except sqlite3.Error as exc:  # not worth a poller: kept in memory, saved next time
-                    handle.known_info = None
-                    self._log.warning("device.identity_not_saved", device=handle.name,
-                                      error=str(exc))
         self._owe("reconnect")
 
-    def on_telemetry(self, handle: DeviceHandle) -> None:
+    def on_telemetry(self, handle: DeviceView) -> None:
         """New telemetry arrived; wake the control loop when something policy-relevant changed."""
         self.telemetry_version += 1
         # site-level: an alert reported by any device (or the admin API) is the site's alert
@@ -423,11 +352,15 @@ class Site:
             await self.reconcile(reason)
 
 
-#: Errors that mean the device refused the command: the command changes nothing.
-REFUSED = (DeviceRejectedCommand, InvalidCommand)
 ROLLED_BACK = "nothing was changed: the previous settings stay in force"
 KEPT = ("the new setting is saved and the gateway applies it when the device is back "
         "(check site_info or live_status)")
+
+
+def unreachable(exc: GatewayError) -> bool:
+    """Whether ``exc`` means a device could not be reached (the site acts when it is back)."""
+    return isinstance(exc, SiteOffline) or (
+        isinstance(exc, DeviceFailed) and isinstance(exc.cause, DeviceUnreachable))
 
 
 def journal_changes(changes: Mapping[str, Any]) -> dict[str, Any]:

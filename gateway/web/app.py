@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import os
 import time
-import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
 
-from drivers import DRIVERS
-from drivers.transport import Transports
-from drivers.transport.modbus import ModbusPool
-from gateway.core.config import Config, DeviceConfig
-from gateway.runtime.history import HistoryService
+from drivers.errors import DriverError
+from gateway.core.config import Config
+from gateway.core.errors import GatewayError
+from gateway.runtime.clock import Clock, utc_now
+from gateway.runtime.gateway import Gateway
 from gateway.runtime.logs import add_redacted_secret
-from gateway.runtime.poller import DeviceHandle, DevicePoller
-from gateway.runtime.proxy import ModbusProxy
-from gateway.runtime.site import Clock, Site, utc_now
-from gateway.runtime.store import Store, keep_journal
 from gateway.runtime.tokens import watch_revocations
 from gateway.web.auth import TokenVerifier, bearer
 from gateway.web.errors import (
@@ -34,11 +27,14 @@ from gateway.web.errors import (
     RateLimited,
     dumps,
     error_response,
+    to_fleet,
 )
-from gateway.web.handlers import commands, history, sites
+from gateway.web.handlers import commands, health, history, sites
 from gateway.web.keys import (
+    BODIES,
     CLOCK,
     CONFIG,
+    GATEWAY,
     HISTORY,
     LIMITER,
     PRINCIPAL,
@@ -48,6 +44,7 @@ from gateway.web.keys import (
 )
 from gateway.web.openapi import build_openapi
 from gateway.web.ratelimit import RateLimiter
+from gateway.web.renderers.sites import BodyCache
 
 log = structlog.get_logger("gateway.web.app")
 
@@ -88,6 +85,8 @@ async def fleet_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except FleetError as exc:
         response = error_response(exc)
+    except (GatewayError, DriverError) as exc:
+        response = error_response(to_fleet(exc))
     except web.HTTPException as exc:
         mapped: FleetError
         if exc.status == 404:
@@ -141,9 +140,12 @@ def create_app(
     app[VERIFIER] = TokenVerifier(secret)
     app[CLOCK] = clock
     app[LIMITER] = RateLimiter()
-    app[SITES] = {}
-    app[PROXIES] = {}
-    app[HISTORY] = HistoryService(config.gateway.data_dir / "history.sqlite3", clock=clock)
+    gateway = app[GATEWAY] = Gateway(config, clock=clock)
+    app[SITES] = gateway.sites
+    app[PROXIES] = gateway.proxies
+    app[HISTORY] = gateway.history
+    app[BODIES] = BodyCache()
+    app.router.add_routes(health.routes)
     app.router.add_routes(sites.routes)
     app.router.add_routes(commands.routes)
     app.router.add_routes(history.routes)
@@ -166,83 +168,6 @@ async def _revocations(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
-    """Open storage, build drivers and sites, start pollers and control loops; undo on exit."""
-    config = app[CONFIG]
-    store = Store(config.gateway.data_dir / "gateway.sqlite3")
-    await store.open()
-    interrupted = await store.close_interrupted(app[CLOCK]())
-    if interrupted:
-        log.warning("journal.interrupted", entries=interrupted)
-    history_service = app[HISTORY]
-    await history_service.open()
-    transports = Transports(modbus=ModbusPool())
-    tasks: list[asyncio.Task[None]] = []
-    handles: list[DeviceHandle] = []
-    proxies = app[PROXIES]
-    zones = await asyncio.to_thread(
-        lambda: {s.time_zone: zoneinfo.ZoneInfo(s.time_zone) for s in config.sites})
-    try:
-        for site_config in config.sites:
-            devices = []
-            for dev in site_config.devices:
-                driver_cls = DRIVERS[dev.type]
-                options = driver_cls.options_model.model_validate(dev.options)
-                devices.append(DeviceHandle(dev, driver_cls(dev.name, options, transports)))
-            handles.extend(devices)
-            site = Site(site_config, devices, store, tz=zones[site_config.time_zone],
-                        command_timeout_s=config.gateway.command_timeout_s, clock=app[CLOCK])
-            await site.load()
-            history_service.add_site(site)
-            app[SITES][site.id] = site
-            for dev in site_config.devices:
-                if dev.proxy_port is not None:
-                    proxy = _proxy(transports, dev, config.gateway.proxy_host)
-                    proxies[(site.id, dev.name)] = proxy
-                    await proxy.start()
-        for site in app[SITES].values():
-            for handle in site.devices:
-                poller = DevicePoller(handle, on_connect=site.on_connect,
-                                      on_telemetry=_fan_out(site, history_service), site_id=site.id)
-                tasks.append(asyncio.create_task(poller.run(), name=f"poll-{site.id}-{handle.name}"))
-            tasks.append(asyncio.create_task(
-                site.control_loop(config.gateway.reconcile_interval_s), name=f"control-{site.id}"))
-        tasks.append(asyncio.create_task(history_service.run(), name="history"))
-        tasks.append(asyncio.create_task(keep_journal(
-            store, config.gateway.journal_retention_days, app[CLOCK]), name="journal"))
-        site_ids = sorted(app[SITES].keys())
-        log.info("gateway.started", sites=site_ids, devices=len(handles))
+    """Run the live system while the app serves (cleanup_ctx: started before, stopped after)."""
+    async with app[GATEWAY]:
         yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for proxy in proxies.values():
-            await proxy.stop()
-        proxies.clear()
-        for handle in handles:
-            with contextlib.suppress(Exception):
-                await handle.driver.close()
-        await transports.close()
-        await history_service.close()
-        await store.close()
-        app[SITES].clear()
-        log.info("gateway.stopped")
-
-
-def _proxy(transports: Transports, dev: DeviceConfig, host: str) -> ModbusProxy:
-    """A proxy sharing the device's own endpoint (its one TCP connection)."""
-    options = DRIVERS[dev.type].options_model.model_validate(dev.options)
-    endpoint = transports.modbus.acquire(options.host, options.port)  # type: ignore[attr-defined]
-    return ModbusProxy(endpoint, unit_id=options.unit_id,  # type: ignore[attr-defined]
-                       host=host, port=dev.proxy_port or 0, allow_writes=dev.proxy_writes,
-                       name=dev.name)
-
-
-def _fan_out(site: Site, history_service: HistoryService) -> Callable[[DeviceHandle], None]:
-    def on_telemetry(handle: DeviceHandle) -> None:
-        site.on_telemetry(handle)
-        history_service.on_telemetry(site, handle)
-
-    return on_telemetry

@@ -7,37 +7,25 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from drivers.errors import (
+from drivers.errors import CapabilityMissing as DriverCapabilityMissing
+from drivers.errors import ConfigurationError, DeviceRejected, DeviceUnreachable, DriverError
+from drivers.errors import NotConfirmed as DriverNotConfirmed
+from gateway.core.errors import (
     CapabilityMissing,
-    ConfigurationError,
-    DeviceRejected,
-    DeviceUnreachable,
-    DriverError,
+    DeviceFailed,
+    GatewayError,
+    InvalidInput,
     NotConfirmed,
+    Rejected,
+    SiteOffline,
+    clip,
 )
 
 JSON = "application/json"
 COMMAND_OK: dict[str, Any] = {"code": 201, "message": "Updated"}
 SERVER = "energy-gateway"  # the Server header: names the product, never Python's or aiohttp's version
 REALM = "energy-gateway"  # RFC 6750 realm of the bearer challenge
-ECHO_MAX_CHARS = 40  # how much of a client's bad value an error description quotes back
 DESCRIPTION_MAX_CHARS = 400  # backstop for descriptions that quote client input
-
-
-def clip(text: str, limit: int = ECHO_MAX_CHARS) -> str:
-    """``text`` cut to ``limit`` chars, an ellipsis marking the cut."""
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
-
-
-def echo(value: object, limit: int = ECHO_MAX_CHARS) -> str:
-    """A client's value for an error description: its repr, clipped.
-
-    A body may hold a 309-digit number or a megabyte string; the answer quotes only its start.
-    """
-    try:
-        return clip(repr(value), limit)
-    except ValueError:  # an int beyond Python's str-conversion limit
-        return "<a number too large to show>"
 
 
 class FleetError(Exception):
@@ -143,24 +131,33 @@ class ServiceUnavailable(FleetError):
     status, error = 503, "service_unavailable"
 
 
-# The one mapping of device-side failures onto Fleet answers (DESIGN §4 step 6).
-DRIVER_ERRORS: tuple[tuple[type[DriverError], type[FleetError]], ...] = (
-    (DeviceUnreachable, DeviceOffline),
+#: The one table from domain and driver errors to Fleet answers (docs/api.md, "Envelopes and
+#: statuses"); the first row whose class matches wins. A ``DeviceFailed`` is answered by the
+#: row of the driver error it carries.
+ERRORS: tuple[tuple[type[Exception], type[FleetError]], ...] = (
+    (InvalidInput, InvalidField),
+    (SiteOffline, DeviceOffline),
     (NotConfirmed, DeviceNotConfirmed),
-    (DeviceRejected, DeviceRejectedCommand),
+    (Rejected, DeviceRejectedCommand),
     (CapabilityMissing, InvalidCommand),
+    (DeviceUnreachable, DeviceOffline),
+    (DriverNotConfirmed, DeviceNotConfirmed),
+    (DeviceRejected, DeviceRejectedCommand),
+    (DriverCapabilityMissing, InvalidCommand),
     (ConfigurationError, ServiceUnavailable),
     (DriverError, ServiceUnavailable),
+    (GatewayError, ServiceUnavailable),
 )
 
 
-def from_driver_error(exc: DriverError, context: str = "") -> FleetError:
-    """Translate a driver error into the Fleet error the client sees."""
-    for driver_cls, fleet_cls in DRIVER_ERRORS:
-        if isinstance(exc, driver_cls):
-            description = f"{context}: {exc}" if context else str(exc)
+def to_fleet(exc: GatewayError | DriverError) -> FleetError:
+    """The Fleet error a client sees for a domain or driver error (its description kept)."""
+    key: Exception = exc.cause if isinstance(exc, DeviceFailed) else exc
+    description = exc.description if isinstance(exc, GatewayError) else str(exc)
+    for cls, fleet_cls in ERRORS:
+        if isinstance(key, cls):
             return fleet_cls(description)
-    raise AssertionError("DriverError is the last row")  # pragma: no cover
+    raise AssertionError("GatewayError and DriverError are rows")  # pragma: no cover
 
 
 def dumps(value: Any) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from gateway.web.handlers.commands import COMMANDS
-from gateway.web.handlers.sites import VERSION
+from gateway.web.renderers.sites import VERSION
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _NUMBER = {"type": "number"}

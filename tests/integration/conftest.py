@@ -13,7 +13,8 @@ import pytest_asyncio
 from aiohttp import web
 
 from gateway.core.config import Config
-from gateway.runtime.site import Clock, Site, utc_now
+from gateway.runtime.clock import Clock, utc_now
+from gateway.runtime.site import Site
 from gateway.web.app import create_app
 from gateway.web.keys import SITES
 from gateway.web.server import GatewayRunner

@@ -8,17 +8,17 @@ from drivers.sunspec import SunSpecDriver
 from drivers.sunspec.driver import SunSpecOptions
 from drivers.transport import Transports
 from gateway.core.config import DeviceConfig
-from gateway.runtime.poller import DeviceHandle
-from gateway.web.handlers.sites import device_health
+from gateway.runtime.devices import DeviceState
+from gateway.web.renderers.health import device_health
 
 NOW = 1000.0
 
 
-def handle(*, received_ago_s: float | None, failures: int) -> DeviceHandle:
+def handle(*, received_ago_s: float | None, failures: int) -> DeviceState:
     config = DeviceConfig.model_validate({"name": "inverter", "type": "sunspec", "host": "127.0.0.1",
                                           "poll_interval_s": 1.0, "stale_after_s": 10.0})  # fmt: skip
     driver = SunSpecDriver("inverter", SunSpecOptions(host="127.0.0.1"), Transports())
-    h = DeviceHandle(config, driver)
+    h = DeviceState(config, driver)
     h.received_at = None if received_ago_s is None else NOW - received_ago_s
     h.failures = failures
     h.last_error = "DeviceUnreachable: refused" if failures else None

@@ -8,15 +8,14 @@ import jwt
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, InvalidHeader, LineTooLong
 
+from gateway.core.errors import ECHO_MAX_CHARS, echo
 from gateway.web.auth import READ_SCOPE, bearer, issue_token, verify_token
 from gateway.web.errors import (
     DESCRIPTION_MAX_CHARS,
-    ECHO_MAX_CHARS,
     FleetError,
     InvalidField,
     TokenExpired,
     Unauthenticated,
-    echo,
     error_response,
 )
 from gateway.web.handlers.commands import BackupBody, body_decoding_error, validate

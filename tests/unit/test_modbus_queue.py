@@ -119,7 +119,7 @@ async def test_exception_replies_become_device_rejected(bench: Bench, pool: Modb
     with pytest.raises(DeviceRejected) as read_only:
         await ep.write(1, READ_ONLY, [1])
     assert read_only.value.code == 2
-    assert not DeviceRejected("x").retryable
+    assert not isinstance(illegal.value, DeviceUnreachable)  # permanent: never retried
     assert await ep.read_holding(1, BASE, 1) == [7]  # the connection survives rejections
 
 
@@ -134,7 +134,7 @@ async def test_down_device_is_unreachable_within_the_timeout(pool: ModbusPool) -
     with pytest.raises(DeviceUnreachable) as info:
         await ep.read_holding(1, BASE, 1)
     assert loop.time() - started < pool.timeout_s + 0.3
-    assert info.value.retryable
+    assert type(info.value) is DeviceUnreachable  # the transient class, retried with backoff
     assert not ep.connected
 
 

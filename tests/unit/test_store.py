@@ -13,7 +13,7 @@ import orjson
 import pytest_asyncio
 
 from drivers.base import Capability, DeviceInfo
-from gateway.runtime.poller import identity_from_json, identity_json
+from gateway.runtime.devices import identity_from_json, identity_json
 from gateway.runtime.site import journal_changes
 from gateway.runtime.store import (
     JOURNAL_CHANGES_MAX_BYTES,

@@ -18,9 +18,10 @@ from pydantic import (
     ValidationError,
 )
 
+from gateway.core.errors import clip, echo
 from gateway.tariff import TariffError, parse_tariff
 from gateway.web.auth import COMMAND_SCOPE
-from gateway.web.errors import COMMAND_OK, InvalidField, InvalidRequest, UnsupportedBody, clip, echo, ok
+from gateway.web.errors import COMMAND_OK, InvalidField, InvalidRequest, UnsupportedBody, ok
 from gateway.web.keys import site_for
 
 routes = web.RouteTableDef()

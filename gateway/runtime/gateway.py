@@ -1,0 +1,168 @@
+"""The Gateway: a config's live system — storage, drivers, sites, pollers, control loops, history, proxies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import zoneinfo
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+
+from drivers import DRIVERS
+from drivers.base import Capability, DeviceInfo
+from drivers.transport import Transports
+from drivers.transport.modbus import ModbusPool
+from gateway.core.config import Config, DeviceConfig
+from gateway.runtime.clock import Clock, utc_now
+from gateway.runtime.devices import DeviceState, DeviceView, identity_from_json, identity_json
+from gateway.runtime.history import HistoryService
+from gateway.runtime.poller import DevicePoller
+from gateway.runtime.proxy import ModbusProxy
+from gateway.runtime.site import Site
+from gateway.runtime.store import Store, keep_journal
+
+log = structlog.get_logger("gateway.runtime.gateway")
+
+
+class Gateway:
+    """Everything a config describes, running: usable without HTTP (bench and tests drive it).
+
+    ``async with Gateway(config) as gw:`` opens storage, builds the drivers and sites, starts a
+    poller per device, a control loop per site, the history recorder, the journal pruner and the
+    Modbus proxies; leaving the block stops them in reverse. ``sites``, ``history`` and
+    ``proxies`` are the same objects for the whole life of the Gateway (filled by ``start``).
+    """
+
+    def __init__(self, config: Config, *, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.clock = clock
+        self.sites: dict[int, Site] = {}
+        self.proxies: dict[tuple[int, str], ModbusProxy] = {}
+        self.history = HistoryService(config.gateway.data_dir / "history.sqlite3", clock=clock)
+        self._store = Store(config.gateway.data_dir / "gateway.sqlite3")
+        self._transports = Transports(modbus=ModbusPool())
+        self._states: list[DeviceState] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open storage, build drivers and sites, start every background task."""
+        config = self.config
+        store = self._store
+        try:
+            await store.open()
+            interrupted = await store.close_interrupted(self.clock())
+            if interrupted:
+                log.warning("journal.interrupted", entries=interrupted)
+            await self.history.open()
+            # ZoneInfo reads the tz database on first use: off the event loop
+            zones = await asyncio.to_thread(
+                lambda: {s.time_zone: zoneinfo.ZoneInfo(s.time_zone) for s in config.sites})
+            built: list[tuple[Site, list[DeviceState]]] = []
+            for site_config in config.sites:
+                learned = await store.load_identities(site_config.energy_site_id)
+                states = [self._device(dev, learned.get(dev.name)) for dev in site_config.devices]
+                self._states.extend(states)
+                site = Site(site_config, states, store, tz=zones[site_config.time_zone],
+                            command_timeout_s=config.gateway.command_timeout_s, clock=self.clock)
+                await site.load()
+                self.history.add_site(site)
+                self.sites[site.id] = site
+                built.append((site, states))
+                for dev in site_config.devices:
+                    if dev.proxy_port is not None:
+                        proxy = self._proxy(dev)
+                        self.proxies[(site.id, dev.name)] = proxy
+                        await proxy.start()
+            for site, states in built:
+                for state in states:
+                    self._spawn(self._poller(site, state).run(), f"poll-{site.id}-{state.name}")
+                self._spawn(site.control_loop(config.gateway.reconcile_interval_s),
+                            f"control-{site.id}")
+            self._spawn(self.history.run(), "history")
+            self._spawn(keep_journal(store, config.gateway.journal_retention_days, self.clock),
+                        "journal")
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("gateway.started", sites=sorted(self.sites), devices=len(self._states))
+
+    async def stop(self) -> None:
+        """Stop every task, proxy and connection, flush history and close storage."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for proxy in self.proxies.values():
+            await proxy.stop()
+        self.proxies.clear()
+        for state in self._states:
+            with contextlib.suppress(Exception):
+                await state.driver.close()
+        self._states.clear()
+        await self._transports.close()
+        await self.history.close()
+        await self._store.close()
+        if self.sites:
+            self.sites.clear()
+            log.info("gateway.stopped")
+
+    def _device(self, dev: DeviceConfig, learned: dict[str, Any] | None) -> DeviceState:
+        """A device's state with its driver, and what an earlier run learned about it."""
+        driver_cls = DRIVERS[dev.type]
+        options = driver_cls.options_model.model_validate(dev.options)
+        state = DeviceState(dev, driver_cls(dev.name, options, self._transports))
+        known = None if learned is None else identity_from_json(dev.type, learned)
+        if known is not None:
+            state.known_info, state.known_caps = known
+        return state
+
+    def _poller(self, site: Site, state: DeviceState) -> DevicePoller:
+        history = self.history
+
+        def on_telemetry(device: DeviceView) -> None:
+            site.on_telemetry(device)
+            history.on_telemetry(site, device)
+
+        async def on_identity(
+            device: DeviceView, info: DeviceInfo, caps: frozenset[Capability],
+        ) -> bool:
+            try:
+                await self._store.save_identity(
+                    site.id, device.name, identity_json(device.config.type, info, caps),
+                    self.clock())
+            except sqlite3.Error as exc:  # a disk problem must not stop the poller
+                log.warning("device.identity_not_saved", site_id=site.id, device=device.name,
+                            error=str(exc))
+                return False
+            return True
+
+        return DevicePoller(state, on_connect=site.on_connect, on_telemetry=on_telemetry,
+                            on_identity=on_identity, site_id=site.id)
+
+    def _proxy(self, dev: DeviceConfig) -> ModbusProxy:
+        """A proxy sharing the device's own endpoint (its one TCP connection)."""
+        options = DRIVERS[dev.type].options_model.model_validate(dev.options)
+        endpoint = self._transports.modbus.acquire(
+            options.host, options.port)  # type: ignore[attr-defined]
+        return ModbusProxy(endpoint, unit_id=options.unit_id,  # type: ignore[attr-defined]
+                           host=self.config.gateway.proxy_host, port=dev.proxy_port or 0,
+                           allow_writes=dev.proxy_writes, name=dev.name)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))

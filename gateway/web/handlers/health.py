@@ -1,0 +1,24 @@
+"""Unauthenticated probes: /status (liveness) and /health (per-device connectivity)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from gateway.web.keys import SITES
+from gateway.web.renderers.health import health_body
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    """Per-site and per-device connectivity and data age; no auth, no secrets."""
+    return web.json_response(health_body(request.app[SITES].values(), time.monotonic()))
+
+
+@routes.get("/status")
+async def status(_: web.Request) -> web.Response:
+    """Liveness for clients: the text ``ok``."""
+    return web.Response(text="ok")

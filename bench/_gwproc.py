@@ -23,8 +23,8 @@ import orjson
 from aiohttp import web
 
 from bench._common import bench_config, percentile, raise_fd_limit
-from gateway.runtime.logs import configure_logging
 from gateway.runtime.devices import DeviceView
+from gateway.runtime.logs import configure_logging
 from gateway.web.app import create_app
 from gateway.web.keys import SITES
 

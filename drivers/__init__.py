@@ -1,33 +1,6 @@
-"""The driver registry: device type name -> driver class (no entry points, no side effects)."""
+"""Device drivers: one package per device family behind the small protocols of ``drivers.base``.
 
-from __future__ import annotations
-
-from typing import Any, Protocol
-
-from pydantic import BaseModel
-
-from drivers.base import Driver
-from drivers.mqtt_battery import MqttBatteryDriver
-from drivers.sunspec import SunSpecDriver
-from drivers.transport import Transports
-from drivers.victron_gx import VictronGxDriver
-
-__all__ = ["DRIVERS", "DriverClass"]
-
-
-class DriverClass(Protocol):
-    """A driver class: validated options in, a ``Driver`` out, sharing the process transports."""
-
-    @property
-    def options_model(self) -> type[BaseModel]:
-        """The pydantic model (extra="forbid") of the driver's configuration keys."""
-        ...
-
-    def __call__(self, name: str, options: Any, transports: Transports, /) -> Driver: ...
-
-
-DRIVERS: dict[str, DriverClass] = {
-    "sunspec": SunSpecDriver,
-    "victron_gx": VictronGxDriver,
-    "mqtt_battery": MqttBatteryDriver,
-}
+``drivers.registry.DRIVERS`` maps each configured ``type`` to its driver class;
+``drivers.options.DRIVER_OPTIONS`` maps it to the driver's options model without importing any
+transport (the configuration is validated with it). Importing this package imports nothing else.
+"""

@@ -1,8 +1,10 @@
 """Copy-me driver skeleton: a one-register Modbus grid meter showing every part a driver needs.
 
-To add a device family: copy this file to ``drivers/<family>/driver.py``, put the pure register
-codec in ``drivers/<family>/codec.py`` (no I/O, tested with register tables), register the class
-in ``drivers/__init__.py`` ``DRIVERS`` and give it a simulated twin in
+To add a device family: copy this file to ``drivers/<family>/driver.py``, move its options model
+to ``drivers/<family>/options.py`` (no transport imports: the config validates with it), put the
+pure register codec in ``drivers/<family>/codec.py`` (no I/O, tested with register tables),
+register the class in ``drivers/registry.py`` ``DRIVERS`` and the options in
+``drivers/options.py`` ``DRIVER_OPTIONS``, and give it a simulated twin in
 ``tests/integration/test_drivers_all.py``. This module is type-checked but not registered.
 """
 
@@ -18,7 +20,7 @@ from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Setpoints
 from drivers.transport import ModbusEndpoint, Priority, Transports
 
 if TYPE_CHECKING:
-    from drivers import DriverClass
+    from drivers.registry import DriverClass
 
 __all__ = ["BlueprintDriver", "BlueprintOptions", "decode_grid_w"]
 

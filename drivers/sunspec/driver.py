@@ -6,10 +6,9 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.base import (
     SETPOINT_CAPABILITIES,
@@ -38,6 +37,7 @@ from drivers.sunspec.codec import (
     plan_reads,
     start_discovery,
 )
+from drivers.sunspec.options import SunSpecOptions
 from drivers.transport import ModbusEndpoint, Priority, Transports
 
 __all__ = [
@@ -65,26 +65,6 @@ _STORCTL_CHARGE = 1  # StorCtl_Mod bit 0
 _STORCTL_DISCHARGE = 2  # StorCtl_Mod bit 1
 _EVT1_GRID_DISCONNECT = 1 << 4
 _EVTVND1_STORM = 1 << 0
-
-
-class SunSpecOptions(BaseModel):
-    """Configuration of one SunSpec device.
-
-    ``battery_sign``: 1 when the device's battery W (model 802) is + while discharging, -1 when +
-    while charging. ``meter_sign``: 1 when the meter's W is + while importing. ``base_address``
-    None probes 40000, 0, 50000 in that order.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str
-    port: int = Field(502, ge=1, le=65535)
-    unit_id: int = Field(1, ge=0, le=255)
-    timeout_s: float = Field(1.0, gt=0)
-    confirm_timeout_s: float = Field(3.0, gt=0)
-    battery_sign: Literal[1, -1] = 1
-    meter_sign: Literal[1, -1] = 1
-    base_address: int | None = Field(None, ge=0, le=65535)
 
 
 Blocks = Mapping[int, ModelBlock]

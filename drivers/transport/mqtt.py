@@ -15,6 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from drivers.background import spawn
 from drivers.errors import DeviceUnreachable
+from drivers.topics import valid_filter, valid_topic
 
 __all__ = [
     "Handler",
@@ -24,8 +25,6 @@ __all__ = [
     "Sample",
     "Subscription",
     "topic_matches",
-    "valid_filter",
-    "valid_topic",
 ]
 
 _log = structlog.get_logger("drivers.transport.mqtt")
@@ -40,24 +39,6 @@ V = TypeVar("V")
 
 
 # --------------------------------------------------------------------------- pure topic rules
-
-
-def valid_topic(topic: str) -> bool:
-    """True if ``topic`` may be published to (non-empty, no wildcards, no NUL)."""
-    return bool(topic) and not any(c in topic for c in "+#\0")
-
-
-def valid_filter(topic_filter: str) -> bool:
-    """True if ``topic_filter`` is a valid MQTT subscription filter (``+`` and ``#`` used whole)."""
-    if not topic_filter or "\0" in topic_filter:
-        return False
-    levels = topic_filter.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return False
-        if "+" in level and level != "+":
-            return False
-    return True
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.background import spawn
 from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Setpoints
@@ -40,9 +39,10 @@ from drivers.victron_gx.codec import (
     telemetry_from,
     w_topic,
 )
+from drivers.victron_gx.options import VictronGxOptions
 
 if TYPE_CHECKING:
-    from drivers import DriverClass
+    from drivers.registry import DriverClass
 
 __all__ = ["VICTRON_CAPABILITIES", "VictronGxDriver", "VictronGxOptions"]
 
@@ -56,31 +56,6 @@ VICTRON_CAPABILITIES = frozenset({
     Capability.EXPORT_LIMIT,
     Capability.STORM_WATCH,
 })
-
-
-class VictronGxOptions(BaseModel):
-    """Configuration of one Victron GX reached over its MQTT broker (dbus-flashmq topics).
-
-    ``portal_id`` None discovers it from the retained ``N/+/system/0/Serial`` (first GX seen).
-    ``keepalive_s``: the keepalive cycle; each cycle extends publishing (below the GX's 60 s
-    timeout, without a full republish) and asks the GX to re-publish one value, which it answers
-    whether or not anything changed. ``probe_timeout_s``: read() fails once that answer is overdue
-    by this long. Venus publishes only changes, so the age of the last value proves nothing: a
-    quiet night (no PV, steady load) may change nothing for hours while the GX is alive. (A
-    device's ``stale_after_s`` key is the gateway's stale limit, not an option of this driver.)
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str
-    port: int = Field(1883, ge=1, le=65535)
-    portal_id: str | None = Field(None, pattern=r"^[0-9A-Za-z]{1,32}$")
-    vebus_instance: int = Field(227, ge=0, le=65535)
-    keepalive_s: float = Field(10.0, gt=0, lt=60)
-    probe_timeout_s: float = Field(10.0, gt=0)
-    confirm_timeout_s: float = Field(3.0, gt=0)
-    connect_timeout_s: float = Field(5.0, gt=0)  # broker connection, discovery, full publish
-    capacity_wh: float | None = Field(None, gt=0)  # battery nameplate (the GX does not publish it)
 
 
 class VictronGxDriver:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from drivers.options import DRIVER_OPTIONS
 from simulator.config import SimulatorConfig
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
@@ -127,14 +128,12 @@ class DeviceConfig(BaseModel):
 
     @model_validator(mode="after")
     def _driver_options(self) -> DeviceConfig:
-        from drivers import DRIVERS  # deferred: drivers import their transports
-
-        driver = DRIVERS.get(self.type)
-        if driver is None:
+        model = DRIVER_OPTIONS.get(self.type)
+        if model is None:
             raise ValueError(
-                f"unknown device type {self.type!r}; valid types: {', '.join(sorted(DRIVERS))}"
+                f"unknown device type {self.type!r}; valid types: {', '.join(sorted(DRIVER_OPTIONS))}"
             )
-        options = driver.options_model.model_validate(self.options)
+        options = model.model_validate(self.options)
         host = getattr(options, "host", None)
         if isinstance(host, str) and (problem := host_problem(host)) is not None:
             raise ValueError(f"host {problem}")

@@ -12,8 +12,8 @@ from typing import Any, Self
 
 import structlog
 
-from drivers import DRIVERS
 from drivers.base import Capability, DeviceInfo
+from drivers.registry import DRIVERS
 from drivers.transport import Transports
 from drivers.transport.modbus import ModbusPool
 from gateway.core.config import Config, DeviceConfig

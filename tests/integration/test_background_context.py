@@ -12,7 +12,8 @@ from structlog.testing import capture_logs
 
 from drivers.errors import DeviceUnreachable
 from drivers.transport import ModbusEndpoint, ModbusPool, MqttPool, Transports
-from drivers.victron_gx import VictronGxDriver, VictronGxOptions
+from drivers.victron_gx.driver import VictronGxDriver
+from drivers.victron_gx.options import VictronGxOptions
 from simulator import HomeConfig, Simulator, SimulatorConfig, VictronGxConfig
 from simulator.config import SimDeviceConfig
 from tests.helpers import eventually

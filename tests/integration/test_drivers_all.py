@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from drivers import DRIVERS
 from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Driver
 from drivers.errors import DeviceUnreachable
+from drivers.registry import DRIVERS
 from drivers.transport import ModbusPool, MqttPool, Transports
 from simulator import (
     DeviceConfig,

@@ -16,7 +16,8 @@ import pytest_asyncio
 
 from drivers.base import Capability, Setpoints
 from drivers.errors import DeviceUnreachable, NotConfirmed
-from drivers.mqtt_battery import MqttBatteryDriver, MqttBatteryOptions
+from drivers.mqtt_battery.driver import MqttBatteryDriver
+from drivers.mqtt_battery.options import MqttBatteryOptions
 from drivers.transport import MqttPool, Transports
 from simulator import HomeConfig, MqttBatteryConfig, Simulator, SimulatorConfig
 from tests.helpers import eventually

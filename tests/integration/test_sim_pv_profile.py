@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from drivers.base import Capability
-from drivers.sunspec import SunSpecDriver, SunSpecOptions
+from drivers.sunspec.driver import SunSpecDriver
+from drivers.sunspec.options import SunSpecOptions
 from drivers.transport import Transports
 from simulator import Simulator
 from simulator.config import ControlConfig, HomeConfig, SimDeviceConfig, SimulatorConfig

@@ -16,7 +16,8 @@ from drivers.errors import (
     DeviceUnreachable,
     NotConfirmed,
 )
-from drivers.sunspec import SunSpecDriver, SunSpecOptions
+from drivers.sunspec.driver import SunSpecDriver
+from drivers.sunspec.options import SunSpecOptions
 from drivers.transport import ModbusPool, Priority, Transports
 from simulator import (
     HomeConfig,

@@ -19,8 +19,9 @@ import pytest_asyncio
 from drivers.base import Capability, Setpoints
 from drivers.errors import DeviceUnreachable, NotConfirmed
 from drivers.transport import MqttPool, Transports
-from drivers.victron_gx import VictronGxDriver, VictronGxOptions
 from drivers.victron_gx.codec import PROBE_PATH
+from drivers.victron_gx.driver import VictronGxDriver
+from drivers.victron_gx.options import VictronGxOptions
 from simulator import HomeConfig, Simulator, SimulatorConfig, VictronGxConfig
 from tests.helpers import eventually
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from drivers.base import Driver
-from drivers.mqtt_battery import MqttBatteryDriver
-from drivers.sunspec import SunSpecDriver
-from drivers.victron_gx import VictronGxDriver
+from drivers.mqtt_battery.driver import MqttBatteryDriver
+from drivers.sunspec.driver import SunSpecDriver
+from drivers.victron_gx.driver import VictronGxDriver
 
 
 def _sunspec(driver: SunSpecDriver) -> Driver:

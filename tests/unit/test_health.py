@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.sunspec import SunSpecDriver
-from drivers.sunspec.driver import SunSpecOptions
+from drivers.sunspec.driver import SunSpecDriver, SunSpecOptions
 from drivers.transport import Transports
 from gateway.core.config import DeviceConfig
 from gateway.runtime.devices import DeviceState

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from drivers.base import Capability
-from drivers.mqtt_battery.driver import MqttBatteryOptions, capabilities_of
+from drivers.mqtt_battery.options import MqttBatteryOptions, capabilities_of
 from drivers.mqtt_battery.points import (
     MISSING,
     decode_bool,
@@ -20,7 +20,8 @@ from drivers.mqtt_battery.points import (
     render_payload,
     same_point_value,
 )
-from drivers.transport.mqtt import LatestValues, topic_matches, valid_filter, valid_topic
+from drivers.topics import valid_filter, valid_topic
+from drivers.transport.mqtt import LatestValues, topic_matches
 
 
 @pytest.mark.parametrize(("flt", "topic", "match"), [

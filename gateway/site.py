@@ -20,6 +20,7 @@ from drivers.base import Capability, DeviceTelemetry, Quality, Setpoints, holds
 from drivers.errors import DriverError
 from gateway import policy
 from gateway.config import SiteConfig
+from gateway.core.tariff import Tariff
 from gateway.fleet import (
     DeviceNotConfirmed,
     DeviceOffline,
@@ -31,7 +32,6 @@ from gateway.fleet import (
 from gateway.poller import DeviceHandle, identity_from_json, identity_json
 from gateway.settings import SiteSettings
 from gateway.store import Store
-from gateway.tariff import Tariff
 
 log = structlog.get_logger("gateway.site")
 

@@ -20,8 +20,8 @@ from pydantic import (
 
 from gateway.api.keys import site_for
 from gateway.auth import COMMAND_SCOPE
+from gateway.core.tariff import TariffError, parse_tariff
 from gateway.fleet import COMMAND_OK, InvalidField, InvalidRequest, UnsupportedBody, clip, echo, ok
-from gateway.tariff import TariffError, parse_tariff
 
 routes = web.RouteTableDef()
 

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.base import Setpoints
+from gateway.core.tariff import Tariff, TariffError, parse_tariff
 from gateway.policy import (
     DEFAULT_REVERT_S,
     NO_ALERTS,
@@ -21,7 +22,7 @@ from gateway.policy import (
     storm_mode_active,
 )
 from gateway.settings import SiteSettings
-from gateway.tariff import Tariff, TariffError, flat_sample, parse_tariff, pge_like_sample
+from tests.samples import flat_sample, pge_like_sample
 
 TZ = ZoneInfo("America/Los_Angeles")
 

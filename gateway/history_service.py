@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from gateway.fleet import FleetError
-from gateway.history import (
+from gateway.core.history import (
     MAX_EVENTS,
     Bucket,
     BucketAccumulator,
@@ -22,16 +21,15 @@ from gateway.history import (
     Outage,
     OutageTracker,
     PowerSample,
-    backup_response,
-    charge_response,
-    energy_body,
     plan_energy,
     resolve_window,
     sum_by_entry,
 )
+from gateway.fleet import FleetError
 from gateway.history_store import HistoryStore
 from gateway.poller import DeviceHandle
 from gateway.site import Clock, Site
+from gateway.web.renderers.history import backup_response, charge_response, energy_body
 
 log = structlog.get_logger("gateway.history")
 

@@ -1,9 +1,12 @@
-"""Sample tariffs shared by tests: PG&E-like two seasons, flat, a live capture and HA's fixtures."""
+"""Sample inputs shared by tests: tariffs (PG&E-like, flat, a live capture, HA's), readings, windows."""
 
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
+
+from gateway.core.history import PowerSample, Window, resolve_window
 
 Json = dict[str, Any]
 
@@ -268,3 +271,34 @@ def weekday_weekend_sample() -> Json:
         },
         {"Year": {"rates": {"PEAK": 0.5, "OFF_PEAK": 0.2, "WEEKEND": 0.15}}},
     )
+
+
+def power_sample(at: datetime, solar: float = 0, battery: float = 0, grid: float = 0) -> PowerSample:
+    """A site reading at ``at`` (W), its load from the balance."""
+    return PowerSample(taken_at=at, solar_w=solar, battery_w=battery, grid_w=grid)
+
+
+def history_window(**kwargs: Any) -> Window:
+    """A resolved window: a day query at 10:30 PST in Los Angeles unless ``kwargs`` say else."""
+    params: dict[str, Any] = {
+        "period": "day",
+        "start_date": None,
+        "end_date": None,
+        "time_zone": None,
+        "site_tz": "America/Los_Angeles",
+        "now": datetime(2024, 1, 1, 18, 30, tzinfo=UTC),  # 10:30 PST
+    }
+    params.update(kwargs)
+    return resolve_window(
+        params.pop("period"),
+        params.pop("start_date"),
+        params.pop("end_date"),
+        params.pop("time_zone"),
+        **params,
+    )
+
+
+def start_of(w: Window) -> datetime:
+    """The start of a window that has one (every period but an open lifetime)."""
+    assert w.start is not None
+    return w.start

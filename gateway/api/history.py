@@ -9,8 +9,8 @@ from aiohttp import web
 
 from gateway.api.keys import HISTORY, site_for
 from gateway.auth import READ_SCOPE
+from gateway.core.history import HistoryQueryError, parse_datetime
 from gateway.fleet import JSON, InvalidField, dumps, ok
-from gateway.history import HistoryQueryError, parse_datetime
 
 routes = web.RouteTableDef()
 

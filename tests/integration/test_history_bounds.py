@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from gateway.auth import COMMAND_SCOPE, READ_SCOPE
-from gateway.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
+from gateway.core.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
 from gateway.history_store import HistoryStore
 from simulator import Simulator
 from tests.helpers import SITE_ID, gateway_config, token

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.core.errors import echo
 from gateway.core.history import (
     HistoryQueryError,
     Window,
@@ -116,6 +117,87 @@ def test_start_date_alone_runs_to_the_end_of_its_unit() -> None:
 )
 def test_parse_datetime_accepts_rfc3339_forms(text: str, expected: datetime) -> None:
     assert parse_datetime(text, "start_date", LA) == expected
+
+
+PLUS2 = timezone(timedelta(hours=2))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-01T12:30:00+02:00", datetime(2026, 1, 1, 12, 30, tzinfo=PLUS2)),
+        ("2026-01-01T12:30:00+0200", datetime(2026, 1, 1, 12, 30, tzinfo=PLUS2)),
+        ("2026-01-01T12:30:00 02:00", datetime(2026, 1, 1, 12, 30, tzinfo=PLUS2)),  # '+' as ' '
+        ("2026-01-01 12:30:00 0200", datetime(2026, 1, 1, 12, 30, tzinfo=PLUS2)),
+        ("2026-01-01T12:30:00-00:00", datetime(2026, 1, 1, 12, 30, tzinfo=UTC)),
+        ("2026-01-01T12:30:00+23:59", datetime(2025, 12, 31, 12, 31, tzinfo=UTC)),
+        ("2026-01-01 12:30:00Z", datetime(2026, 1, 1, 12, 30, tzinfo=UTC)),
+        ("2026-01-01t12:30:00z", datetime(2026, 1, 1, 12, 30, tzinfo=UTC)),
+        ("2026-01-01T12:30:00.5Z", datetime(2026, 1, 1, 12, 30, 0, 500000, tzinfo=UTC)),
+        ("2026-01-01T12:30:00.1234567890123Z", datetime(2026, 1, 1, 12, 30, 0, 123456, tzinfo=UTC)),
+        ("2026-01-01T12:30:00.25", datetime(2026, 1, 1, 20, 30, 0, 250000, tzinfo=UTC)),  # local
+        ("2024-02-29T00:00:00Z", datetime(2024, 2, 29, tzinfo=UTC)),
+        ("2024-11-03T01:30:00", datetime(2024, 11, 3, 8, 30, tzinfo=UTC)),  # ambiguous: the first
+        ("2024-03-10T02:30:00", datetime(2024, 3, 10, 10, 30, tzinfo=UTC)),  # skipped: fold=0
+        ("0002-01-01T00:00:00Z", datetime(2, 1, 1, tzinfo=UTC)),
+        ("9998-12-31", datetime(9998, 12, 31, 8, tzinfo=UTC)),
+    ],
+)
+def test_parse_datetime_table_of_accepted_forms(text: str, expected: datetime) -> None:
+    # in UTC: an instant in a DST fold or gap never equals one in another zone (PEP 495)
+    assert parse_datetime(text, "end_date", LA).astimezone(UTC) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        pytest.param("2026-W01", "not an RFC 3339", id="week-date"),
+        pytest.param("2026-W01-1T00:00:00Z", "not an RFC 3339", id="week-date-time"),
+        pytest.param("2026-001", "not an RFC 3339", id="ordinal-date"),
+        pytest.param("2026-001T00:00:00Z", "not an RFC 3339", id="ordinal-date-time"),
+        pytest.param("20260101", "not an RFC 3339", id="basic-date"),
+        pytest.param("20260101T123000Z", "not an RFC 3339", id="basic-date-time"),
+        pytest.param("2026-01-01T123000Z", "not an RFC 3339", id="basic-time"),
+        pytest.param("2026-01-01T12:30", "not an RFC 3339", id="no-seconds"),
+        pytest.param("2026-01-01T12", "not an RFC 3339", id="hour-only"),
+        pytest.param("2026-01-01T", "not an RFC 3339", id="separator-only"),
+        pytest.param("2026-01-01X12:30:00Z", "not an RFC 3339", id="other-separator"),
+        pytest.param("2026-01-01T12:30:00,5Z", "not an RFC 3339", id="comma-fraction"),
+        pytest.param("2026-01-01T12:30:00.Z", "not an RFC 3339", id="empty-fraction"),
+        pytest.param("2026-01-01T12:30:00+02", "not an RFC 3339", id="offset-hours-only"),
+        pytest.param("2026-01-01T12:30:00+02:00:30", "not an RFC 3339", id="offset-seconds"),
+        pytest.param("2026-01-01T12:30:00-08:60", "not an RFC 3339", id="offset-minute-60"),
+        pytest.param("2026-01-01T12:30:00 Z", "not an RFC 3339", id="space-before-z"),
+        pytest.param("2026-01-01T12:30:00 +02:00", "not an RFC 3339", id="space-and-plus"),
+        pytest.param("2026-01-01T24:00:00Z", "not an RFC 3339", id="hour-24"),
+        pytest.param(" 2026-01-01", "not an RFC 3339", id="leading-space"),
+        pytest.param("2026-01-01T12:30:00Z ", "not an RFC 3339", id="trailing-space"),
+        pytest.param("\uff12\uff10\uff12\uff16-01-01", "not an RFC 3339", id="fullwidth-digits"),
+        pytest.param("2026-01-01T\u0661\u0662:30:00Z", "not an RFC 3339", id="arabic-indic-digits"),
+        pytest.param("", "not an RFC 3339", id="empty"),
+        pytest.param("2026-01-01T12:30:00+24:00", "not an RFC 3339", id="offset-hour-24"),
+        pytest.param("2026-01-01T12:30:60Z", "not a valid date-time", id="leap-second"),
+        pytest.param("2026-02-29T00:00:00Z", "not a valid date-time", id="no-feb-29"),
+        pytest.param("2026-13-01", "not a valid date-time", id="month-13"),
+        pytest.param("0000-01-01", "not a valid date-time", id="year-0"),
+        pytest.param("0001-12-31T23:00:00-02:00", "out of range", id="year-1"),
+        pytest.param("9999-01-01", "out of range", id="year-9999"),
+    ],
+)  # fmt: skip
+def test_parse_datetime_table_of_rejected_forms(text: str, why: str) -> None:
+    with pytest.raises(HistoryQueryError) as info:
+        parse_datetime(text, "start_date", LA)
+    assert info.value.field == "start_date"
+    assert info.value.message.startswith(why)
+
+
+def test_parse_datetime_quotes_a_long_value_bounded() -> None:
+    # A query value can be 8 KB (the HTTP parser's limit); the description quotes its start.
+    text = "2026-01-01T00:00:00Z" + "9" * 8000
+    with pytest.raises(HistoryQueryError) as info:
+        parse_datetime(text, "start_date", LA)
+    assert info.value.message == f"not an RFC 3339 date-time: {echo(text)}"
+    assert len(str(info.value)) < 100
 
 
 @pytest.mark.parametrize(

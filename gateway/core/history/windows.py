@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,6 +15,13 @@ PERIODS: Final[tuple[Period, ...]] = ("day", "week", "month", "year", "lifetime"
 # Query dates must leave a year of room inside datetime's range: window arithmetic steps up to
 # one period unit (at most a year) and one UTC offset past either bound.
 _YEARS: Final = range(2, 9999)
+
+# The layout of an RFC 3339 date-time, digits masked: fromisoformat (3.11) also takes week and
+# ordinal dates, the basic format without separators, times without seconds, any separator.
+_MASK: Final = str.maketrans("0123456789", "9999999999")
+_DATE: Final = "9999-99-99"
+_CLOCK: Final = "99:99:99"
+_OFFSETS: Final = ("99:99", "9999")  # after the sign
 
 
 class HistoryQueryError(InvalidInput):
@@ -40,52 +46,59 @@ class Window:
     now: datetime
 
 
-_RFC3339 = re.compile(
-    r"(?P<date>\d{4}-\d{2}-\d{2})"
-    r"(?:[Tt ](?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})(?P<frac>\.\d+)?"
-    # A space in the sign position is a '+' that a client left unencoded in the query string.
-    r"(?P<offset>[Zz]|(?P<sign>[-+ ])(?P<oh>[01]\d|2[0-3]):?(?P<om>[0-5]\d))?)?"
-)
-
-
 def parse_datetime(value: str, field: str, tz: ZoneInfo) -> datetime:
     """Parse an RFC 3339 date-time query value into an aware datetime.
 
-    Accepts ``Z``/``z``, numeric offsets and any number of fractional digits. Leniencies: a value
-    without an offset is local wall time in ``tz``; a bare date is local midnight in ``tz``.
+    Accepts ``T``, ``t`` or a space between date and time, ``Z``/``z``, numeric offsets (with or
+    without the colon) and any number of fractional digits (microseconds kept). Leniencies, as
+    docs/api.md "History" says: a value without an offset is local wall time in ``tz``; a bare
+    date is local midnight in ``tz``; a space where the offset's sign belongs is a ``+`` that a
+    client left unencoded in the query string.
 
     Raises:
-        HistoryQueryError: naming ``field`` when the value is not a valid date-time or its year is
-            outside 0002..9998.
+        HistoryQueryError: naming ``field`` when the value is not an RFC 3339 date-time (week or
+            ordinal dates, no separators, no seconds...), not a real one, or its year is outside
+            0002..9998.
     """
-    match = _RFC3339.fullmatch(value)
-    if match is None:
-        raise HistoryQueryError(field, f"not an RFC 3339 date-time: {value!r}")
+    text = _iso_text(value)
+    if text is None:
+        raise HistoryQueryError(field, f"not an RFC 3339 date-time: {echo(value)}")
     try:
-        day = date.fromisoformat(match["date"])
+        parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise HistoryQueryError(field, f"not a valid date-time: {value!r}") from None
-    if day.year not in _YEARS:
+        raise HistoryQueryError(field, f"not a valid date-time: {echo(value)}") from None
+    if parsed.year not in _YEARS:
         raise HistoryQueryError(
-            field, f"out of range: the year must be between 0002 and 9998 (got {value!r})"
+            field, f"out of range: the year must be between 0002 and 9998 (got {echo(value)})"
         )
-    try:
-        if match["h"] is None:
-            return datetime.combine(day, time(0), tzinfo=tz)
-        frac = match["frac"] or "."
-        clock = time(
-            int(match["h"]), int(match["m"]), int(match["s"]), int(frac[1:7].ljust(6, "0"))
-        )
-        offset = match["offset"]
-        if offset is None:
-            return datetime.combine(day, clock, tzinfo=tz)
-        if offset in ("Z", "z"):
-            return datetime.combine(day, clock, tzinfo=UTC)
-        delta = timedelta(hours=int(match["oh"]), minutes=int(match["om"]))
-        zone = timezone(-delta if match["sign"] == "-" else delta)
-        return datetime.combine(day, clock, tzinfo=zone)
-    except ValueError:
-        raise HistoryQueryError(field, f"not a valid date-time: {value!r}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=tz)
+
+
+def _iso_text(value: str) -> str | None:
+    """``value`` as ``datetime.fromisoformat`` takes it, or None when it is not RFC 3339-shaped."""
+    shape = value.translate(_MASK)
+    if shape[:10] != _DATE:
+        return None
+    if len(shape) == 10:
+        return value  # a bare date
+    if shape[10] not in "Tt " or shape[11:19] != _CLOCK or int(value[11:13]) > 23:
+        return None  # 24:00 too, which a later Python's fromisoformat reads as the next midnight
+    end = 19
+    if shape[end : end + 1] == ".":
+        digits = len(shape[end + 1 :]) - len(shape[end + 1 :].lstrip("9"))
+        if not digits:
+            return None
+        end += 1 + digits
+    offset = value[end:]
+    if offset in ("Z", "z"):
+        offset = "Z"
+    elif offset:
+        if offset[0] not in "+- " or shape[end + 1 :] not in _OFFSETS:
+            return None
+        if int(offset[1:3]) > 23 or int(offset[-2:]) > 59:
+            return None  # fromisoformat would read -08:60 as -09:00
+        offset = ("+" if offset[0] == " " else offset[0]) + offset[1:]
+    return f"{value[:10]}T{value[11:end]}{offset}"
 
 
 def zone(key: str, field: str = "time_zone") -> ZoneInfo:

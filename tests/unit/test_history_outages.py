@@ -1,10 +1,14 @@
-"""Grid outages: tracked from grid_up readings."""
+"""Grid outages: tracked from grid_up readings, and the ones a history window reports."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from gateway.core.history import Outage, OutageTracker
+import pytest
+
+from gateway.core.history import HistoryQueryError, Outage, OutageTracker, Window, outages_in
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -29,3 +33,16 @@ def test_outage_tracker_resumes_an_open_outage() -> None:
     assert tracker.current == Outage(start=T0)
     closed = tracker.update(T0 + timedelta(minutes=2), grid_up=True)
     assert closed == Outage(start=T0, end=T0 + timedelta(minutes=2))
+
+
+def test_a_window_reports_the_outages_starting_in_it_oldest_first() -> None:
+    day = Window(start=T0, end=T0 + timedelta(days=1), tz=ZoneInfo("UTC"), now=T0 + timedelta(days=2))
+    before = Outage(T0 - timedelta(minutes=1), T0 + timedelta(hours=1))  # started before: not here
+    late = Outage(T0 + timedelta(hours=5))
+    early = Outage(T0, T0 + timedelta(minutes=1))  # the start is included
+    at_end = Outage(T0 + timedelta(days=1))  # the end is not
+    assert outages_in([before, late, at_end, early], day) == [early, late]
+    assert outages_in([before, late, at_end, early], replace(day, start=None)) == [before, early, late]
+    with pytest.raises(HistoryQueryError) as info:
+        outages_in([late, early], day, max_events=1)
+    assert info.value.field == "start_date"

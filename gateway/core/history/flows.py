@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Final, Self
 
 from drivers.base import DeviceTelemetry
@@ -29,7 +30,8 @@ class _SevenFlows:
 
     def values(self) -> tuple[float, ...]:
         """The seven flows in declaration order (the order of ``FLOW_NAMES``)."""
-        return tuple(getattr(self, name) for name in FLOW_NAMES)
+        values: tuple[float, ...] = _flow_values(self)
+        return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,7 @@ class FlowEnergy(_SevenFlows):
 
 
 FLOW_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in fields(_SevenFlows))
+_flow_values: Final = attrgetter(*FLOW_NAMES)  # C-speed: energy is summed per bucket per poll
 
 
 def split_flows(solar_w: float, battery_w: float, grid_w: float, load_w: float) -> Flows:

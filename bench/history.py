@@ -36,7 +36,7 @@ from bench._common import (
     print_table,
     quiet_logging,
 )
-from gateway.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
+from gateway.core.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
 from gateway.runtime.history_store import HistoryStore
 
 SITE_TZ = ZoneInfo("Europe/Berlin")  # bench_config's zone

@@ -8,7 +8,7 @@ from typing import Final
 
 from drivers.base import Setpoints
 from gateway.core.settings import OperationMode, SiteSettings
-from gateway.tariff import PriceLevel, Tariff
+from gateway.core.tariff import PriceLevel, Tariff
 
 DEFAULT_REVERT_S: Final = 60
 """Battery commands expire after this long (3 x a 20 s poll) unless re-sent, so a dead gateway

@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gateway.tariff import Tariff, parse_tariff
+from gateway.core.tariff import Tariff, parse_tariff
 
 OperationMode = Literal["self_consumption", "autonomous", "backup"]
 ExportRule = Literal["battery_ok", "pv_only", "never"]

@@ -7,24 +7,21 @@ import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 
 from gateway.core.errors import SiteOffline
-from gateway.history import (
+from gateway.core.history import (
     MAX_EVENTS,
     Bucket,
     BucketAccumulator,
+    ChargeSession,
     EntryPlan,
     FlowEnergy,
     Outage,
     OutageTracker,
     PowerSample,
-    backup_response,
-    charge_response,
-    energy_body,
+    Window,
     plan_energy,
     resolve_window,
     sum_by_entry,
@@ -34,7 +31,7 @@ from gateway.runtime.devices import DeviceView
 from gateway.runtime.history_store import HistoryStore
 from gateway.runtime.site import Site
 
-log = structlog.get_logger("gateway.history")
+log = structlog.get_logger("gateway.runtime.history")
 
 _FLUSH_INTERVAL_S = 5.0
 # History queries run one at a time. Each holds a worker thread of the default executor (which
@@ -126,8 +123,10 @@ class HistoryService:
             await self.flush(final=True)
         await self._store.close()
 
-    async def energy(self, site: Site, query: dict[str, str]) -> dict[str, Any]:
-        """``calendar_history?kind=energy``: bounded work, off the event loop.
+    async def energy(
+        self, site: Site, query: dict[str, str]
+    ) -> tuple[EntryPlan, list[FlowEnergy]]:
+        """``calendar_history?kind=energy``: the entries and their energy; bounded work, off the loop.
 
         Raises:
             HistoryQueryError: a bad parameter, or more entries than one answer may hold.
@@ -148,10 +147,12 @@ class HistoryService:
                 plan = await asyncio.to_thread(
                     plan_energy, window, query.get("period") or "day", min(firsts, default=None))
                 stored = await self._store.energy_by_entry(site.id, plan.edges)
-            return await asyncio.to_thread(_energy_answer, plan, stored, live, site.tz)
+            sums = await asyncio.to_thread(sum_by_entry, live, plan.edges, stored)
+            return plan, sums
 
-    async def backup(self, site: Site, query: dict[str, str]) -> dict[str, Any]:
-        """``calendar_history?kind=backup``: at most ``MAX_EVENTS`` outages, read off the loop.
+    async def backup(self, site: Site, query: dict[str, str]) -> tuple[list[Outage], Window]:
+        """``calendar_history?kind=backup``: the window and at most ``MAX_EVENTS`` + 1 outages
+        starting in it (one more tells the renderer the window holds too many), read off the loop.
 
         Raises:
             HistoryQueryError: a bad parameter, or more outages than one answer may list.
@@ -164,16 +165,11 @@ class HistoryService:
             # one more than an answer may list tells whether the window holds too many
             events = await self._store.outages_started(
                 site.id, window.start, window.end, limit=MAX_EVENTS + 1)
-            return await asyncio.to_thread(backup_response, events, window)
+            return events, window
 
-    def charge(self, site: Site, start: datetime | None, end: datetime | None) -> dict[str, Any]:
+    def charge(
+        self, site: Site, start: datetime | None, end: datetime | None
+    ) -> list[ChargeSession]:
         """``telemetry_history?kind=charge``: no wall connectors are modelled yet."""
         del site, start, end
-        return charge_response([])
-
-
-def _energy_answer(
-    plan: EntryPlan, stored: list[FlowEnergy], live: list[Bucket], site_tz: ZoneInfo
-) -> dict[str, Any]:
-    """The energy body from the stored sums plus the buckets not yet written."""
-    return energy_body(plan, sum_by_entry(live, plan.edges, stored), site_tz)
+        return []

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
-from gateway.history import BUCKET, Bucket, FlowEnergy, Outage
+from gateway.core.history import BUCKET, Bucket, FlowEnergy, Outage
 
 _T = TypeVar("_T")
 

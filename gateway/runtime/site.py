@@ -21,10 +21,10 @@ from gateway.core.config import SiteConfig
 from gateway.core.errors import DeviceFailed, GatewayError, NotConfirmed, SiteOffline, refused
 from gateway.core.reading import SiteReading, combine
 from gateway.core.settings import SiteSettings
+from gateway.core.tariff import Tariff
 from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.store import Store
-from gateway.tariff import Tariff
 
 log = structlog.get_logger("gateway.runtime.site")
 

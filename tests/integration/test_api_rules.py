@@ -20,11 +20,11 @@ from tesla_fleet_api.exceptions import (
 )
 
 from gateway.core.config import Plan
-from gateway.tariff import pge_like_sample
 from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE
 from simulator import Simulator
 from tests.helpers import SITE_ID, eventually, gateway_config, token
 from tests.integration.conftest import GatewayFactory, RunningGateway
+from tests.samples import pge_like_sample
 
 ENVELOPE_KEYS = {"response", "error", "error_description"}
 

@@ -16,10 +16,10 @@ import pytest_asyncio
 from tesla_fleet_api import TeslaFleetApi
 from tesla_fleet_api.tesla.energysite import EnergySite
 
-from gateway.tariff import pge_like_sample
 from simulator import Simulator
 from tests.helpers import SITE_ID, eventually, token
 from tests.integration.conftest import GatewayFactory, RunningGateway
+from tests.samples import pge_like_sample
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 UPDATED = {"response": {"code": 201, "message": "Updated"}}

@@ -13,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from gateway.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
+from gateway.core.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
 from gateway.runtime.history_store import HistoryStore
 from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE
 from simulator import Simulator

@@ -11,10 +11,10 @@ from typing import Any
 import aiohttp
 
 from gateway.runtime.store import Store
-from gateway.tariff import pge_like_sample
 from simulator import Simulator
 from tests.helpers import SITE_ID, eventually, gateway_config, token
 from tests.integration.conftest import GatewayFactory
+from tests.samples import pge_like_sample
 
 AUTH = {"Authorization": f"Bearer {token()}"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.history import Bucket, FlowEnergy, Outage, sum_by_entry
+from gateway.core.history import Bucket, FlowEnergy, Outage, sum_by_entry
 from gateway.runtime.history_store import _MIGRATIONS, SCHEMA_VERSION, HistoryStore, HistoryStoreError
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)

@@ -21,7 +21,8 @@ from gateway.core.policy import (
     storm_mode_active,
 )
 from gateway.core.settings import SiteSettings
-from gateway.tariff import Tariff, TariffError, flat_sample, parse_tariff, pge_like_sample
+from gateway.core.tariff import Tariff, TariffError, parse_tariff
+from tests.samples import flat_sample, pge_like_sample
 
 TZ = ZoneInfo("America/Los_Angeles")
 

@@ -13,6 +13,7 @@ import orjson
 import pytest_asyncio
 
 from drivers.base import Capability, DeviceInfo
+from gateway.core.tariff import parse_tariff
 from gateway.runtime.devices import identity_from_json, identity_json
 from gateway.runtime.site import journal_changes
 from gateway.runtime.store import (
@@ -22,8 +23,8 @@ from gateway.runtime.store import (
     keep_journal,
     retention_cutoff,
 )
-from gateway.tariff import parse_tariff, pge_like_sample
 from tests.helpers import eventually
+from tests.samples import pge_like_sample
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SITE = 1001

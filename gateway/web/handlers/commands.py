@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from gateway.core.errors import clip, echo
-from gateway.tariff import TariffError, parse_tariff
+from gateway.core.tariff import TariffError, parse_tariff
 from gateway.web.auth import COMMAND_SCOPE
 from gateway.web.errors import COMMAND_OK, InvalidField, InvalidRequest, UnsupportedBody, ok
 from gateway.web.keys import site_for

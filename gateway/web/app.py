@@ -40,6 +40,7 @@ from gateway.web.keys import (
     PRINCIPAL,
     PROXIES,
     SITES,
+    STARTED_AT,
     VERIFIER,
 )
 from gateway.web.openapi import build_openapi
@@ -139,6 +140,7 @@ def create_app(
     add_redacted_secret(secret)
     app[VERIFIER] = TokenVerifier(secret)
     app[CLOCK] = clock
+    app[STARTED_AT] = clock()
     app[LIMITER] = RateLimiter()
     gateway = app[GATEWAY] = Gateway(config, clock=clock)
     app[SITES] = gateway.sites

@@ -1,13 +1,17 @@
-"""Every body the gateway serves is its response model."""
+"""Every body the gateway serves is its response model, and site_info's former filler values
+(installation date, site meter limits) come from the config or the gateway's first start."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from pydantic import BaseModel
 
+from gateway.core.config import Config
+from gateway.web.keys import GATEWAY, STARTED_AT
 from gateway.web.renderers.models import (
     BackupHistoryResponse,
     ChargeHistoryResponse,
@@ -38,6 +42,11 @@ async def fetch(gateway: RunningGateway, model: type[BaseModel], path: str,
         assert resp.status == 200, await resp.text()
         assert resp.content_type == "application/json"
         return assert_body_is(model, await resp.read())
+
+
+def with_site(config: Config, **changes: Any) -> Config:
+    site = config.sites[0].model_copy(update=changes)
+    return config.model_copy(update={"sites": [site]})
 
 
 async def test_every_body_is_its_model(gateway: RunningGateway) -> None:
@@ -72,3 +81,34 @@ async def test_products_of_an_offline_site_is_its_model_without_live_fields(
         assert not {"percentage_charged", "energy_left", "total_pack_energy",
                     "battery_power"} & set(entry)
         await fetch(gateway, SiteInfoResponse, f"{SITE}/site_info")  # learned: still answers
+
+
+async def test_site_info_serves_the_configured_installation_date_and_meter_limits(
+    start_gateway: GatewayFactory, sim: Simulator, tmp_path: Path
+) -> None:
+    config = with_site(gateway_config(sim, tmp_path / "data"),
+                       installation_date="2023-05-01T00:00:00+02:00",
+                       max_site_meter_power_w=11_500, min_site_meter_power_w=-5_000)
+    async with start_gateway(config) as gateway:
+        info = (await fetch(gateway, SiteInfoResponse, f"{SITE}/site_info"))["response"]
+    assert info["installation_date"] == "2023-05-01T00:00:00+02:00"
+    assert (info["max_site_meter_power_ac"], info["min_site_meter_power_ac"]) == (11_500, -5_000)
+
+
+async def test_without_configured_values_site_info_has_no_filler(
+    start_gateway: GatewayFactory, sim: Simulator, tmp_path: Path
+) -> None:
+    # Issue 10: a fixed "2024-01-01" installation date and ±1e9 W meter limits were served
+    # where nothing was configured (a client such as Predbat reads the maximum as the site's
+    # AC limit). Now: the gateway's first start, and no meter limit keys at all.
+    async with start_gateway(gateway_config(sim, tmp_path / "data")) as gateway:
+        info = (await fetch(gateway, SiteInfoResponse, f"{SITE}/site_info"))["response"]
+        assert "max_site_meter_power_ac" not in info
+        assert "min_site_meter_power_ac" not in info
+        started = gateway.app[STARTED_AT].astimezone(gateway.site.tz)
+        assert info["installation_date"] == started.isoformat(timespec="seconds")
+        # The runtime's record of the gateway's first start, once it keeps one, wins.
+        first = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+        setattr(gateway.app[GATEWAY], "first_started_at", first)  # noqa: B010 - not typed yet
+        info = (await fetch(gateway, SiteInfoResponse, f"{SITE}/site_info"))["response"]
+        assert info["installation_date"] == "2025-03-01T10:30:00+01:00"  # the site's zone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from drivers.sunspec.driver import SunSpecDriver, SunSpecOptions
 from drivers.transport import Transports
-from gateway.core.config import DeviceConfig
+from gateway.core.config import DeviceConfig, SiteConfig
 from gateway.core.history import (
     Bucket,
     ChargeSession,
@@ -168,3 +169,19 @@ def test_a_null_where_a_key_must_be_absent_is_caught() -> None:
     assert_body_is(LiveStatusResponse, live + b"}}")
     with pytest.raises(AssertionError):
         assert_body_is(LiveStatusResponse, live + b',"percentage_charged":null}}')
+
+
+@pytest.mark.parametrize(("key", "value", "ok"), [
+    ("max_site_meter_power_w", 11_500, True), ("max_site_meter_power_w", -1, False),
+    ("min_site_meter_power_w", -5_000, True), ("min_site_meter_power_w", 1, False),
+])  # fmt: skip
+def test_site_meter_limits_are_import_positive_and_export_negative(
+    key: str, value: int, ok: bool
+) -> None:
+    raw = {"energy_site_id": 1, "name": "Home", "time_zone": "UTC", key: value, "devices": [
+        {"name": "inverter", "type": "sunspec", "host": "127.0.0.1"}]}
+    if ok:
+        assert getattr(SiteConfig.model_validate(copy.deepcopy(raw)), key) == value
+    else:
+        with pytest.raises(ValidationError, match=key):
+            SiteConfig.model_validate(raw)

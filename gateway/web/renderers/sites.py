@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from datetime import datetime
 from typing import Literal
 
 from drivers.base import Capability
@@ -125,11 +126,26 @@ def live_status_body(site: Site) -> LiveStatus:
     )
 
 
-def site_info_body(site: Site) -> SiteInfo:
+def installation_date(site: Site, installed_at: datetime | None) -> str | None:
+    """site_info's ``installation_date``: the site's configured one, else ``installed_at`` (the
+    gateway's first start) in the site's zone, else none (docs/api.md "site_info")."""
+    if site.config.installation_date:
+        return site.config.installation_date
+    if installed_at is None:
+        return None
+    return installed_at.astimezone(site.tz).isoformat(timespec="seconds")
+
+
+def site_info_body(site: Site, installed_at: datetime | None = None) -> SiteInfo:
     """site_info (docs/api.md "site_info"): settings plus components derived from capabilities.
 
     Nameplates and capabilities are what discovery learned (kept across restarts), so this
     answers while devices are offline; only a device never reached since install makes it 408.
+
+    Args:
+        site: the site.
+        installed_at: when the gateway first started, the ``installation_date`` of a site that
+            configures none.
     """
     site.require_online([d for d in site.devices if d.identity is None])
     caps = site.capabilities()
@@ -204,7 +220,7 @@ def site_info_body(site: Site) -> SiteInfo:
         site_name=site.config.name,
         backup_reserve_percent=settings.backup_reserve_pct,
         default_real_mode=settings.operation_mode,
-        installation_date=site.config.installation_date or "2024-01-01T00:00:00+00:00",
+        installation_date=installation_date(site, installed_at),
         installation_time_zone=site.config.time_zone,
         user_settings=UserSettings.model_construct(
             storm_mode_enabled=settings.storm_mode_enabled,
@@ -215,8 +231,8 @@ def site_info_body(site: Site) -> SiteInfo:
         battery_count=len(batteries),
         nameplate_power=nameplate_power,
         nameplate_energy=nameplate_energy,
-        max_site_meter_power_ac=1_000_000_000,
-        min_site_meter_power_ac=-1_000_000_000,
+        max_site_meter_power_ac=site.config.max_site_meter_power_w,
+        min_site_meter_power_ac=site.config.min_site_meter_power_w,
         off_grid_vehicle_charging_reserve_percent=settings.off_grid_ev_reserve_pct,
         app_settings=APP_SETTINGS,
         tariff_content_v2=None if settings.tariff is None else settings.tariff.wire(),

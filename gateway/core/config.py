@@ -148,6 +148,10 @@ class SiteConfig(_Strict):
     name: str = Field(min_length=1)
     time_zone: str
     installation_date: str | None = None
+    # The grid connection's limits in W at the site meter (+ import, - export), served in
+    # site_info as max/min_site_meter_power_ac; unknown unless configured (docs/api.md "site_info").
+    max_site_meter_power_w: int | None = Field(None, ge=0)
+    min_site_meter_power_w: int | None = Field(None, le=0)
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @field_validator("time_zone")

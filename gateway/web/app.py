@@ -40,6 +40,7 @@ from gateway.web.keys import (
     PRINCIPAL,
     PROXIES,
     SITES,
+    STARTED_AT,
     VERIFIER,
 )
 from gateway.web.openapi import build_openapi
@@ -126,7 +127,7 @@ def create_app(
     with gateway.web.server.GatewayRunner, which answers unparseable requests the Fleet way.
     """
     # A base URL given with a trailing slash makes clients ask for //api/1/...: answer with a
-    # 308 to the merged path (method and body kept), as fleet-api.md §11.2 allows.
+    # 308 to the merged path, method and body kept (docs/api.md, the first section).
     merge_slashes = web.normalize_path_middleware(
         append_slash=False, merge_slashes=True, redirect_class=web.HTTPPermanentRedirect)
     # auto_decompress off: a command body is a few dozen bytes, and a Content-Encoding the
@@ -139,6 +140,7 @@ def create_app(
     add_redacted_secret(secret)
     app[VERIFIER] = TokenVerifier(secret)
     app[CLOCK] = clock
+    app[STARTED_AT] = clock()
     app[LIMITER] = RateLimiter()
     gateway = app[GATEWAY] = Gateway(config, clock=clock)
     app[SITES] = gateway.sites

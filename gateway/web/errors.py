@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
 from drivers.errors import CapabilityMissing as DriverCapabilityMissing
 from drivers.errors import ConfigurationError, DeviceRejected, DeviceUnreachable, DriverError
@@ -22,7 +23,6 @@ from gateway.core.errors import (
 )
 
 JSON = "application/json"
-COMMAND_OK: dict[str, Any] = {"code": 201, "message": "Updated"}
 SERVER = "energy-gateway"  # the Server header: names the product, never Python's or aiohttp's version
 REALM = "energy-gateway"  # RFC 6750 realm of the bearer challenge
 DESCRIPTION_MAX_CHARS = 400  # backstop for descriptions that quote client input
@@ -160,20 +160,36 @@ def to_fleet(exc: GatewayError | DriverError) -> FleetError:
     raise AssertionError("GatewayError and DriverError are rows")  # pragma: no cover
 
 
+class ErrorEnvelope(BaseModel):
+    """Every error answer: ``{"response": null, "error": ..., "error_description": ...}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    response: None
+    error: str
+    error_description: str
+
+
 def dumps(value: Any) -> bytes:
-    """Serialise a response body (orjson: the hot path of live_status)."""
+    """Serialise plain JSON data (the OpenAPI document); bodies are models, see ``to_json``."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
-def ok(response: Any, **extra: Any) -> web.Response:
-    """HTTP 200 with ``{"response": ...}`` (plus top-level extras such as ``count``)."""
-    return web.Response(body=dumps({"response": response, **extra}), content_type=JSON)
+def to_json(body: BaseModel) -> bytes:
+    """The JSON of a response model, serialised by its own schema (docs/api.md "Bodies")."""
+    return body.__pydantic_serializer__.to_json(body)
+
+
+def ok(body: BaseModel) -> web.Response:
+    """HTTP 200 with a response model's JSON (``{"response": ...}`` on every /api/1 path)."""
+    return web.Response(body=to_json(body), content_type=JSON)
 
 
 def error_response(exc: FleetError) -> web.Response:
     """The Fleet error envelope for ``exc``, always ``application/json``."""
-    description = clip(exc.description, DESCRIPTION_MAX_CHARS)
-    body = {"response": None, "error": exc.error, "error_description": description}
+    body = ErrorEnvelope.model_construct(
+        response=None, error=exc.error,
+        error_description=clip(exc.description, DESCRIPTION_MAX_CHARS))
     return web.Response(
-        status=exc.status, body=dumps(body), content_type=JSON, headers=exc.headers()
+        status=exc.status, body=to_json(body), content_type=JSON, headers=exc.headers()
     )

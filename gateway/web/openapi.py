@@ -1,25 +1,94 @@
-"""The OpenAPI 3 document of the gateway's API, built from the same pydantic models as the handlers."""
+"""The OpenAPI 3 document of the gateway's API, every body schema taken from the pydantic models.
+
+Response schemas come from the models the renderers build (gateway.web.renderers.models, the
+error envelope of gateway.web.errors), request schemas from the command body models the handlers
+validate with; pydantic's ``$defs`` become ``components/schemas``. Only the paths, parameters and
+status descriptions are written here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
+from gateway.core.history import PERIODS
+from gateway.web.errors import ErrorEnvelope
 from gateway.web.handlers.commands import COMMANDS
+from gateway.web.renderers.models import (
+    BackupHistoryResponse,
+    ChargeHistoryResponse,
+    EnergyHistoryResponse,
+    Health,
+    LiveStatusResponse,
+    ProductsResponse,
+    SiteInfoResponse,
+)
 from gateway.web.renderers.sites import VERSION
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
-_NUMBER = {"type": "number"}
+REF_TEMPLATE: Final = "#/components/schemas/{model}"
+
+#: The models of each read operation's 200 body (calendar_history: one of them, by ``kind``).
+READ_RESPONSES: Final[dict[str, tuple[type[BaseModel], ...]]] = {
+    "health": (Health,),
+    "products": (ProductsResponse,),
+    "live_status": (LiveStatusResponse,),
+    "site_info": (SiteInfoResponse,),
+    "calendar_history": (EnergyHistoryResponse, BackupHistoryResponse),
+    "telemetry_history": (ChargeHistoryResponse,),
+}
+
+
+def response_models() -> dict[str, tuple[type[BaseModel], ...]]:
+    """operationId -> the models of its 200 body, for every operation that answers JSON."""
+    return {**READ_RESPONSES, **{c.name: (type(c.answer),) for c in COMMANDS}}
+
+
+def ref(model: type[BaseModel]) -> dict[str, str]:
+    """The document's reference to ``model``'s schema."""
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def drop_property_titles(schema: Any) -> None:
+    """Remove the title pydantic gives every property (its name, shown anyway) from ``schema``."""
+    if isinstance(schema, dict):
+        for prop in schema.get("properties", {}).values():
+            if isinstance(prop, dict):
+                prop.pop("title", None)
+        for value in schema.values():
+            drop_property_titles(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            drop_property_titles(value)
+
+
+def component_schemas() -> dict[str, Any]:
+    """``components/schemas``: every response, error and request body model and what they use."""
+    keys: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = []
+    answers: list[type[BaseModel]] = [m for ms in response_models().values() for m in ms]
+    answers.append(ErrorEnvelope)
+    for model in answers:
+        if (model, "serialization") not in keys:
+            keys.append((model, "serialization"))
+    keys += [(c.model, "validation") for c in COMMANDS]
+    by_key, document = models_json_schema(keys, ref_template=REF_TEMPLATE)
+    schemas: dict[str, Any] = document.get("$defs", {})
+    for model, mode in keys:  # each model is its own component, named after its class
+        if by_key[(model, mode)] != ref(model):
+            raise AssertionError(f"{model.__name__} was not given its own component")
+    drop_property_titles(schemas)
+    return schemas
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _envelope(inner: dict[str, Any], **extra: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "required": ["response", *extra],
-            "properties": {"response": inner, **extra}}
+def _ok(operation: str, description: str) -> dict[str, Any]:
+    models = response_models()[operation]
+    schema = ref(models[0]) if len(models) == 1 else {"oneOf": [ref(m) for m in models]}
+    return {"200": _json(schema, description)}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -36,7 +105,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         504: "the device did not confirm the command in time; the setting is kept",
         540: "the device rejected the command",
     }
-    out = {str(s): _json(_ERROR, texts[s]) for s in statuses}
+    out = {str(s): _json(ref(ErrorEnvelope), texts[s]) for s in statuses}
     if 401 in statuses:  # RFC 6750 challenge
         out["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     if 429 in statuses:
@@ -44,59 +113,20 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return out
 
 
-def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema()
-    schema.pop("title", None)
-    for prop in schema.get("properties", {}).values():
-        prop.pop("title", None)
-    return schema
-
-
 _SITE_ID = {"name": "site_id", "in": "path", "required": True,
             "schema": {"type": "integer", "minimum": 1}, "description": "energy_site_id"}
 
-_LIVE_STATUS = {
-    "type": "object",
-    "required": ["solar_power", "battery_power", "grid_power", "load_power", "grid_status",
-                 "island_status", "storm_mode_active", "timestamp", "wall_connectors"],
-    "properties": {
-        "solar_power": _NUMBER, "battery_power": _NUMBER, "grid_power": _NUMBER,
-        "load_power": _NUMBER, "generator_power": _NUMBER, "grid_services_power": _NUMBER,
-        "percentage_charged": _NUMBER, "energy_left": _NUMBER, "total_pack_energy": _NUMBER,
-        "backup_capable": {"type": "boolean"}, "grid_services_active": {"type": "boolean"},
-        "grid_status": {"type": "string", "enum": ["Active", "Inactive", "Unknown"]},
-        "island_status": {"type": "string", "enum": [
-            "on_grid", "off_grid", "off_grid_intentional", "off_grid_unintentional",
-            "island_status_unknown"]},
-        "storm_mode_active": {"type": "boolean"},
-        "timestamp": {"type": "string", "format": "date-time"},
-        "wall_connectors": {"type": "array", "items": {"type": "object"}},
-    },
-}
 
-_SITE_INFO = {
-    "type": "object",
-    "required": ["id", "site_name", "backup_reserve_percent", "default_real_mode",
-                 "installation_time_zone", "user_settings", "components",
-                 "off_grid_vehicle_charging_reserve_percent"],
-    "properties": {
-        "id": {"type": "string"}, "site_name": {"type": "string"},
-        "backup_reserve_percent": {"type": "integer", "minimum": 0, "maximum": 100},
-        "default_real_mode": {"type": "string",
-                              "enum": ["self_consumption", "autonomous", "backup"]},
-        "installation_time_zone": {"type": "string"},
-        "user_settings": {"type": "object",
-                          "properties": {"storm_mode_enabled": {"type": "boolean"}}},
-        "components": {"type": "object", "required": ["battery", "solar",
-                                                       "customer_preferred_export_rule"],
-                       "properties": {"battery": {"type": "boolean"}, "solar": {"type": "boolean"},
-                                      "customer_preferred_export_rule": {
-                                          "type": "string",
-                                          "enum": ["battery_ok", "pv_only", "never"]}}},
-        "off_grid_vehicle_charging_reserve_percent": {"type": "integer"},
-        "tariff_content_v2": {"type": "object"},
-    },
-}
+def _query(name: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema}
+
+
+_WINDOW = [
+    _query("start_date", {"type": "string", "format": "date-time"}),
+    _query("end_date", {"type": "string", "format": "date-time"}),
+    _query("time_zone", {"type": "string"}),
+]
+
 
 def build_openapi() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
@@ -108,67 +138,43 @@ def build_openapi() -> dict[str, Any]:
                 "text/plain": {"schema": {"type": "string", "enum": ["ok"]}}}}}}},
         "/health": {"get": {
             "operationId": "health", "summary": "Per-site and per-device connectivity (no auth)",
-            "security": [],
-            "responses": {"200": _json({"type": "object", "required": ["status", "sites"],
-                                        "properties": {"status": {"type": "string"},
-                                                       "sites": {"type": "object"}}}, "health")}}},
+            "security": [], "responses": _ok("health", "health")}},
         "/api/1/products": {"get": {
             "operationId": "products", "summary": "Energy sites the token can reach",
-            "responses": {"200": _json(_envelope({"type": "array", "items": {
-                "type": "object", "required": ["energy_site_id", "components"]}}, count={
-                    "type": "integer"}), "energy sites"), **_errors(401, 403, 429)}}},
+            "responses": {**_ok("products", "energy sites"), **_errors(401, 403, 429)}}},
         "/api/1/energy_sites/{site_id}/live_status": {"get": {
             "operationId": "live_status", "parameters": [_SITE_ID],
-            "responses": {"200": _json(_envelope(_LIVE_STATUS), "live status"),
+            "responses": {**_ok("live_status", "live status"),
                           **_errors(401, 403, 404, 408, 429)}}},
         "/api/1/energy_sites/{site_id}/site_info": {"get": {
             "operationId": "site_info", "parameters": [_SITE_ID],
-            "responses": {"200": _json(_envelope(_SITE_INFO), "site info"),
-                          **_errors(401, 403, 404, 408, 429)}}},
+            "responses": {**_ok("site_info", "site info"), **_errors(401, 403, 404, 408, 429)}}},
         "/api/1/energy_sites/{site_id}/calendar_history": {"get": {
             "operationId": "calendar_history",
             "parameters": [
                 _SITE_ID,
-                {"name": "kind", "in": "query", "required": True,
-                 "schema": {"type": "string", "enum": ["energy", "backup"]}},
-                {"name": "period", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": ["day", "week", "month", "year", "lifetime"]}},
-                {"name": "start_date", "in": "query", "required": False,
-                 "schema": {"type": "string", "format": "date-time"}},
-                {"name": "end_date", "in": "query", "required": False,
-                 "schema": {"type": "string", "format": "date-time"}},
-                {"name": "time_zone", "in": "query", "required": False,
-                 "schema": {"type": "string"}},
+                _query("kind", {"type": "string", "enum": ["energy", "backup"]}, required=True),
+                _query("period", {"type": "string", "enum": list(PERIODS)}),
+                *_WINDOW,
             ],
-            "responses": {"200": _json(_envelope({"type": "object"}), "history"), **read_errors}}},
+            "responses": {**_ok("calendar_history", "energy (kind=energy) or outages "
+                                "(kind=backup)"), **read_errors}}},
         "/api/1/energy_sites/{site_id}/telemetry_history": {"get": {
             "operationId": "telemetry_history",
             "parameters": [
                 _SITE_ID,
-                {"name": "kind", "in": "query", "required": True,
-                 "schema": {"type": "string", "enum": ["charge"]}},
-                {"name": "start_date", "in": "query", "required": False,
-                 "schema": {"type": "string", "format": "date-time"}},
-                {"name": "end_date", "in": "query", "required": False,
-                 "schema": {"type": "string", "format": "date-time"}},
-                {"name": "time_zone", "in": "query", "required": False,
-                 "schema": {"type": "string"}},
+                _query("kind", {"type": "string", "enum": ["charge"]}, required=True),
+                *_WINDOW,
             ],
-            "responses": {"200": _json(_envelope({"type": "object", "required": [
-                "charge_history"], "properties": {"charge_history": {"type": "array"}}}),
-                "charge sessions"), **read_errors}}},
+            "responses": {**_ok("telemetry_history", "charge sessions"), **read_errors}}},
     }
     for command in COMMANDS:
-        name, model, summary = command.name, command.model, command.summary
-        ok_inner: dict[str, Any] = (
-            {"type": "string"} if isinstance(command.answer, str) else
-            {"type": "object", "required": ["code", "message"],
-             "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}})
+        name = command.name
         paths[f"/api/1/energy_sites/{{site_id}}/{name}"] = {"post": {
-            "operationId": name, "summary": summary, "parameters": [_SITE_ID],
+            "operationId": name, "summary": command.summary, "parameters": [_SITE_ID],
             "requestBody": {"required": True, "content": {
-                "application/json": {"schema": _model_schema(model)}}},
-            "responses": {"200": _json(_envelope(ok_inner), "confirmed on the device"),
+                "application/json": {"schema": ref(command.model)}}},
+            "responses": {**_ok(name, "confirmed on the device"),
                           **_errors(400, 401, 403, 404, 408, 415, 429, 503, 504, 540)}}}
     return {
         "openapi": "3.1.0",
@@ -180,10 +186,6 @@ def build_openapi() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "bearerFormat": "JWT"}},
-            "schemas": {"Error": {
-                "type": "object", "required": ["response", "error", "error_description"],
-                "properties": {"response": {"type": "null"},
-                               "error": {"type": "string"},
-                               "error_description": {"type": "string"}}}},
+            "schemas": component_schemas(),
         },
     }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from drivers.sunspec.driver import SunSpecDriver, SunSpecOptions
 from drivers.transport import Transports
 from gateway.core.config import DeviceConfig
 from gateway.runtime.devices import DeviceState
+from gateway.web.errors import to_json
 from gateway.web.renderers.health import device_health
 
 NOW = 1000.0
@@ -36,7 +38,8 @@ def handle(*, received_ago_s: float | None, failures: int) -> DeviceState:
     (11.0, 4, "offline", False),
 ])  # fmt: skip
 def test_device_health(received_ago_s: float | None, failures: int, quality: str, connected: bool) -> None:
-    entry = device_health(handle(received_ago_s=received_ago_s, failures=failures), NOW)
+    entry = orjson.loads(to_json(device_health(handle(received_ago_s=received_ago_s,
+                                                      failures=failures), NOW)))
     assert (entry["quality"], entry["connected"]) == (quality, connected)
     assert entry["data_age_s"] == received_ago_s
     assert (entry["last_error"] is None) == (failures == 0)

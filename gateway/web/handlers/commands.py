@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 import annotated_types
@@ -21,8 +21,9 @@ from pydantic import (
 from gateway.core.errors import clip, echo
 from gateway.core.tariff import TariffError, parse_tariff
 from gateway.web.auth import COMMAND_SCOPE
-from gateway.web.errors import COMMAND_OK, InvalidField, InvalidRequest, UnsupportedBody, ok
+from gateway.web.errors import InvalidField, InvalidRequest, UnsupportedBody, ok
 from gateway.web.keys import site_for
+from gateway.web.renderers.models import CommandOk, CommandResponse, EmptyStringResponse
 
 routes = web.RouteTableDef()
 
@@ -149,6 +150,10 @@ def _time_of_use_settings(body: TouSettingsBody) -> dict[str, Any]:
         raise InvalidField(f"{exc.field}: {exc.message}") from None
 
 
+UPDATED = CommandResponse.model_construct(response=CommandOk.model_construct())
+EMPTY_STRING = EmptyStringResponse.model_construct(response="")
+
+
 @dataclass(frozen=True)
 class Command:
     """One Fleet command: its path name, body model, the settings it changes, its answer."""
@@ -157,7 +162,7 @@ class Command:
     model: type[_Body]
     summary: str
     changes: Callable[[Any], dict[str, Any]]  # validated body -> SiteSettings fields
-    answer: Any = field(default_factory=lambda: COMMAND_OK)
+    answer: CommandResponse | EmptyStringResponse = UPDATED
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -167,9 +172,9 @@ COMMANDS: tuple[Command, ...] = (
             lambda b: {"operation_mode": b.default_real_mode}),
     Command("storm_mode", StormModeBody, "Enable or disable storm mode",
             lambda b: {"storm_mode_enabled": b.enabled}),
-    # production answers this one with {"response": ""} (fleet-api.md §4.2)
+    # Tesla's service answers this one with {"response": ""} (docs/api.md "Envelopes and statuses")
     Command("grid_import_export", GridImportExportBody, "Export rule and grid charging",
-            _grid_import_export, answer=""),
+            _grid_import_export, answer=EMPTY_STRING),
     Command("off_grid_vehicle_charging_reserve", OffGridReserveBody,
             "Off-grid EV charging reserve %",
             lambda b: {"off_grid_ev_reserve_pct": b.off_grid_vehicle_charging_reserve_percent}),

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from gateway.core.history import HistoryQueryError, parse_datetime
 from gateway.web.auth import READ_SCOPE
-from gateway.web.errors import JSON, InvalidField, dumps, ok
+from gateway.web.errors import JSON, InvalidField, ok, to_json
 from gateway.web.keys import HISTORY, site_for
 from gateway.web.renderers.history import backup_response, charge_response, energy_body
+from gateway.web.renderers.models import (
+    BackupHistoryResponse,
+    ChargeHistoryResponse,
+    EnergyHistoryResponse,
+)
 
 routes = web.RouteTableDef()
 
@@ -27,19 +32,21 @@ async def calendar_history(request: web.Request) -> web.Response:
     try:
         if kind == "energy":
             plan, sums = await service.energy(site, query)
-            return await _answer(lambda: energy_body(plan, sums, site.tz))
+            return await _answer(lambda: EnergyHistoryResponse.model_construct(
+                response=energy_body(plan, sums, site.tz)))
         if kind == "backup":
             events, window = await service.backup(site, query)
-            return await _answer(lambda: backup_response(events, window))
+            return await _answer(lambda: BackupHistoryResponse.model_construct(
+                response=backup_response(events, window)))
     except HistoryQueryError as exc:
         raise InvalidField(f"{exc.field}: {exc.message}") from None
     raise InvalidField(f"kind: must be 'energy' or 'backup' (got {kind!r})")
 
 
-async def _answer(render: Callable[[], dict[str, Any]]) -> web.Response:
-    """HTTP 200 with the rendered body, built and serialised in a worker thread (an answer can
+async def _answer(render: Callable[[], BaseModel]) -> web.Response:
+    """HTTP 200 with the rendered answer, built and serialised in a worker thread (an answer can
     be megabytes: 10,000 entries)."""
-    body = await asyncio.to_thread(lambda: dumps({"response": render()}))
+    body = await asyncio.to_thread(lambda: to_json(render()))
     return web.Response(body=body, content_type=JSON)
 
 
@@ -59,4 +66,5 @@ async def telemetry_history(request: web.Request) -> web.Response:
         except HistoryQueryError as exc:
             raise InvalidField(f"{exc.field}: {exc.message}") from None
         bounds.append(parsed)
-    return ok(charge_response(request.app[HISTORY].charge(site, bounds[0], bounds[1])))
+    sessions = request.app[HISTORY].charge(site, bounds[0], bounds[1])
+    return ok(ChargeHistoryResponse.model_construct(response=charge_response(sessions)))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiohttp import web
 
 from gateway.web.auth import READ_SCOPE
 from gateway.web.errors import JSON, ok
-from gateway.web.keys import BODIES, SITES, principal, site_for
+from gateway.web.keys import BODIES, GATEWAY, SITES, STARTED_AT, principal, site_for
+from gateway.web.renderers.models import ProductsResponse, SiteInfoResponse
 from gateway.web.renderers.sites import products_entry, site_info_body
 
 routes = web.RouteTableDef()
@@ -18,7 +21,7 @@ async def products(request: web.Request) -> web.Response:
     who = principal(request)
     who.require(READ_SCOPE)
     entries = [products_entry(s) for s in request.app[SITES].values() if who.can_reach(s.id)]
-    return ok(entries, count=len(entries))
+    return ok(ProductsResponse.model_construct(response=entries, count=len(entries)))
 
 
 @routes.get(r"/api/1/energy_sites/{site_id:\d+}/live_status")
@@ -32,4 +35,15 @@ async def live_status(request: web.Request) -> web.Response:
 @routes.get(r"/api/1/energy_sites/{site_id:\d+}/site_info")
 async def site_info(request: web.Request) -> web.Response:
     """Settings, components and nameplates of a site."""
-    return ok(site_info_body(site_for(request, READ_SCOPE)))
+    body = site_info_body(site_for(request, READ_SCOPE), installed_at(request.app))
+    return ok(SiteInfoResponse.model_construct(response=body))
+
+
+def installed_at(app: web.Application) -> datetime:
+    """When the gateway was installed, for sites that configure no ``installation_date``.
+
+    The runtime's ``first_started_at`` (the first start, kept in storage) where the Gateway
+    provides it, else when this app was created: the first time this process saw the sites.
+    """
+    first = getattr(app[GATEWAY], "first_started_at", None)
+    return first if isinstance(first, datetime) else app[STARTED_AT]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from drivers.base import Quality
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.site import Site
+from gateway.web.renderers.models import DeviceHealth, Health, SiteHealth
 
 
-def device_health(d: DeviceView, now_mono: float) -> dict[str, Any]:
+def device_health(d: DeviceView, now_mono: float) -> DeviceHealth:
     """One device's ``/health`` entry, its fields consistent by construction (docs/api.md, /health).
 
     ``connected``: the latest completed poll succeeded and its data is within the stale limit.
@@ -21,27 +21,26 @@ def device_health(d: DeviceView, now_mono: float) -> dict[str, Any]:
     connected = d.failures == 0 and by_age is not Quality.OFFLINE
     quality = Quality.STALE if by_age is Quality.FRESH and not connected else by_age
     age = d.age_s(now_mono)
-    return {
-        "type": d.config.type,
-        "quality": quality.value,
-        "connected": connected,
-        "data_age_s": None if age is None else round(age, 3),
-        "polls": d.polls,
-        "failures": d.failures,
-        "missed_polls": d.missed_polls,
-        "last_error": d.last_error,
-    }
+    return DeviceHealth.model_construct(
+        type=d.config.type,
+        quality=quality,
+        connected=connected,
+        data_age_s=None if age is None else round(age, 3),
+        polls=d.polls,
+        failures=d.failures,
+        missed_polls=d.missed_polls,
+        last_error=d.last_error,
+    )
 
 
-
-def health_body(sites: Iterable[Site], now_mono: float) -> dict[str, Any]:
+def health_body(sites: Iterable[Site], now_mono: float) -> Health:
     """``{"status": "ok" | "degraded", "sites": {...}}``: degraded unless every device is fresh."""
-    out: dict[str, Any] = {}
+    out: dict[str, SiteHealth] = {}
     degraded = False
     for site in sites:
         devices = {d.name: device_health(d, now_mono) for d in site.devices}
-        degraded |= any(d["quality"] != Quality.FRESH.value for d in devices.values())
-        out[str(site.id)] = {"name": site.config.name, "devices": devices,
-                             "drift_count": site.drift_count,
-                             "reconciliations": site.reconciles}
-    return {"status": "degraded" if degraded else "ok", "sites": out}
+        degraded |= any(d.quality is not Quality.FRESH for d in devices.values())
+        out[str(site.id)] = SiteHealth.model_construct(
+            name=site.config.name, devices=devices, drift_count=site.drift_count,
+            reconciliations=site.reconciles)
+    return Health.model_construct(status="degraded" if degraded else "ok", sites=out)

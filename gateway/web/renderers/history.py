@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.core.history import (
@@ -19,9 +18,18 @@ from gateway.core.history import (
     sum_by_entry,
     zone,
 )
+from gateway.web.renderers.models import (
+    BackupEvent,
+    BackupHistory,
+    ChargeEntry,
+    ChargeHistory,
+    EnergyEntry,
+    EnergyFields,
+    EnergyHistory,
+)
 
 
-def energy_fields(energy: FlowEnergy) -> dict[str, float]:
+def energy_fields(energy: FlowEnergy) -> EnergyFields:
     """The Fleet ``time_series`` energy fields (Wh) for ``energy``, by the identities of docs/api.md.
 
     Values are rounded to 1 mWh; the derived totals are summed from the rounded parts so the
@@ -64,26 +72,26 @@ def energy_fields(energy: FlowEnergy) -> dict[str, float]:
 
 def energy_body(
     plan: EntryPlan, sums: Sequence[FlowEnergy], site_tz: str | ZoneInfo
-) -> dict[str, Any]:
+) -> EnergyHistory:
     """The ``calendar_history?kind=energy`` body for ``plan`` with one energy sum per entry.
 
     Each entry's ``timestamp`` is its local start with offset; zero-energy entries are kept.
     """
     tz = plan.window.tz
-    series = [
+    series: list[EnergyEntry] = [
         {"timestamp": start.astimezone(tz).isoformat(), **energy_fields(energy)}
         for start, energy in zip(plan.starts, sums, strict=True)
     ]
-    return {
-        "period": plan.period,
-        "installation_time_zone": site_tz.key if isinstance(site_tz, ZoneInfo) else site_tz,
-        "time_series": series,
-    }
+    return EnergyHistory.model_construct(
+        period=plan.period,
+        installation_time_zone=site_tz.key if isinstance(site_tz, ZoneInfo) else site_tz,
+        time_series=series,
+    )
 
 
 def energy_response(
     buckets: Iterable[Bucket], window: Window, period: str, site_tz: str | ZoneInfo
-) -> dict[str, Any]:
+) -> EnergyHistory:
     """The ``calendar_history?kind=energy`` response body (inside ``response``).
 
     The whole answer from the buckets themselves (the service sums stored buckets in SQL
@@ -111,7 +119,7 @@ def backup_response(
     tz: str | ZoneInfo | None = None,
     *,
     max_events: int = MAX_EVENTS,
-) -> dict[str, Any]:
+) -> BackupHistory:
     """The ``calendar_history?kind=backup`` response body (inside ``response``).
 
     Reports the outages ``outages_in`` selects (those that start inside the window, oldest
@@ -127,23 +135,23 @@ def backup_response(
         HistoryQueryError: as ``outages_in``.
     """
     zone_ = window.tz if tz is None else tz if isinstance(tz, ZoneInfo) else zone(tz)
-    out = [
+    out: list[BackupEvent] = [
         {
             "timestamp": e.start.astimezone(zone_).isoformat(),
             "duration": round(e.duration_s(window.now)),
         }
         for e in outages_in(events, window, max_events=max_events)
     ]
-    return {"events": out, "total_events": len(out)}
+    return BackupHistory.model_construct(events=out, total_events=len(out))
 
 
-def charge_response(sessions: Sequence[ChargeSession]) -> dict[str, Any]:
+def charge_response(sessions: Sequence[ChargeSession]) -> ChargeHistory:
     """The ``telemetry_history?kind=charge`` response body (inside ``response``).
 
     The same entries appear under ``charge_history`` and ``time_series``, the two keys Fleet
     clients read (docs/api.md "History"); both are empty lists without a wall connector.
     """
-    entries = [
+    entries: list[ChargeEntry] = [
         {
             "charge_start_time": {"seconds": int(s.start.timestamp())},
             "charge_duration": {"seconds": round(s.duration_s)},
@@ -151,4 +159,4 @@ def charge_response(sessions: Sequence[ChargeSession]) -> dict[str, Any]:
         }
         for s in sorted(sessions, key=lambda s: s.start)
     ]
-    return {"charge_history": entries, "time_series": list(entries)}
+    return ChargeHistory.model_construct(charge_history=entries, time_series=list(entries))

@@ -12,7 +12,7 @@ import pytest
 
 from gateway import cli
 from gateway.core.config import JWT_SECRET_ENV, PUBLISHED_SECRETS
-from gateway.runtime import tokens
+from gateway.runtime.storage import tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cli-test-secret-0123456789abcdefghijkl"

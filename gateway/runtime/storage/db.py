@@ -179,8 +179,9 @@ class Storage:
     async def note_start(self, now: datetime) -> datetime:
         """Record the gateway's first start unless one is recorded; returns the recorded one.
 
-        A database taken over from an older gateway (no record yet) counts its oldest stored
-        fact as the first start: the install is at least that old.
+        A file that already holds data without a record (taken over from an older gateway, or
+        tokens issued before the first start) counts its oldest stored fact as the first start:
+        the install is at least that old.
         """
 
         def note(db: sqlite3.Connection) -> str:

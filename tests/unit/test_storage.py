@@ -216,6 +216,21 @@ async def test_an_unknown_history_file_is_refused_and_left_alone(tmp_path: Path)
     assert await asyncio.to_thread(old.exists)
 
 
+async def test_an_empty_history_file_is_put_aside(tmp_path: Path) -> None:
+    await asyncio.to_thread((tmp_path / "history.sqlite3").write_bytes, b"")
+    async with Storage.in_data_dir(tmp_path) as storage:
+        assert storage.taken_in is not None
+        assert (storage.taken_in.buckets, storage.taken_in.outages) == (0, 0)
+    assert await asyncio.to_thread(_names, tmp_path) == [DB_NAME, "history.sqlite3.migrated"]
+
+
+async def test_a_history_file_that_is_no_database_is_refused(tmp_path: Path) -> None:
+    await asyncio.to_thread((tmp_path / "history.sqlite3").write_bytes, b"not sqlite" * 100)
+    with pytest.raises(StorageError, match=r"history.sqlite3 is not a history database this "
+                                           r"gateway knows .*move it out of gateway.data_dir"):
+        await Storage.in_data_dir(tmp_path).open()
+
+
 async def test_upgrade_fills_the_hourly_totals_from_existing_buckets(tmp_path: Path) -> None:
     path = tmp_path / "history.sqlite3"
     day = T0.replace(hour=0)

@@ -190,7 +190,7 @@ class Storage:
                 found = row.fetchone()
                 if found is not None:
                     return str(found[0])
-                first = min([now.astimezone(UTC), *_oldest_facts(db)])
+                first = min([now, *_oldest_facts(db)]).astimezone(UTC)
                 db.execute("INSERT INTO meta (key, value) VALUES (?, ?)",
                            (_FIRST_STARTED, first.isoformat()))
                 return first.isoformat()

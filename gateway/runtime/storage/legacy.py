@@ -36,9 +36,9 @@ class TakenIn:
 def _fingerprint(path: Path) -> tuple[int, str]:
     """The old file's version and a summary of its rows (to recognise it after a crash)."""
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as old:
-        if old.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
-            return 0, "empty"  # created and never written (a gateway stopped at its first start)
         try:
+            if old.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                return 0, "empty"  # created, never written (a gateway stopped as it started)
             version = int(old.execute("SELECT max(version) FROM schema_version").fetchone()[0])
             buckets = old.execute("SELECT count(*), max(start) FROM energy_5min").fetchone()
             outages = old.execute("SELECT count(*), max(id) FROM outages").fetchone()
@@ -49,8 +49,8 @@ def _fingerprint(path: Path) -> tuple[int, str]:
         # file, so the file alone holds everything when it is renamed.
     if version not in _KNOWN_VERSIONS:
         raise LegacyError(f"{path} has history schema version {version}, which this gateway "
-                          f"does not know (it knows {_KNOWN_VERSIONS}); move it out of "
-                          "gateway.data_dir to start without it")
+                          f"does not know (it knows {' and '.join(map(str, _KNOWN_VERSIONS))}); "
+                          "move it out of gateway.data_dir to start without it")
     return version, f"v{version}:{buckets[0]}:{buckets[1]}:{outages[0]}:{outages[1]}"
 
 

@@ -3,9 +3,9 @@
 Run: ``.venv/bin/python -m bench.history [--days N] [--reps R]``
 
 The simulator and the gateway are separate processes (``bench._simproc``, ``bench._gwproc``);
-the gateway's history database is seeded first with N days of 5-minute buckets for site 1001
-through the real ``HistoryStore``. Each query is asked R times in a row (the concurrent row: R
-rounds of three at once) while a prober asks ``GET /status`` every 20 ms and the gateway samples
+the gateway's storage is seeded first with N days of 5-minute buckets for site 1001 through
+the real ``HistoryStore``. Each query is asked R times in a row (the concurrent row: R rounds
+of three at once) while a prober asks ``GET /status`` every 20 ms and the gateway samples
 its devices' poll age. The table gives the time to the last body byte, the body size, the worst
 ``/status`` latency, the worst poll age and the gateway's RSS after the row, with HA's one-day
 backfill query as the baseline.
@@ -37,7 +37,8 @@ from bench._common import (
     quiet_logging,
 )
 from gateway.core.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
-from gateway.runtime.history_store import HistoryStore
+from gateway.runtime.storage import Storage
+from gateway.runtime.storage.history import HistoryStore
 
 SITE_TZ = ZoneInfo("Europe/Berlin")  # bench_config's zone
 # The issue's request (filed 2026-11-29), its end kept ahead of the seeded data.
@@ -45,7 +46,7 @@ WINDOW_1970 = (f"start_date=1970-01-01T00:00:00Z"
                f"&end_date={datetime.now(UTC).year + 1}-11-29T00:00:00Z")
 
 
-async def seed(path: Path, days: int) -> None:
+async def seed(data_dir: Path, days: int) -> None:
     """``days`` of 5-minute buckets up to an hour ago, with a daily solar profile."""
     profile = []
     for minute in range(0, 24 * 60, 5):
@@ -56,7 +57,8 @@ async def seed(path: Path, days: int) -> None:
     now = datetime.now(UTC)
     first = bucket_start(now - timedelta(days=days))
     count = int((bucket_start(now - timedelta(hours=1)) - first) / BUCKET)
-    async with HistoryStore(path) as store:
+    async with Storage.in_data_dir(data_dir) as storage:
+        store = HistoryStore(storage)
         for chunk in range(0, count, 20_000):
             starts = [first + i * BUCKET for i in range(chunk, min(chunk + 20_000, count))]
             await store.add_buckets(FIRST_SITE_ID, [
@@ -137,7 +139,7 @@ async def run(days: int, reps: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         data = Path(tmp) / "data"
         started = time.perf_counter()
-        await seed(data / "history.sqlite3", days)
+        await seed(data, days)
         print(f"seeded {days} days of 5-minute buckets in {time.perf_counter() - started:.1f} s")
         async with helper("bench._simproc", "--homes", "1") as sim:
             eps = Path(tmp) / "endpoints.json"

@@ -32,8 +32,9 @@ from gateway.core.config import (
     read_config,
     secret_problem,
 )
-from gateway.runtime import preflight, tokens
+from gateway.runtime import preflight
 from gateway.runtime.logs import configure_logging, uses_console
+from gateway.runtime.storage import StorageError, tokens
 from gateway.web.auth import (
     COMMAND_SCOPE,
     KNOWN_SCOPES,
@@ -103,8 +104,9 @@ async def _start_gateway(config: Config, path: Path, jwt_secret: str | None = No
         await runner.setup()
         site = web.TCPSite(runner, config.gateway.host, config.gateway.port)
         await site.start()
-    except (OSError, sqlite3.Error) as exc:
-        # the preflight checks passed a moment ago: something took the port or the disk since
+    except (OSError, sqlite3.Error, StorageError) as exc:
+        # the preflight checks passed a moment ago: something took the port or the disk since,
+        # or the storage is newer than this gateway
         await runner.cleanup()
         raise ConfigError([f"cannot start the gateway: {exc}"], str(path)) from None
     return runner
@@ -229,7 +231,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     claims = token_claims(sub="demo", scopes=[READ_SCOPE, COMMAND_SCOPE], sites=None,
                           ttl_s=parse_ttl(DEMO_TTL), now_s=time.time())
     if not per_run:  # a token that outlives this run: list it, so it can be revoked
-        tokens.record(data_dir, tokens.IssuedToken.from_claims(claims))
+        _registry_call(path, lambda: tokens.record(data_dir,
+                                                   tokens.IssuedToken.from_claims(claims)))
     # On a terminal the banner is the story; log details only when asked (--log-level info).
     calm = uses_console(args.log_format) and args.log_level is None
     configure_logging(args.log_format, args.log_level or ("WARNING" if calm else "INFO"))
@@ -374,7 +377,7 @@ def _issue(args: argparse.Namespace) -> int:
 def _registry_call(path: Path, call: Callable[[], _T]) -> _T:
     try:
         return call()
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, sqlite3.Error, StorageError) as exc:
         raise ConfigError([f"gateway.data_dir: cannot use the token registry: {exc}"],
                           str(path)) from None
 

@@ -7,6 +7,7 @@ import contextlib
 import sqlite3
 import zoneinfo
 from collections.abc import Coroutine
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -23,7 +24,10 @@ from gateway.runtime.history import HistoryService
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.proxy import ModbusProxy
 from gateway.runtime.site import Site
-from gateway.runtime.store import Store, keep_journal
+from gateway.runtime.storage import Storage
+from gateway.runtime.storage.history import HistoryStore
+from gateway.runtime.storage.sites import SiteStore, keep_journal
+from gateway.runtime.storage.tokens import TokenRegistry
 
 log = structlog.get_logger("gateway.runtime.gateway")
 
@@ -33,8 +37,10 @@ class Gateway:
 
     ``async with Gateway(config) as gw:`` opens storage, builds the drivers and sites, starts a
     poller per device, a control loop per site, the history recorder, the journal pruner and the
-    Modbus proxies; leaving the block stops them in reverse. ``sites``, ``history`` and
-    ``proxies`` are the same objects for the whole life of the Gateway (filled by ``start``).
+    Modbus proxies; leaving the block stops them in reverse. ``sites``, ``history``, ``tokens``
+    and ``proxies`` are the same objects for the whole life of the Gateway (filled by
+    ``start``). ``first_started_at`` is when a gateway first started on this storage (UTC; set
+    by ``start``), e.g. an installation date where a site has none configured.
     """
 
     def __init__(self, config: Config, *, clock: Clock = utc_now) -> None:
@@ -42,8 +48,11 @@ class Gateway:
         self.clock = clock
         self.sites: dict[int, Site] = {}
         self.proxies: dict[tuple[int, str], ModbusProxy] = {}
-        self.history = HistoryService(config.gateway.data_dir / "history.sqlite3", clock=clock)
-        self._store = Store(config.gateway.data_dir / "gateway.sqlite3")
+        self.storage = Storage.in_data_dir(config.gateway.data_dir)
+        self.history = HistoryService(HistoryStore(self.storage), clock=clock)
+        self.tokens = TokenRegistry(self.storage)
+        self.first_started_at: datetime | None = None
+        self._store = SiteStore(self.storage)
         self._transports = Transports(modbus=ModbusPool())
         self._states: list[DeviceState] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -63,11 +72,12 @@ class Gateway:
         config = self.config
         store = self._store
         try:
-            await store.open()
+            await self.storage.open()
+            self._log_storage()
+            self.first_started_at = await self.storage.note_start(self.clock())
             interrupted = await store.close_interrupted(self.clock())
             if interrupted:
                 log.warning("journal.interrupted", entries=interrupted)
-            await self.history.open()
             # ZoneInfo reads the tz database on first use: off the event loop
             zones = await asyncio.to_thread(
                 lambda: {s.time_zone: zoneinfo.ZoneInfo(s.time_zone) for s in config.sites})
@@ -117,10 +127,19 @@ class Gateway:
         self._states.clear()
         await self._transports.close()
         await self.history.close()
-        await self._store.close()
+        await self.storage.close()
         if self.sites:
             self.sites.clear()
             log.info("gateway.stopped")
+
+    def _log_storage(self) -> None:
+        storage = self.storage
+        if storage.migrated:
+            log.info("storage.migrated", path=str(storage.path), versions=storage.migrated)
+        if storage.taken_in is not None:
+            log.info("storage.history_file_migrated", buckets=storage.taken_in.buckets,
+                        hours=storage.taken_in.hours, outages=storage.taken_in.outages,
+                        renamed_to=str(storage.taken_in.renamed_to))
 
     def _device(self, dev: DeviceConfig, learned: dict[str, Any] | None) -> DeviceState:
         """A device's state with its driver, and what an earlier run learned about it."""

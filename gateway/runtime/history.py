@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import structlog
 
@@ -28,16 +27,15 @@ from gateway.core.history import (
 )
 from gateway.runtime.clock import Clock
 from gateway.runtime.devices import DeviceView
-from gateway.runtime.history_store import HistoryStore
 from gateway.runtime.site import Site
+from gateway.runtime.storage.history import HistoryStore
 
 log = structlog.get_logger("gateway.runtime.history")
 
 _FLUSH_INTERVAL_S = 5.0
-# History queries run one at a time. Each holds a worker thread of the default executor (which
-# commands share) and the store's one connection, and building a large answer holds the GIL in
-# bursts: with two at once, device reads on the event loop timed out under test. Waiting here
-# costs a coroutine, not a thread.
+# History queries run one at a time: each holds the storage's one reading connection, and
+# building a large answer holds the GIL in bursts: with two at once, device reads on the event
+# loop timed out under test. Waiting here costs a coroutine, not a thread.
 QUERIES_AT_ONCE = 1
 
 
@@ -51,18 +49,14 @@ class _SiteHistory:
 
 
 class HistoryService:
-    """Owns the history database; fed by pollers, flushed in the background, queried by the API."""
+    """Records history into the storage; fed by pollers, flushed in the background, queried by the API."""
 
-    def __init__(self, path: Path, *, clock: Clock) -> None:
-        self._store = HistoryStore(path)
+    def __init__(self, store: HistoryStore, *, clock: Clock) -> None:
+        self._store = store
         self._clock = clock
         self._sites: dict[int, _SiteHistory] = {}
         self._flush_lock = asyncio.Lock()
         self._query_slots = asyncio.Semaphore(QUERIES_AT_ONCE)
-
-    async def open(self) -> None:
-        """Open the database."""
-        await self._store.open()
 
     def add_site(self, site: Site) -> None:
         """Start recording a site (its open outage is resumed on the first flush)."""
@@ -118,10 +112,9 @@ class HistoryService:
                 log.exception("history.flush_failed")
 
     async def close(self) -> None:
-        """Flush what is buffered (including the bucket still filling) and close the database."""
+        """Flush what is buffered (including the bucket still filling); the storage stays open."""
         with contextlib.suppress(Exception):
             await self.flush(final=True)
-        await self._store.close()
 
     async def energy(
         self, site: Site, query: dict[str, str]

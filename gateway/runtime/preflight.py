@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.config import Config
+from gateway.runtime.storage.db import DB_NAME
+from gateway.runtime.storage.legacy import HISTORY_FILE
 
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 
@@ -112,7 +114,7 @@ def data_dir_problem(data_dir: Path) -> str | None:
         data_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-"):
             pass
-        for name in ("gateway.sqlite3", "history.sqlite3"):
+        for name in (DB_NAME, HISTORY_FILE):  # the storage, and an old file it takes in
             db = data_dir / name
             if db.exists() and not os.access(db, os.R_OK | os.W_OK):
                 raise PermissionError(errno.EACCES, "Permission denied", str(db))

@@ -24,7 +24,7 @@ from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
 from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.devices import DeviceView
-from gateway.runtime.store import Store
+from gateway.runtime.storage.sites import SiteStore
 
 log = structlog.get_logger("gateway.runtime.site")
 
@@ -33,7 +33,7 @@ class Site:
     """One energy site: owns its desired settings and serialises every command to its devices."""
 
     def __init__(
-        self, config: SiteConfig, devices: Sequence[DeviceView], store: Store, *,
+        self, config: SiteConfig, devices: Sequence[DeviceView], store: SiteStore, *,
         command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
     ) -> None:
         self.config = config

@@ -16,7 +16,7 @@ from gateway.core.errors import GatewayError
 from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.gateway import Gateway
 from gateway.runtime.logs import add_redacted_secret
-from gateway.runtime.tokens import watch_revocations
+from gateway.runtime.storage.tokens import watch_revocations
 from gateway.web.auth import TokenVerifier, bearer
 from gateway.web.errors import (
     SERVER,
@@ -40,7 +40,6 @@ from gateway.web.keys import (
     PRINCIPAL,
     PROXIES,
     SITES,
-    STARTED_AT,
     VERIFIER,
 )
 from gateway.web.openapi import build_openapi
@@ -140,7 +139,6 @@ def create_app(
     add_redacted_secret(secret)
     app[VERIFIER] = TokenVerifier(secret)
     app[CLOCK] = clock
-    app[STARTED_AT] = clock()
     app[LIMITER] = RateLimiter()
     gateway = app[GATEWAY] = Gateway(config, clock=clock)
     app[SITES] = gateway.sites
@@ -157,14 +155,14 @@ def create_app(
         return web.Response(body=openapi_body, content_type="application/json")
 
     app.router.add_get("/openapi.json", openapi)
-    app.cleanup_ctx.append(_revocations)
     app.cleanup_ctx.append(_runtime)
+    app.cleanup_ctx.append(_revocations)  # after the runtime: it reads the runtime's storage
     return app
 
 
 async def _revocations(app: web.Application) -> AsyncIterator[None]:
     """Keep the verifier's deny-list in step with `energy-gateway token revoke`."""
-    async with watch_revocations(app[CONFIG].gateway.data_dir, app[VERIFIER].set_revoked,
+    async with watch_revocations(app[GATEWAY].tokens, app[VERIFIER].set_revoked,
                                  clock=time.time):
         yield
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from aiohttp import web
 
 from gateway.core.config import Config
@@ -26,7 +24,6 @@ VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 HISTORY = web.AppKey("history", HistoryService)
 PROXIES: web.AppKey[dict[tuple[int, str], ModbusProxy]] = web.AppKey("proxies")
 BODIES = web.AppKey("bodies", BodyCache)  # serialised answers kept between changes
-STARTED_AT = web.AppKey("started_at", datetime)  # when create_app ran (the clock's UTC time)
 PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import aiohttp
 
 from gateway.core.config import Config, DeviceConfig
-from gateway.runtime.store import Store
+from gateway.runtime.storage import Storage
+from gateway.runtime.storage.sites import SiteStore
 from simulator import Simulator
 from simulator.config import HomeConfig, SimDeviceConfig
 from tests.helpers import SITE_ID, eventually, gateway_config, token
@@ -36,21 +37,13 @@ async def served_reserve(gateway: RunningGateway) -> int:
 
 async def journal(data_dir: Path) -> list[dict[str, Any]]:
     """The site's journal, newest first, read from the gateway's SQLite file."""
-    store = Store(data_dir / "gateway.sqlite3")
-    await store.open()
-    try:
-        return await store.commands(SITE_ID)
-    finally:
-        await store.close()
+    async with Storage(data_dir / "gateway.sqlite3") as storage:
+        return await SiteStore(storage).commands(SITE_ID)
 
 
 async def stored_reserve(data_dir: Path) -> int:
-    store = Store(data_dir / "gateway.sqlite3")
-    await store.open()
-    try:
-        settings = await store.load_settings(SITE_ID)
-    finally:
-        await store.close()
+    async with Storage(data_dir / "gateway.sqlite3") as storage:
+        settings = await SiteStore(storage).load_settings(SITE_ID)
     assert settings is not None
     return int(settings["backup_reserve_pct"])
 

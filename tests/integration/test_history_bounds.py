@@ -14,7 +14,8 @@ import orjson
 import pytest
 
 from gateway.core.history import BUCKET, MAX_ENTRIES, Bucket, FlowEnergy, bucket_start
-from gateway.runtime.history_store import HistoryStore
+from gateway.runtime.storage import DB_NAME, Storage
+from gateway.runtime.storage.history import HistoryStore
 from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE
 from simulator import Simulator
 from tests.helpers import SITE_ID, gateway_config, token
@@ -59,7 +60,8 @@ async def _seed(path: Path, now: datetime) -> datetime:
     first = bucket_start(now - timedelta(days=SEED_DAYS))
     last = bucket_start(now - timedelta(hours=1))
     count = int((last - first) / BUCKET)
-    async with HistoryStore(path) as store:
+    async with Storage(path) as storage:
+        store = HistoryStore(storage)
         for chunk in range(0, count, 20_000):
             starts = (first + i * BUCKET for i in range(chunk, min(chunk + 20_000, count)))
             await store.add_buckets(SITE_ID, [
@@ -73,18 +75,18 @@ async def _seed(path: Path, now: datetime) -> datetime:
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datetime]:
-    """A history database with more than a year of data for site 1001 (seeded once per module)."""
-    path = tmp_path_factory.mktemp("seed") / "history.sqlite3"
+    """A gateway database with more than a year of history for site 1001 (seeded once per module)."""
+    path = tmp_path_factory.mktemp("seed") / DB_NAME
     first = asyncio.run(_seed(path, datetime.now(UTC)))
     return path, first
 
 
 @pytest.fixture
 def data_dir(seeded: tuple[Path, datetime], tmp_path: Path) -> Path:
-    """A gateway data directory holding a copy of the seeded history database."""
+    """A gateway data directory holding a copy of the seeded database."""
     data = tmp_path / "data"
     data.mkdir()
-    shutil.copy(seeded[0], data / "history.sqlite3")
+    shutil.copy(seeded[0], data / DB_NAME)
     return data
 
 

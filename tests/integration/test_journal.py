@@ -10,7 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway.runtime.store import Store
+from gateway.runtime.storage import Storage
+from gateway.runtime.storage.sites import SiteStore
 from simulator import Simulator
 from tests.helpers import SITE_ID, eventually, gateway_config, token
 from tests.integration.conftest import GatewayFactory
@@ -20,12 +21,8 @@ AUTH = {"Authorization": f"Bearer {token()}"}
 
 
 async def entries(data_dir: Path) -> list[dict[str, Any]]:
-    store = Store(data_dir / "gateway.sqlite3")
-    await store.open()
-    try:
-        return await store.commands(SITE_ID)
-    finally:
-        await store.close()
+    async with Storage(data_dir / "gateway.sqlite3") as storage:
+        return await SiteStore(storage).commands(SITE_ID)
 
 
 async def test_startup_closes_pending_entries_as_interrupted_and_prunes_old_ones(
@@ -33,12 +30,13 @@ async def test_startup_closes_pending_entries_as_interrupted_and_prunes_old_ones
 ) -> None:
     data_dir = tmp_path / "data"
     # What a gateway killed mid-command leaves behind, plus an entry from long ago.
-    store = Store(data_dir / "gateway.sqlite3")
-    await store.open()
-    now = datetime.now(UTC)
-    await store.journal(SITE_ID, "backup", {"backup_reserve_pct": 30}, now - timedelta(days=200))
-    await store.journal(SITE_ID, "backup", {"backup_reserve_pct": 31}, now - timedelta(seconds=5))
-    await store.close()
+    async with Storage(data_dir / "gateway.sqlite3") as storage:
+        store = SiteStore(storage)
+        now = datetime.now(UTC)
+        await store.journal(SITE_ID, "backup", {"backup_reserve_pct": 30},
+                            now - timedelta(days=200))
+        await store.journal(SITE_ID, "backup", {"backup_reserve_pct": 31},
+                            now - timedelta(seconds=5))
     base = gateway_config(sim, data_dir)
     config = base.model_copy(update={"gateway": base.gateway.model_copy(
         update={"journal_retention_days": 30})})

@@ -11,7 +11,7 @@ import aiohttp
 from pydantic import BaseModel
 
 from gateway.core.config import Config
-from gateway.web.keys import GATEWAY, STARTED_AT
+from gateway.web.keys import GATEWAY
 from gateway.web.renderers.models import (
     BackupHistoryResponse,
     ChargeHistoryResponse,
@@ -105,10 +105,12 @@ async def test_without_configured_values_site_info_has_no_filler(
         info = (await fetch(gateway, SiteInfoResponse, f"{SITE}/site_info"))["response"]
         assert "max_site_meter_power_ac" not in info
         assert "min_site_meter_power_ac" not in info
-        started = gateway.app[STARTED_AT].astimezone(gateway.site.tz)
-        assert info["installation_date"] == started.isoformat(timespec="seconds")
-        # The runtime's record of the gateway's first start, once it keeps one, wins.
+        started = gateway.app[GATEWAY].first_started_at
+        assert started is not None
+        assert info["installation_date"] == started.astimezone(gateway.site.tz).isoformat(
+            timespec="seconds")
+        # The stored first start is what counts (an upgraded install: older than this process).
         first = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
-        setattr(gateway.app[GATEWAY], "first_started_at", first)  # noqa: B010 - not typed yet
+        gateway.app[GATEWAY].first_started_at = first
         info = (await fetch(gateway, SiteInfoResponse, f"{SITE}/site_info"))["response"]
         assert info["installation_date"] == "2025-03-01T10:30:00+01:00"  # the site's zone

@@ -12,7 +12,8 @@ import pytest
 
 from gateway import cli
 from gateway.core.config import JWT_SECRET_ENV, PUBLISHED_SECRETS
-from gateway.runtime import tokens
+from gateway.runtime.storage import DB_NAME, tokens
+from gateway.runtime.storage.schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "cli-test-secret-0123456789abcdefghijkl"
@@ -138,6 +139,27 @@ def test_serve_with_an_unwritable_data_dir_says_so_in_one_line(
     path = _config(tmp_path, data_dir=tmp_path / "a-file" / "data")
     line = _main_error(capsys, "serve", "--config", str(path))
     assert line.startswith(f"{path}: gateway.data_dir: cannot write to ")
+
+
+def test_serve_on_a_database_from_a_newer_gateway_says_so_in_one_line(tmp_path: Path) -> None:
+    import socket
+    import sqlite3
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = sqlite3.connect(data / DB_NAME)
+    with db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (99)")
+    db.close()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = _config(tmp_path, port=port, data_dir=data)
+    line = _one_line_error(_run("serve", "--config", str(path)))  # a real process, as run
+    assert line == (f"{path}: cannot start the gateway: {data / DB_NAME} has schema version 99, "
+                    f"newer than this gateway's ({SCHEMA_VERSION}): it was written by a newer "
+                    "energy-gateway; run that version, or restore a backup made for this one")
 
 
 def test_serve_on_an_address_of_another_machine_says_so_in_one_line(

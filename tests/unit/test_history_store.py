@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway.core.history import Bucket, FlowEnergy, Outage, sum_by_entry
-from gateway.runtime.history_store import _MIGRATIONS, SCHEMA_VERSION, HistoryStore, HistoryStoreError
+from gateway.runtime.storage import Storage, StorageError
+from gateway.runtime.storage.history import HistoryStore
+from gateway.runtime.storage.schema import SCHEMA_VERSION
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 E1 = FlowEnergy(1, 2, 3, 4, 5, 6, 7)
 
 
+@contextlib.asynccontextmanager
+async def opened(path: Path) -> AsyncIterator[HistoryStore]:
+    """The history rows of an open storage at ``path``."""
+    async with Storage(path) as storage:
+        yield HistoryStore(storage)
+
+
 async def test_buckets_round_trip_and_add_on_conflict(tmp_path: Path) -> None:
-    async with HistoryStore(tmp_path / "sub" / "history.db") as store:
+    async with opened(tmp_path / "sub" / "history.db") as store:
         await store.add_buckets(1001, [Bucket(T0, E1), Bucket(T0 + timedelta(minutes=5), E1)])
         await store.add_buckets("1001", [Bucket(T0, E1.scaled(0.5))])
         await store.add_buckets(1002, [Bucket(T0, FlowEnergy(grid_to_home=9))])
@@ -39,20 +50,22 @@ async def test_buckets_round_trip_and_add_on_conflict(tmp_path: Path) -> None:
 
 async def test_store_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
-    store = HistoryStore(path)
-    await store.open()
+    storage = Storage(path)
+    await storage.open()
+    store = HistoryStore(storage)
     await store.add_buckets(7, [Bucket(T0, E1)])
     assert await store.open_outage(7, T0)
-    await store.close()
+    await storage.close()
 
-    store = HistoryStore(path)
-    await store.open()
+    storage = Storage(path)
+    await storage.open()
     try:
+        store = HistoryStore(storage)
         assert await store.buckets(7, T0, T0 + timedelta(hours=1)) == [Bucket(T0, E1)]
         assert await store.current_outage(7) == Outage(start=T0)
-        assert await store.schema_version() == SCHEMA_VERSION
+        assert await storage.schema_version() == SCHEMA_VERSION
     finally:
-        await store.close()
+        await storage.close()
 
     def journal_mode() -> str:
         with sqlite3.connect(path) as conn:
@@ -62,7 +75,7 @@ async def test_store_survives_reopen(tmp_path: Path) -> None:
 
 
 async def test_outages_open_close_and_query(tmp_path: Path) -> None:
-    async with HistoryStore(tmp_path / "h.db") as store:
+    async with opened(tmp_path / "h.db") as store:
         assert await store.close_outage(1, T0) is False
         assert await store.open_outage(1, T0)
         assert await store.open_outage(1, T0 + timedelta(minutes=1)) is False  # already open
@@ -86,7 +99,7 @@ async def test_outages_open_close_and_query(tmp_path: Path) -> None:
 
 
 async def test_close_never_ends_an_outage_before_it_started(tmp_path: Path) -> None:
-    async with HistoryStore(tmp_path / "h.db") as store:
+    async with opened(tmp_path / "h.db") as store:
         await store.open_outage(1, T0)
         await store.close_outage(1, T0 - timedelta(seconds=5))
         (outage,) = await store.outages(1, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
@@ -94,7 +107,7 @@ async def test_close_never_ends_an_outage_before_it_started(tmp_path: Path) -> N
 
 
 async def test_bad_inputs_are_rejected(tmp_path: Path) -> None:
-    async with HistoryStore(tmp_path / "h.db") as store:
+    async with opened(tmp_path / "h.db") as store:
         with pytest.raises(ValueError, match="5-minute aligned"):
             await store.add_buckets(1, [Bucket(T0 + timedelta(seconds=1), E1)])
         with pytest.raises(ValueError, match="timezone-aware"):
@@ -102,20 +115,26 @@ async def test_bad_inputs_are_rejected(tmp_path: Path) -> None:
 
 
 async def test_closed_store_refuses_work_and_can_reopen(tmp_path: Path) -> None:
-    store = HistoryStore(tmp_path / "h.db")
-    with pytest.raises(HistoryStoreError, match="not open"):
+    storage = Storage(tmp_path / "h.db")
+    store = HistoryStore(storage)
+    with pytest.raises(StorageError, match="not open"):
         await store.buckets(1, T0, T0)
-    await store.open()
-    await store.open()  # idempotent
-    await store.close()
-    await store.close()  # idempotent
-    with pytest.raises(HistoryStoreError, match="not open"):
+    await storage.open()
+    await storage.open()  # idempotent
+    await storage.close()
+    await storage.close()  # idempotent
+    with pytest.raises(StorageError, match="not open"):
         await store.add_buckets(1, [Bucket(T0, E1)])
+    await storage.open()  # and again
+    try:
+        await store.add_buckets(1, [Bucket(T0, E1)])
+    finally:
+        await storage.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
-    async with HistoryStore(path):
+    async with Storage(path):
         pass
 
     def bump() -> None:
@@ -125,12 +144,12 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.close()
 
     await asyncio.to_thread(bump)
-    with pytest.raises(HistoryStoreError, match="newer"):
-        await HistoryStore(path).open()
+    with pytest.raises(StorageError, match="newer"):
+        await Storage(path).open()
 
 
 async def test_concurrent_writers_are_serialised(tmp_path: Path) -> None:
-    async with HistoryStore(tmp_path / "h.db") as store:
+    async with opened(tmp_path / "h.db") as store:
         one = FlowEnergy(solar_to_home=1)
         await asyncio.gather(*(store.add_buckets(1, [Bucket(T0, one)]) for _ in range(50)))
         (bucket,) = await store.buckets(1, T0, T0 + timedelta(minutes=5))
@@ -145,7 +164,7 @@ async def test_energy_by_entry_sums_in_sql_what_the_pure_code_sums(tmp_path: Pat
         for i in range(288 * 3)
         if rng.random() > 0.1  # some gaps
     ]
-    async with HistoryStore(tmp_path / "h.db") as store:
+    async with opened(tmp_path / "h.db") as store:
         assert await store.first_bucket_start(1001) is None
         await store.add_buckets(1001, buckets)
         await store.add_buckets(1002, [Bucket(day, FlowEnergy(grid_to_home=1e6))])  # not 1001's
@@ -166,7 +185,7 @@ async def test_energy_by_entry_sums_in_sql_what_the_pure_code_sums(tmp_path: Pat
 
 
 async def test_outages_started_stops_at_the_limit(tmp_path: Path) -> None:
-    async with HistoryStore(tmp_path / "h.db") as store:
+    async with opened(tmp_path / "h.db") as store:
         for i in range(5):
             await store.open_outage(1, T0 + timedelta(hours=i))
             await store.close_outage(1, T0 + timedelta(hours=i, minutes=10))
@@ -190,40 +209,10 @@ async def test_hourly_totals_serve_any_entry_edges(tmp_path: Path) -> None:
                for i in range(288 * 2)]
     half_hours = [day + timedelta(minutes=30 + 60 * h) for h in range(47)]
     odd = [day + timedelta(seconds=s) for s in (0, 1, 299, 3599, 3600, 3601, 7300, 86400 * 2)]
-    async with HistoryStore(tmp_path / "h.db") as store:
+    async with opened(tmp_path / "h.db") as store:
         await store.add_buckets(1, buckets)
         for edges in (half_hours, odd):
             got = await store.energy_by_entry(1, edges)
             want = sum_by_entry(buckets, edges)
             for g, w in zip(got, want, strict=True):
                 assert g.values() == pytest.approx(w.values())
-
-
-async def test_upgrade_fills_the_hourly_totals_from_existing_buckets(tmp_path: Path) -> None:
-    path = tmp_path / "h.db"
-    day = T0.replace(hour=0)
-    buckets = [Bucket(day + timedelta(minutes=5 * i), E1.scaled(i)) for i in range(100)]
-
-    def write_version_1() -> None:  # a database as the previous gateway left it
-        with sqlite3.connect(path) as conn:
-            for statement in filter(str.strip, _MIGRATIONS[0].split(";")):
-                conn.execute(statement)
-            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            conn.execute("INSERT INTO schema_version (version) VALUES (1)")
-            conn.executemany(
-                "INSERT INTO energy_5min VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [("1", int(b.start.timestamp()), *b.energy.values()) for b in buckets])
-        conn.close()
-
-    await asyncio.to_thread(write_version_1)
-    async with HistoryStore(path) as store:
-        assert await store.schema_version() == SCHEMA_VERSION == 2
-        edges = [day + timedelta(hours=h) for h in range(10)]
-        got = await store.energy_by_entry(1, edges)
-        for g, w in zip(got, sum_by_entry(buckets, edges), strict=True):
-            assert g.values() == pytest.approx(w.values())
-        # later writes keep both tables in step
-        await store.add_buckets(1, [Bucket(day, E1)])
-        (first_hour,) = await store.energy_by_entry(1, edges[:2])
-        assert first_hour.values() == pytest.approx(
-            (sum_by_entry(buckets, edges[:2])[0] + E1).values())

@@ -1,4 +1,4 @@
-"""The gateway's SQLite store: bounded journal entries, interrupted commands, retention, the
+"""The storage's per-site rows: bounded journal entries, interrupted commands, retention, the
 version-1 migration and learned device identities (a real SQLite file per test)."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from drivers.base import Capability, DeviceInfo
 from gateway.core.tariff import parse_tariff
 from gateway.runtime.devices import identity_from_json, identity_json
 from gateway.runtime.site import journal_changes
-from gateway.runtime.store import (
+from gateway.runtime.storage import Storage
+from gateway.runtime.storage.sites import (
     JOURNAL_CHANGES_MAX_BYTES,
-    Store,
+    SiteStore,
     bounded_changes,
     keep_journal,
     retention_cutoff,
@@ -31,11 +32,9 @@ SITE = 1001
 
 
 @pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gateway.sqlite3")
-    await s.open()
-    yield s
-    await s.close()
+async def store(tmp_path: Path) -> AsyncIterator[SiteStore]:
+    async with Storage(tmp_path / "gateway.sqlite3") as storage:
+        yield SiteStore(storage)
 
 
 def test_a_tariff_is_journaled_as_a_short_summary_not_the_body() -> None:
@@ -54,7 +53,7 @@ def test_journal_text_is_bounded_whatever_it_is_given() -> None:
     assert orjson.loads(text)["fields"] == ["backup_reserve_pct", "note"]
 
 
-async def test_pending_entries_are_closed_as_interrupted(store: Store) -> None:
+async def test_pending_entries_are_closed_as_interrupted(store: SiteStore) -> None:
     done = await store.journal(SITE, "backup", {"backup_reserve_pct": 40}, NOW)
     await store.finish(done, "confirmed", "", NOW)
     await store.journal(SITE, "backup", {"backup_reserve_pct": 41}, NOW)
@@ -64,7 +63,7 @@ async def test_pending_entries_are_closed_as_interrupted(store: Store) -> None:
     assert await store.close_interrupted(NOW) == 0
 
 
-async def test_retention_prunes_entries_received_before_the_cutoff(store: Store) -> None:
+async def test_retention_prunes_entries_received_before_the_cutoff(store: SiteStore) -> None:
     for days_ago in (200, 91, 89, 0):
         await store.journal(SITE, "backup", {"backup_reserve_pct": days_ago},
                             NOW - timedelta(days=days_ago))
@@ -78,7 +77,7 @@ async def test_retention_prunes_entries_received_before_the_cutoff(store: Store)
         == [0, 1, 89]
 
 
-async def test_keep_journal_prunes_at_start_and_then_periodically(store: Store) -> None:
+async def test_keep_journal_prunes_at_start_and_then_periodically(store: SiteStore) -> None:
     now = [NOW]
     await store.journal(SITE, "backup", {"backup_reserve_pct": 1}, NOW - timedelta(days=100))
     await store.journal(SITE, "backup", {"backup_reserve_pct": 2}, NOW - timedelta(days=80))
@@ -116,18 +115,15 @@ async def test_a_version_1_database_is_migrated_and_its_bodies_dropped(tmp_path:
         db.close()
 
     await asyncio.to_thread(make_v1)
-    store = Store(path)
-    await store.open()
-    try:
+    async with Storage(path) as storage:
+        store = SiteStore(storage)
         entries = await store.commands(SITE)
         assert entries[1]["changes"] == {"backup_reserve_percent": 7}
         assert set(entries[0]["changes"]) == {"dropped_bytes"}
         await store.save_identity(SITE, "inverter", {"type": "sunspec"}, NOW)  # new table exists
-    finally:
-        await store.close()
 
 
-async def test_learned_identities_round_trip(store: Store) -> None:
+async def test_learned_identities_round_trip(store: SiteStore) -> None:
     info = DeviceInfo(manufacturer="Sim", model="HY-5", serial_number="S1", firmware_version="1",
                       battery_capacity_wh=10_000.0, max_charge_w=5000.0)
     caps = frozenset({Capability.BATTERY, Capability.BACKUP_RESERVE})

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.web.auth import READ_SCOPE
 from gateway.web.errors import JSON, ok
-from gateway.web.keys import BODIES, GATEWAY, SITES, STARTED_AT, principal, site_for
+from gateway.web.keys import BODIES, CLOCK, GATEWAY, SITES, principal, site_for
 from gateway.web.renderers.models import ProductsResponse, SiteInfoResponse
 from gateway.web.renderers.sites import products_entry, site_info_body
 
@@ -42,8 +42,8 @@ async def site_info(request: web.Request) -> web.Response:
 def installed_at(app: web.Application) -> datetime:
     """When the gateway was installed, for sites that configure no ``installation_date``.
 
-    The runtime's ``first_started_at`` (the first start, kept in storage) where the Gateway
-    provides it, else when this app was created: the first time this process saw the sites.
+    The gateway's first start on its storage (docs/storage.md, "meta"); set when the runtime
+    starts, so only a request racing the start itself falls back to now.
     """
-    first = getattr(app[GATEWAY], "first_started_at", None)
-    return first if isinstance(first, datetime) else app[STARTED_AT]
+    first = app[GATEWAY].first_started_at
+    return first if first is not None else app[CLOCK]()

@@ -1,64 +1,29 @@
-"""SQLite persistence of desired settings, learned device identities and the command journal."""
+"""Per-site rows of the storage: desired settings, the command journal, learned device identities."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final
 
 import orjson
 import structlog
 
-log = structlog.get_logger("gateway.runtime.store")
+from gateway.runtime.storage.db import Storage
+from gateway.runtime.storage.schema import JOURNAL_CHANGES_MAX_BYTES
 
-T = TypeVar("T")
-SCHEMA_VERSION = 2
-#: A journal entry's recorded changes never exceed this (they are summaries, not request bodies).
-JOURNAL_CHANGES_MAX_BYTES = 1024
-INTERRUPTED = "interrupted"
+log = structlog.get_logger("gateway.runtime.storage")
+
+__all__ = ["INTERRUPTED", "JOURNAL_CHANGES_MAX_BYTES", "PRUNE_EVERY_S", "SiteStore",
+           "bounded_changes", "keep_journal", "retention_cutoff"]
+
+INTERRUPTED: Final = "interrupted"
 #: The journal is pruned at startup and then this often (retention is counted in days).
-PRUNE_EVERY_S = 6 * 3600.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS site_settings (
-    energy_site_id INTEGER PRIMARY KEY,
-    settings TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS command_journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    energy_site_id INTEGER NOT NULL,
-    command TEXT NOT NULL,
-    changes TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    detail TEXT NOT NULL DEFAULT '',
-    finished_at TEXT
-);
-CREATE INDEX IF NOT EXISTS command_journal_received ON command_journal (received_at);
-CREATE TABLE IF NOT EXISTS device_identity (
-    energy_site_id INTEGER NOT NULL,
-    device TEXT NOT NULL,
-    identity TEXT NOT NULL,
-    learned_at TEXT NOT NULL,
-    PRIMARY KEY (energy_site_id, device)
-);
-"""
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a version-1 database up: the journal stored whole request bodies in ``body``."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(command_journal)")}
-    if "body" in columns:
-        db.execute("ALTER TABLE command_journal RENAME COLUMN body TO changes")
-        db.execute(
-            "UPDATE command_journal SET changes = '{\"dropped_bytes\": ' || length(changes) || '}' "
-            "WHERE length(changes) > ?", (JOURNAL_CHANGES_MAX_BYTES,))
-    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+PRUNE_EVERY_S: Final = 6 * 3600.0
+_JOURNAL_KEYS: Final = ("id", "command", "changes", "received_at", "status", "detail",
+                        "finished_at")
 
 
 def _utc(now: datetime) -> str:
@@ -82,45 +47,15 @@ def bounded_changes(changes: Mapping[str, Any]) -> str:
     return orjson.dumps({"fields": sorted(changes)[:20], "dropped_bytes": len(text)}).decode()
 
 
-class Store:
-    """One SQLite database (WAL) owned by one worker thread; every call is awaited, never blocking."""
+class SiteStore:
+    """Desired settings, the command journal and device identities, on the storage's writer.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self._db: sqlite3.Connection | None = None
+    Each call is one short statement, run in the order asked (a command's journal entry and its
+    settings are written before any device is touched).
+    """
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
-        if db is None:
-            raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, db)
-
-    async def open(self) -> None:
-        """Create the data directory and schema if missing."""
-
-        def _open() -> sqlite3.Connection:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] < SCHEMA_VERSION:
-                _migrate(db)
-            db.executescript(_SCHEMA)
-            return db
-
-        self._db = await asyncio.get_running_loop().run_in_executor(self._executor, _open)
-
-    async def close(self) -> None:
-        """Close the database and its worker thread."""
-        if self._db is not None:
-            await self._run(lambda db: db.close())
-            self._db = None
-        self._executor.shutdown(wait=False)
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
 
     async def load_settings(self, energy_site_id: int) -> dict[str, Any] | None:
         """The persisted desired settings of a site, or None when never set."""
@@ -131,7 +66,7 @@ class Store:
             ).fetchone()
             return None if row is None else dict(orjson.loads(row[0]))
 
-        return await self._run(_load)
+        return await self._storage.write(_load)
 
     async def save_settings(
         self, energy_site_id: int, settings: dict[str, Any], now: datetime
@@ -146,7 +81,7 @@ class Store:
                 (energy_site_id, blob, now.isoformat()),
             )
 
-        await self._run(_save)
+        await self._storage.write(_save)
 
     async def load_identities(self, energy_site_id: int) -> dict[str, dict[str, Any]]:
         """What earlier discoveries learned about a site's devices, by device name."""
@@ -166,7 +101,7 @@ class Store:
                     out[str(device)] = data
             return out
 
-        return await self._run(_load)
+        return await self._storage.write(_load)
 
     async def save_identity(
         self, energy_site_id: int, device: str, identity: dict[str, Any], now: datetime
@@ -182,7 +117,7 @@ class Store:
                 (energy_site_id, device, blob, _utc(now)),
             )
 
-        await self._run(_save)
+        await self._storage.write(_save)
 
     async def journal(
         self, energy_site_id: int, command: str, changes: Mapping[str, Any], now: datetime
@@ -198,7 +133,7 @@ class Store:
             )
             return int(cur.lastrowid or 0)
 
-        return await self._run(_add)
+        return await self._storage.write(_add)
 
     async def finish(self, journal_id: int, status: str, detail: str, now: datetime) -> None:
         """Record how a journaled command ended (``confirmed``, ``kept``, ``rejected``)."""
@@ -209,7 +144,7 @@ class Store:
                 (status, detail, _utc(now), journal_id),
             )
 
-        await self._run(_finish)
+        await self._storage.write(_finish)
 
     async def close_interrupted(self, now: datetime) -> int:
         """Close every ``pending`` entry as ``interrupted`` (at startup: their process died).
@@ -225,7 +160,7 @@ class Store:
             )
             return int(cur.rowcount)
 
-        return await self._run(_close)
+        return await self._storage.write(_close)
 
     async def prune_journal(self, before: datetime) -> int:
         """Delete journal entries received before ``before``; returns how many."""
@@ -235,7 +170,7 @@ class Store:
             cur = db.execute("DELETE FROM command_journal WHERE received_at < ?", (cutoff,))
             return int(cur.rowcount)
 
-        return await self._run(_prune)
+        return await self._storage.write(_prune)
 
     async def commands(self, energy_site_id: int, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent journal entries of a site, newest first (``changes`` decoded)."""
@@ -246,17 +181,16 @@ class Store:
                 "FROM command_journal WHERE energy_site_id = ? ORDER BY id DESC LIMIT ?",
                 (energy_site_id, limit),
             ).fetchall()
-            keys = ("id", "command", "changes", "received_at", "status", "detail", "finished_at")
-            entries = [dict(zip(keys, r, strict=True)) for r in rows]
+            entries = [dict(zip(_JOURNAL_KEYS, r, strict=True)) for r in rows]
             for entry in entries:
                 entry["changes"] = orjson.loads(entry["changes"])
             return entries
 
-        return await self._run(_list)
+        return await self._storage.write(_list)
 
 
 async def keep_journal(
-    store: Store, retention_days: int, clock: Callable[[], datetime], *,
+    store: SiteStore, retention_days: int, clock: Callable[[], datetime], *,
     every_s: float = PRUNE_EVERY_S,
 ) -> None:
     """Prune the journal to ``retention_days`` now and then every ``every_s`` (runs until cancelled)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -333,3 +334,33 @@ def test_charge_body_has_the_same_sessions_in_both_keys() -> None:
     ]
     assert body["charge_history"] == expected
     assert body["time_series"] == expected
+
+
+@pytest.mark.parametrize(("at", "zone_key", "written"), [
+    # local mean time: Amsterdam kept +00:19:32 until 1937, Monrovia -00:44:30 until 1972
+    (datetime(1930, 1, 1, tzinfo=UTC), "Europe/Amsterdam", "1930-01-01T00:19:00+00:19"),
+    (datetime(1960, 1, 1, tzinfo=UTC), "Africa/Monrovia", "1959-12-31T23:15:00-00:45"),
+    (datetime(1890, 6, 1, tzinfo=UTC), "Europe/Berlin", "1890-06-01T00:53:00+00:53"),
+    # whole-minute offsets are written as isoformat writes them
+    (datetime(2026, 3, 29, 1, 0, tzinfo=UTC), "Europe/Berlin", "2026-03-29T03:00:00+02:00"),
+    (datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC), "Asia/Kolkata",
+     "2026-01-01T05:30:00.500000+05:30"),
+])
+def test_timestamps_carry_offsets_in_whole_minutes(at: datetime, zone_key: str, written: str) -> None:
+    """Schemathesis found an energy entry of 0269 served as ...+00:53:28 (not RFC 3339)."""
+    from gateway.web.renderers.models import rfc3339
+
+    text = rfc3339(at, ZoneInfo(zone_key))
+    assert text == written
+    assert datetime.fromisoformat(text) == at  # the same instant
+
+
+def test_an_energy_entry_before_standard_time_is_rfc3339() -> None:
+    # the request schemathesis sent: a week of 0269 in Berlin (local mean time, +00:53:28)
+    tz = ZoneInfo("Europe/Berlin")
+    resolved = window(period="week", end_date="0269-06-11T07:22:38+07:38", site_tz=tz)
+    body = energy_response([], resolved, "week", tz)
+    assert body["time_series"]
+    for entry in body["time_series"]:
+        # RFC 3339: the offset is ±HH:MM, never with seconds
+        assert re.fullmatch(r".*T\d\d:\d\d:\d\d[+-]\d\d:\d\d", entry["timestamp"])

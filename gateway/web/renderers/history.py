@@ -26,6 +26,7 @@ from gateway.web.renderers.models import (
     EnergyEntry,
     EnergyFields,
     EnergyHistory,
+    rfc3339,
 )
 
 
@@ -79,7 +80,7 @@ def energy_body(
     """
     tz = plan.window.tz
     series: list[EnergyEntry] = [
-        {"timestamp": start.astimezone(tz).isoformat(), **energy_fields(energy)}
+        {"timestamp": rfc3339(start, tz), **energy_fields(energy)}
         for start, energy in zip(plan.starts, sums, strict=True)
     ]
     return EnergyHistory.model_construct(
@@ -137,7 +138,7 @@ def backup_response(
     zone_ = window.tz if tz is None else tz if isinstance(tz, ZoneInfo) else zone(tz)
     out: list[BackupEvent] = [
         {
-            "timestamp": e.start.astimezone(zone_).isoformat(),
+            "timestamp": rfc3339(e.start, zone_),
             "duration": round(e.duration_s(window.now)),
         }
         for e in outages_in(events, window, max_events=max_events)

@@ -13,6 +13,7 @@ there, ``null`` only where its type says so.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, WithJsonSchema, with_config
@@ -28,7 +29,22 @@ from gateway.core.tariff.wire import TariffContentV2
 # --- field types --------------------------------------------------------------------------------
 
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
-"""An RFC 3339 date-time with an offset, as ``datetime.isoformat`` writes it."""
+"""An RFC 3339 date-time with an offset, as ``rfc3339`` writes it."""
+
+
+def rfc3339(at: datetime, tz: tzinfo, *, timespec: str = "auto") -> str:
+    """``at`` as local time in ``tz``, RFC 3339: an offset in whole minutes.
+
+    Before standard time, zones kept local mean time with offsets in seconds (Europe/Amsterdam
+    until 1937: +00:19:32), which RFC 3339 cannot write and ``isoformat`` writes anyway: such an
+    instant is written with its offset cut to the minute: the same instant, its wall clock then
+    showing the odd seconds.
+    """
+    local = at.astimezone(tz)
+    offset = local.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        local = at.astimezone(timezone(timedelta(minutes=offset // timedelta(minutes=1))))
+    return local.isoformat(timespec=timespec)
 
 Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
 """A JSON number served exactly as it was read (an int stays ``5000``, a float ``5000.0``)."""

@@ -25,6 +25,7 @@ from gateway.web.renderers.models import (
     SiteComponents,
     SiteInfo,
     UserSettings,
+    rfc3339,
 )
 
 try:
@@ -118,7 +119,7 @@ def live_status_body(site: Site) -> LiveStatus:
         island_status=("island_status_unknown" if grid_up is None
                        else "on_grid" if grid_up else "off_grid_unintentional"),
         storm_mode_active=site.storm_mode_active(reading),
-        timestamp=reading.taken_at.astimezone(site.tz).isoformat(timespec="seconds"),
+        timestamp=rfc3339(reading.taken_at, site.tz, timespec="seconds"),
         wall_connectors=[],
         percentage_charged=percentage_charged,
         energy_left=energy_left,
@@ -133,7 +134,7 @@ def installation_date(site: Site, installed_at: datetime | None) -> str | None:
         return site.config.installation_date
     if installed_at is None:
         return None
-    return installed_at.astimezone(site.tz).isoformat(timespec="seconds")
+    return rfc3339(installed_at, site.tz, timespec="seconds")
 
 
 def site_info_body(site: Site, installed_at: datetime | None = None) -> SiteInfo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -14,18 +14,20 @@ import structlog
 from paho.mqtt.client import topic_matches_sub
 
 from drivers.background import spawn
-from drivers.errors import DeviceUnreachable
+from drivers.errors import DeviceUnreachable, NotConfirmed
 from drivers.topics import valid_filter, valid_topic
 from drivers.transport.backoff import reconnect
 from drivers.transport.shared import SharedConnections
 
 __all__ = [
+    "EchoedWrite",
     "Handler",
     "LatestValues",
     "MqttBroker",
     "MqttPool",
     "Sample",
     "Subscription",
+    "write_confirmed",
 ]
 
 _log = structlog.get_logger("drivers.transport.mqtt")
@@ -37,6 +39,7 @@ Handler = Callable[[str, bytes, bool], None]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+W = TypeVar("W")
 
 
 # --------------------------------------------------------------------------- latest values
@@ -99,11 +102,6 @@ class LatestValues(Generic[K, V]):
     def snapshot(self) -> dict[K, V]:
         """Every key's latest value."""
         return {k: s.value for k, s in self._samples.items()}
-
-    def clear(self) -> None:
-        """Forget every value (e.g. after the device changed)."""
-        self._samples.clear()
-        self._last_at = None
 
     async def wait_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
         """Wait until ``done()`` holds, re-checking after every ``put``; False after ``timeout_s``."""
@@ -385,6 +383,61 @@ def _payload_bytes(payload: object) -> bytes:
     if payload is None:
         return b""
     return str(payload).encode()
+
+
+# --------------------------------------------------------------------------- confirmed commands
+
+
+@dataclass(frozen=True, slots=True)
+class EchoedWrite(Generic[K, W]):
+    """One command and the echo that confirms it.
+
+    ``payload`` goes to ``topic`` (never retained: a retained command would be replayed on every
+    reconnect or device restart). It holds once a value of ``key`` that arrived after the
+    command shows ``value``.
+    """
+
+    key: K
+    value: W
+    topic: str
+    payload: bytes
+    qos: int = 1
+
+
+async def write_confirmed(
+    broker: MqttBroker,
+    echoes: LatestValues[K, V],
+    writes: Sequence[EchoedWrite[K, W]],
+    *,
+    shows: Callable[[K, W, V], bool],
+    timeout_s: float,
+    device: str,
+) -> None:
+    """Publish ``writes`` in order, then wait until the device's own state echoes every value.
+
+    MQTT devices confirm a command by publishing their new state, not by answering it. An echo
+    counts when it arrived after the first command went out (an older value cannot confirm it)
+    and ``shows(key, value, echoed)``. ``timeout_s`` bounds each publish and then the wait.
+
+    Raises:
+        NotConfirmed: an echo did not show its value within ``timeout_s`` (a device ignoring an
+            invalid command re-publishes its old value, or nothing); carries expected/actual.
+        DeviceUnreachable: a command could not be published.
+    """
+    mark = echoes.seq
+    for write in writes:
+        await broker.publish(write.topic, write.payload, qos=write.qos, retain=False, timeout_s=timeout_s)
+
+    def echoed(write: EchoedWrite[K, W]) -> bool:
+        sample = echoes.get(write.key)
+        return sample is not None and sample.seq > mark and shows(write.key, write.value, sample.value)
+
+    if not await echoes.wait_until(lambda: all(echoed(w) for w in writes), timeout_s):
+        expected = {w.key: w.value for w in writes}
+        actual = {w.key: echoes.value(w.key) for w in writes}
+        raise NotConfirmed(
+            f"{device}: device reports {actual}, expected {expected}", expected=expected, actual=actual
+        )
 
 
 class MqttPool:

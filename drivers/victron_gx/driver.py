@@ -12,9 +12,9 @@ import structlog
 
 from drivers.background import spawn
 from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Setpoints
-from drivers.errors import DeviceUnreachable, NotConfirmed
+from drivers.errors import DeviceUnreachable
 from drivers.transport import MqttBroker, Subscription, Transports
-from drivers.transport.mqtt import LatestValues
+from drivers.transport.mqtt import EchoedWrite, LatestValues, write_confirmed
 from drivers.victron_gx.codec import (
     FIRMWARE_VERSION,
     FULL_PUBLISH_COMPLETED,
@@ -56,6 +56,11 @@ VICTRON_CAPABILITIES = frozenset({
     Capability.EXPORT_LIMIT,
     Capability.STORM_WATCH,
 })
+
+
+def _echo_shows(path: str, written: JsonValue, echoed: JsonValue | Gone) -> bool:
+    del path
+    return same_value(written, echoed)
 
 
 class VictronGxDriver:
@@ -178,27 +183,14 @@ class VictronGxDriver:
         )
         if not writes:
             return
-        mark = self.values.seq
-        for path, value in writes.items():
-            # Never retained: a retained write would be replayed on every GX restart.
-            await broker.publish(
-                w_topic(portal, path), encode_write(value), qos=1, retain=False,
-                timeout_s=self.options.confirm_timeout_s,
-            )  # fmt: skip
+        # Never retained (write_confirmed): a retained write would be replayed on every GX restart.
+        await write_confirmed(
+            broker, self.values,
+            [EchoedWrite(path, value, w_topic(portal, path), encode_write(value))
+             for path, value in writes.items()],
+            shows=_echo_shows, timeout_s=self.options.confirm_timeout_s, device=self.name,
+        )  # fmt: skip
         self._log.info("victron.written", writes=writes)
-
-        def echoed() -> bool:
-            return all(self._echo_ok(path, value, mark) for path, value in writes.items())
-
-        if not await self.values.wait_until(echoed, self.options.confirm_timeout_s):
-            actual = {p: self.values.value(p) for p in writes}
-            raise NotConfirmed(
-                f"{self.name}: GX echoes {actual}, expected {writes}", expected=writes, actual=actual
-            )
-
-    def _echo_ok(self, path: str, value: JsonValue, mark: int) -> bool:
-        sample = self.values.get(path)
-        return sample is not None and sample.seq > mark and same_value(value, sample.value)
 
     # ----------------------------------------------------------------------- internals
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from drivers.base import DeviceTelemetry, Setpoints
+from drivers.base import Capability, DeviceTelemetry, Setpoints
 
 __all__ = [
     "ACTIVE_IN_SOURCE",
@@ -34,10 +34,10 @@ __all__ = [
     "SOURCE_NOT_CONNECTED",
     "STATE_KEEP_CHARGED",
     "STATE_OPTIMIZED",
-    "STORM_ALERT",
     "Gone",
     "JsonValue",
     "VebusPaths",
+    "capabilities_from",
     "decode_value",
     "encode_write",
     "keepalive_topic",
@@ -70,7 +70,6 @@ MIN_SOC_LIMIT = "settings/0/Settings/CGwacs/BatteryLife/MinimumSocLimit"  # %, p
 BATTERY_LIFE_STATE = "settings/0/Settings/CGwacs/BatteryLife/State"  # 9 keep charged, 10 optimized
 MAX_FEED_IN_POWER = "settings/0/Settings/CGwacs/MaxFeedInPower"  # W, -1 unlimited
 PREVENT_FEEDBACK = "settings/0/Settings/CGwacs/PreventFeedback"  # 0/1
-STORM_ALERT = "platform/0/StormAlert"  # 0/1 (vendor-like extension of the simulated GX)
 FIRMWARE_VERSION = "platform/0/Firmware/Installed/Version"
 FULL_PUBLISH_COMPLETED = "full_publish_completed"
 
@@ -260,19 +259,61 @@ def _sum(values: Mapping[str, JsonValue | Gone], paths: tuple[str, ...]) -> floa
     return sum(found) if found else None
 
 
+def _published(values: Mapping[str, JsonValue | Gone], *paths: str) -> bool:
+    """Whether any of ``paths`` carries a number: Venus publishes a path it has no data for as
+    null (Dc/Battery/Soc without a battery monitor) and a vanished one as an empty payload."""
+    return any(_number(values.get(p)) is not None for p in paths)
+
+
+def _flag(value: JsonValue | Gone) -> bool | None:
+    """A 0/1 or true/false reading; None when unknown (null, vanished, not a number)."""
+    if isinstance(value, bool):
+        return value
+    number = _number(value)
+    return None if number is None else number != 0
+
+
+def capabilities_from(
+    values: Mapping[str, JsonValue | Gone], *, vebus_instance: int = 227, storm_path: str | None = None
+) -> frozenset[Capability]:
+    """What a GX publishing ``values`` (path -> value, after a full publish) measures and honours.
+
+    A measurement counts when its path carries a number; a setpoint when the setting the driver
+    writes for it does (``setpoint_writes`` writes nothing else): MinimumSocLimit for the reserve,
+    the VE.Bus DisableCharge for grid charging, MaxFeedInPower for the export cap. ``storm_watch``
+    only for a configured ``storm_path`` the GX publishes.
+    """
+    vebus = VebusPaths(vebus_instance)
+    has = {
+        Capability.BATTERY: _published(values, BATTERY_SOC) and _published(values, BATTERY_POWER),
+        Capability.SOLAR: _published(values, PV_POWER, *PV_ON_GRID_POWER, *PV_ON_OUTPUT_POWER),
+        Capability.GRID_METER: _published(values, *GRID_POWER),
+        Capability.GRID_STATUS: _published(values, ACTIVE_IN_SOURCE, vebus.grid_lost),
+        Capability.BACKUP_RESERVE: _published(values, MIN_SOC_LIMIT),
+        Capability.GRID_CHARGING: _published(values, vebus.disable_charge),
+        Capability.EXPORT_LIMIT: _published(values, MAX_FEED_IN_POWER),
+        Capability.STORM_WATCH: (
+            storm_path is not None and _flag(values.get(storm_path, GONE)) is not None
+        ),
+    }
+    return frozenset(c for c, present in has.items() if present)
+
+
 def telemetry_from(
     values: Mapping[str, JsonValue | Gone],
     *,
     now: datetime,
     vebus_instance: int = 227,
     capacity_wh: float | None = None,
+    storm_path: str | None = None,
 ) -> DeviceTelemetry:
-    """Normalise the GX's latest N/ values (keyed by path) into DESIGN §2 telemetry.
+    """Normalise the GX's latest N/ values (keyed by path) into telemetry.
 
     ``battery_w`` = -Dc/Battery/Power (Victron + charging -> gateway + discharging);
     ``grid_w`` = sum of Ac/Grid/L1..L3 (+ importing); ``solar_w`` = Dc/Pv/Power plus any AC-coupled
     PV (PvOnGrid/PvOnOutput); ``load_w`` = sum of Ac/Consumption/L1..L3; ``grid_up`` from
-    Ac/ActiveIn/Source (240 = not connected), else from the VE.Bus GridLost alarm.
+    Ac/ActiveIn/Source (240 = not connected), else from the VE.Bus GridLost alarm;
+    ``storm_alert`` from the configured ``storm_path`` only (None without one).
     """
     battery = _number(values.get(BATTERY_POWER))
     solar_parts = [
@@ -290,7 +331,6 @@ def telemetry_from(
         grid_up = int(grid_lost) != GRID_LOST_ALARM
     else:
         grid_up = None
-    storm = _number(values.get(STORM_ALERT))
     return DeviceTelemetry(
         taken_at=now,
         solar_w=solar,
@@ -300,7 +340,7 @@ def telemetry_from(
         soc_pct=_number(values.get(BATTERY_SOC)),
         capacity_wh=capacity_wh,
         grid_up=grid_up,
-        storm_alert=None if storm is None else bool(storm),
+        storm_alert=None if storm_path is None else _flag(values.get(storm_path, GONE)),
     )
 
 
@@ -308,7 +348,7 @@ def setpoints_from(values: Mapping[str, JsonValue | Gone], *, vebus_instance: in
     """The setpoints the GX holds: reserve (100 while "keep batteries charged"), grid charging, export cap.
 
     The export cap is 0 W while PreventFeedback or DisableFeedIn is set, else MaxFeedInPower
-    (None when -1 / unlimited).
+    (None when -1 / unlimited). Settings the GX does not publish read as their neutral value.
     """
     vebus = VebusPaths(vebus_instance)
     state = _number(values.get(BATTERY_LIFE_STATE))
@@ -336,23 +376,26 @@ def setpoint_writes(
 ) -> dict[str, JsonValue]:
     """The W/ writes (path -> value, in write order) that make the GX hold ``setpoints``.
 
-    Only paths whose ``current`` value differs are included. MaxFeedInPower goes before the
-    feed-in switches, so a change never passes through "unlimited". "Keep batteries charged"
-    (State 9) would hold the reserve at 100 %, so it is switched to optimized (10) first. The
-    switches PreventFeedback and DisableFeedIn are only written when the GX publishes them
-    (and they have not vanished).
+    Only settings the GX publishes are written (``capabilities_from`` derives the setpoint
+    capabilities from the same paths), and only where ``current`` differs. MaxFeedInPower goes
+    before the feed-in switches, so a change never passes through "unlimited". "Keep batteries
+    charged" (State 9) would hold the reserve at 100 %, so it is switched to optimized (10)
+    first. The switches PreventFeedback and DisableFeedIn go along when the GX publishes them.
     """
     vebus = VebusPaths(vebus_instance)
     limit = setpoints.export_limit_w
     no_export = 1 if limit is not None and limit <= 0 else 0
     targets: dict[str, JsonValue] = {}
-    state = _number(current.get(BATTERY_LIFE_STATE))
-    if state is not None and int(state) == STATE_KEEP_CHARGED:
-        targets[BATTERY_LIFE_STATE] = STATE_OPTIMIZED
-    targets[MIN_SOC_LIMIT] = setpoints.reserve_pct
-    targets[vebus.disable_charge] = 0 if setpoints.grid_charging else 1
-    targets[MAX_FEED_IN_POWER] = UNLIMITED_FEED_IN if limit is None else max(0, limit)
-    for switch in (PREVENT_FEEDBACK, vebus.disable_feed_in):
-        if switch in current and not isinstance(current[switch], Gone):
-            targets[switch] = no_export
+    if _published(current, MIN_SOC_LIMIT):
+        state = _number(current.get(BATTERY_LIFE_STATE))
+        if state is not None and int(state) == STATE_KEEP_CHARGED:
+            targets[BATTERY_LIFE_STATE] = STATE_OPTIMIZED
+        targets[MIN_SOC_LIMIT] = setpoints.reserve_pct
+    if _published(current, vebus.disable_charge):
+        targets[vebus.disable_charge] = 0 if setpoints.grid_charging else 1
+    if _published(current, MAX_FEED_IN_POWER):
+        targets[MAX_FEED_IN_POWER] = UNLIMITED_FEED_IN if limit is None else max(0, limit)
+        for switch in (PREVENT_FEEDBACK, vebus.disable_feed_in):
+            if _published(current, switch):
+                targets[switch] = no_export
     return {p: v for p, v in targets.items() if p not in current or not same_value(v, current[p])}

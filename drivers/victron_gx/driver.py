@@ -24,6 +24,7 @@ from drivers.victron_gx.codec import (
     SERIAL_DISCOVERY_FILTER,
     Gone,
     JsonValue,
+    capabilities_from,
     decode_value,
     encode_write,
     keepalive_topic,
@@ -44,18 +45,7 @@ from drivers.victron_gx.options import VictronGxOptions
 if TYPE_CHECKING:
     from drivers.registry import DriverClass
 
-__all__ = ["VICTRON_CAPABILITIES", "VictronGxDriver", "VictronGxOptions"]
-
-VICTRON_CAPABILITIES = frozenset({
-    Capability.SOLAR,
-    Capability.BATTERY,
-    Capability.GRID_METER,
-    Capability.GRID_STATUS,
-    Capability.BACKUP_RESERVE,
-    Capability.GRID_CHARGING,
-    Capability.EXPORT_LIMIT,
-    Capability.STORM_WATCH,
-})
+__all__ = ["VictronGxDriver", "VictronGxOptions"]
 
 
 def _echo_shows(path: str, written: JsonValue, echoed: JsonValue | Gone) -> bool:
@@ -71,7 +61,8 @@ class VictronGxDriver:
     def __init__(self, name: str, options: VictronGxOptions, transports: Transports) -> None:
         self.name = name
         self.options = options
-        self.capabilities: frozenset[Capability] = VICTRON_CAPABILITIES
+        # Learned from what the GX publishes on connect: none before (a discovering driver).
+        self.capabilities: frozenset[Capability] = frozenset()
         self.portal_id: str | None = options.portal_id
         self.values: LatestValues[str, JsonValue | Gone] = LatestValues()
         self._transports = transports
@@ -112,7 +103,13 @@ class VictronGxDriver:
                 self._keepalive_loop(broker, portal), name=f"victron keepalive {portal}"
             )
         firmware = self.values.value(FIRMWARE_VERSION)
-        self._log.info("victron.connected", portal=portal)
+        storm_path = self._storm_path
+        self.capabilities = capabilities_from(
+            self.values.snapshot(), vebus_instance=self.options.vebus_instance, storm_path=storm_path
+        )
+        if storm_path is not None and Capability.STORM_WATCH not in self.capabilities:
+            self._log.warning("victron.storm_path_not_published", path=storm_path)
+        self._log.info("victron.connected", portal=portal, capabilities=sorted(self.capabilities))
         return DeviceInfo(
             manufacturer="Victron Energy",
             model="GX (Venus OS)",
@@ -153,6 +150,7 @@ class VictronGxDriver:
             now=datetime.now(UTC),
             vebus_instance=self.options.vebus_instance,
             capacity_wh=self.options.capacity_wh,
+            storm_path=self._storm_path,
         )
 
     async def read_back(self) -> Setpoints:
@@ -193,6 +191,11 @@ class VictronGxDriver:
         self._log.info("victron.written", writes=writes)
 
     # ----------------------------------------------------------------------- internals
+
+    @property
+    def _storm_path(self) -> str | None:
+        storm = self.options.storm_alert
+        return None if storm is None else storm.path
 
     def _joined(self) -> MqttBroker:
         if self._broker is None:

@@ -5,6 +5,14 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class GxPath(BaseModel):
+    """A value the GX publishes, by its path under ``N/<portal>/`` (``<service>/<instance>/<D-Bus path>``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[0-9]+(/[A-Za-z0-9_.-]+)+$")
+
+
 class VictronGxOptions(BaseModel):
     """Configuration of one Victron GX reached over its MQTT broker (dbus-flashmq topics).
 
@@ -15,6 +23,9 @@ class VictronGxOptions(BaseModel):
     by this long. Venus publishes only changes, so the age of the last value proves nothing: a
     quiet night (no PV, steady load) may change nothing for hours while the GX is alive. (A
     device's ``stale_after_s`` key is the gateway's stale limit, not an option of this driver.)
+    ``storm_alert``: a path whose value reports a storm watch (non-zero / true = alert), e.g. a
+    virtual switch or an installer's own service; Venus OS has no such path of its own, so unset
+    the GX reports no storm alert and no ``storm_watch`` capability.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,3 +39,4 @@ class VictronGxOptions(BaseModel):
     confirm_timeout_s: float = Field(3.0, gt=0)
     connect_timeout_s: float = Field(5.0, gt=0)  # broker connection, discovery, full publish
     capacity_wh: float | None = Field(None, gt=0)  # battery nameplate (the GX does not publish it)
+    storm_alert: GxPath | None = None

@@ -1,4 +1,4 @@
-"""The normalised device vocabulary (DESIGN §2) and the small protocols every driver implements."""
+"""The normalised device vocabulary and the small protocols every driver implements (docs/drivers.md)."""
 
 from __future__ import annotations
 

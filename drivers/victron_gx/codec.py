@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from drivers.base import Capability, DeviceTelemetry, Setpoints
@@ -34,9 +33,9 @@ __all__ = [
     "SOURCE_NOT_CONNECTED",
     "STATE_KEEP_CHARGED",
     "STATE_OPTIMIZED",
+    "VEBUS_INSTANCE",
     "Gone",
     "JsonValue",
-    "VebusPaths",
     "capabilities_from",
     "decode_value",
     "encode_write",
@@ -52,12 +51,14 @@ __all__ = [
     "setpoint_writes",
     "setpoints_from",
     "telemetry_from",
+    "vebus_instance_of",
     "w_topic",
 ]
 
 JsonValue = int | float | str | bool | None
 
 SERIAL = "system/0/Serial"
+VEBUS_INSTANCE = "system/0/VebusInstance"  # device instance of the VE.Bus inverter/charger in use
 PV_POWER = "system/0/Dc/Pv/Power"  # W, DC-coupled PV
 BATTERY_POWER = "system/0/Dc/Battery/Power"  # W, + charging (Victron convention)
 BATTERY_SOC = "system/0/Dc/Battery/Soc"  # %
@@ -88,26 +89,24 @@ KEEPALIVE_SUPPRESS = b'{"keepalive-options": ["suppress-republish"]}'
 PROBE_PATH = BATTERY_SOC
 
 
-@dataclass(frozen=True, slots=True)
-class VebusPaths:
-    """The paths of the VE.Bus inverter/charger at device instance ``instance``."""
+def _vebus_paths(instance: int | None) -> tuple[str, str, str]:
+    """The VE.Bus unit's ``Hub4/DisableCharge`` (1 = no charging from the grid),
+    ``Hub4/DisableFeedIn`` (1 = no export) and ``Alarms/GridLost`` (0 ok, 2 alarm) under
+    ``vebus/<instance>/``; without a unit, paths no GX publishes."""
+    if instance is None:
+        return ("", "", "")
+    vebus = f"vebus/{instance}"
+    return f"{vebus}/Hub4/DisableCharge", f"{vebus}/Hub4/DisableFeedIn", f"{vebus}/Alarms/GridLost"
 
-    instance: int
 
-    @property
-    def disable_charge(self) -> str:
-        """``vebus/<i>/Hub4/DisableCharge`` (1 = no charging from the grid)."""
-        return f"vebus/{self.instance}/Hub4/DisableCharge"
+def vebus_instance_of(values: Mapping[str, JsonValue | Gone]) -> int | None:
+    """The device instance of the VE.Bus unit the GX uses (``system/0/VebusInstance``), None if none.
 
-    @property
-    def disable_feed_in(self) -> str:
-        """``vebus/<i>/Hub4/DisableFeedIn`` (1 = no export)."""
-        return f"vebus/{self.instance}/Hub4/DisableFeedIn"
-
-    @property
-    def grid_lost(self) -> str:
-        """``vebus/<i>/Alarms/GridLost`` (0 ok, 2 alarm)."""
-        return f"vebus/{self.instance}/Alarms/GridLost"
+    The instance differs between GX models and ports, so the driver learns it from the GX
+    rather than assume one.
+    """
+    instance = _number(values.get(VEBUS_INSTANCE))
+    return None if instance is None or not instance.is_integer() or instance < 0 else int(instance)
 
 
 # --------------------------------------------------------------------------- topics
@@ -274,23 +273,26 @@ def _flag(value: JsonValue | Gone) -> bool | None:
 
 
 def capabilities_from(
-    values: Mapping[str, JsonValue | Gone], *, vebus_instance: int = 227, storm_path: str | None = None
+    values: Mapping[str, JsonValue | Gone],
+    *,
+    vebus_instance: int | None = 227,
+    storm_path: str | None = None,
 ) -> frozenset[Capability]:
     """What a GX publishing ``values`` (path -> value, after a full publish) measures and honours.
 
     A measurement counts when its path carries a number; a setpoint when the setting the driver
     writes for it does (``setpoint_writes`` writes nothing else): MinimumSocLimit for the reserve,
     the VE.Bus DisableCharge for grid charging, MaxFeedInPower for the export cap. ``storm_watch``
-    only for a configured ``storm_path`` the GX publishes.
+    only for a configured ``storm_path`` the GX publishes. ``vebus_instance`` None: no VE.Bus unit.
     """
-    vebus = VebusPaths(vebus_instance)
+    disable_charge, _, grid_lost = _vebus_paths(vebus_instance)
     has = {
         Capability.BATTERY: _published(values, BATTERY_SOC) and _published(values, BATTERY_POWER),
         Capability.SOLAR: _published(values, PV_POWER, *PV_ON_GRID_POWER, *PV_ON_OUTPUT_POWER),
         Capability.GRID_METER: _published(values, *GRID_POWER),
-        Capability.GRID_STATUS: _published(values, ACTIVE_IN_SOURCE, vebus.grid_lost),
+        Capability.GRID_STATUS: _published(values, ACTIVE_IN_SOURCE, grid_lost),
         Capability.BACKUP_RESERVE: _published(values, MIN_SOC_LIMIT),
-        Capability.GRID_CHARGING: _published(values, vebus.disable_charge),
+        Capability.GRID_CHARGING: _published(values, disable_charge),
         Capability.EXPORT_LIMIT: _published(values, MAX_FEED_IN_POWER),
         Capability.STORM_WATCH: (
             storm_path is not None and _flag(values.get(storm_path, GONE)) is not None
@@ -303,7 +305,7 @@ def telemetry_from(
     values: Mapping[str, JsonValue | Gone],
     *,
     now: datetime,
-    vebus_instance: int = 227,
+    vebus_instance: int | None = 227,
     capacity_wh: float | None = None,
     storm_path: str | None = None,
 ) -> DeviceTelemetry:
@@ -324,7 +326,7 @@ def telemetry_from(
     present = [p for p in solar_parts if p is not None]
     solar = max(0.0, sum(present)) if present else None
     source = _number(values.get(ACTIVE_IN_SOURCE))
-    grid_lost = _number(values.get(VebusPaths(vebus_instance).grid_lost))
+    grid_lost = _number(values.get(_vebus_paths(vebus_instance)[2]))
     if source is not None:
         grid_up: bool | None = int(source) != SOURCE_NOT_CONNECTED
     elif grid_lost is not None:
@@ -344,21 +346,23 @@ def telemetry_from(
     )
 
 
-def setpoints_from(values: Mapping[str, JsonValue | Gone], *, vebus_instance: int = 227) -> Setpoints:
+def setpoints_from(
+    values: Mapping[str, JsonValue | Gone], *, vebus_instance: int | None = 227
+) -> Setpoints:
     """The setpoints the GX holds: reserve (100 while "keep batteries charged"), grid charging, export cap.
 
     The export cap is 0 W while PreventFeedback or DisableFeedIn is set, else MaxFeedInPower
     (None when -1 / unlimited). Settings the GX does not publish read as their neutral value.
     """
-    vebus = VebusPaths(vebus_instance)
+    disable_charge_path, disable_feed_in, _ = _vebus_paths(vebus_instance)
     state = _number(values.get(BATTERY_LIFE_STATE))
     if state is not None and int(state) == STATE_KEEP_CHARGED:
         reserve = 100.0
     else:
         reserve = _number(values.get(MIN_SOC_LIMIT)) or 0.0
-    disable_charge = _number(values.get(vebus.disable_charge))
+    disable_charge = _number(values.get(disable_charge_path))
     feed_in = _number(values.get(MAX_FEED_IN_POWER))
-    if _number(values.get(PREVENT_FEEDBACK)) or _number(values.get(vebus.disable_feed_in)):
+    if _number(values.get(PREVENT_FEEDBACK)) or _number(values.get(disable_feed_in)):
         export: int | None = 0
     elif feed_in is None or feed_in < 0:
         export = None
@@ -372,7 +376,7 @@ def setpoints_from(values: Mapping[str, JsonValue | Gone], *, vebus_instance: in
 
 
 def setpoint_writes(
-    setpoints: Setpoints, current: Mapping[str, JsonValue | Gone], *, vebus_instance: int = 227
+    setpoints: Setpoints, current: Mapping[str, JsonValue | Gone], *, vebus_instance: int | None = 227
 ) -> dict[str, JsonValue]:
     """The W/ writes (path -> value, in write order) that make the GX hold ``setpoints``.
 
@@ -382,7 +386,7 @@ def setpoint_writes(
     charged" (State 9) would hold the reserve at 100 %, so it is switched to optimized (10)
     first. The switches PreventFeedback and DisableFeedIn go along when the GX publishes them.
     """
-    vebus = VebusPaths(vebus_instance)
+    disable_charge, disable_feed_in, _ = _vebus_paths(vebus_instance)
     limit = setpoints.export_limit_w
     no_export = 1 if limit is not None and limit <= 0 else 0
     targets: dict[str, JsonValue] = {}
@@ -391,11 +395,11 @@ def setpoint_writes(
         if state is not None and int(state) == STATE_KEEP_CHARGED:
             targets[BATTERY_LIFE_STATE] = STATE_OPTIMIZED
         targets[MIN_SOC_LIMIT] = setpoints.reserve_pct
-    if _published(current, vebus.disable_charge):
-        targets[vebus.disable_charge] = 0 if setpoints.grid_charging else 1
+    if _published(current, disable_charge):
+        targets[disable_charge] = 0 if setpoints.grid_charging else 1
     if _published(current, MAX_FEED_IN_POWER):
         targets[MAX_FEED_IN_POWER] = UNLIMITED_FEED_IN if limit is None else max(0, limit)
-        for switch in (PREVENT_FEEDBACK, vebus.disable_feed_in):
+        for switch in (PREVENT_FEEDBACK, disable_feed_in):
             if _published(current, switch):
                 targets[switch] = no_export
     return {p: v for p, v in targets.items() if p not in current or not same_value(v, current[p])}

@@ -38,6 +38,7 @@ from drivers.victron_gx.codec import (
     setpoint_writes,
     setpoints_from,
     telemetry_from,
+    vebus_instance_of,
     w_topic,
 )
 from drivers.victron_gx.options import VictronGxOptions
@@ -64,6 +65,8 @@ class VictronGxDriver:
         # Learned from what the GX publishes on connect: none before (a discovering driver).
         self.capabilities: frozenset[Capability] = frozenset()
         self.portal_id: str | None = options.portal_id
+        # The VE.Bus unit's device instance: configured, else learned from the GX on connect.
+        self.vebus_instance: int | None = options.vebus_instance
         self.values: LatestValues[str, JsonValue | Gone] = LatestValues()
         self._transports = transports
         self._broker: MqttBroker | None = None
@@ -103,9 +106,12 @@ class VictronGxDriver:
                 self._keepalive_loop(broker, portal), name=f"victron keepalive {portal}"
             )
         firmware = self.values.value(FIRMWARE_VERSION)
+        published = self.values.snapshot()
+        if self.options.vebus_instance is None:
+            self.vebus_instance = vebus_instance_of(published)
         storm_path = self._storm_path
         self.capabilities = capabilities_from(
-            self.values.snapshot(), vebus_instance=self.options.vebus_instance, storm_path=storm_path
+            published, vebus_instance=self.vebus_instance, storm_path=storm_path
         )
         if storm_path is not None and Capability.STORM_WATCH not in self.capabilities:
             self._log.warning("victron.storm_path_not_published", path=storm_path)
@@ -148,7 +154,7 @@ class VictronGxDriver:
         return telemetry_from(
             self.values.snapshot(),
             now=datetime.now(UTC),
-            vebus_instance=self.options.vebus_instance,
+            vebus_instance=self.vebus_instance,
             capacity_wh=self.options.capacity_wh,
             storm_path=self._storm_path,
         )
@@ -160,7 +166,7 @@ class VictronGxDriver:
             DeviceUnreachable: not connected, or the GX left a keepalive probe unanswered.
         """
         self._fresh()
-        return setpoints_from(self.values.snapshot(), vebus_instance=self.options.vebus_instance)
+        return setpoints_from(self.values.snapshot(), vebus_instance=self.vebus_instance)
 
     # ----------------------------------------------------------------------- writing
 
@@ -177,7 +183,7 @@ class VictronGxDriver:
         portal = self.portal_id
         assert portal is not None  # noqa: S101 - _fresh() needs a connected portal
         writes = setpoint_writes(
-            setpoints, self.values.snapshot(), vebus_instance=self.options.vebus_instance
+            setpoints, self.values.snapshot(), vebus_instance=self.vebus_instance
         )
         if not writes:
             return

@@ -17,6 +17,8 @@ class VictronGxOptions(BaseModel):
     """Configuration of one Victron GX reached over its MQTT broker (dbus-flashmq topics).
 
     ``portal_id`` None discovers it from the retained ``N/+/system/0/Serial`` (first GX seen).
+    ``vebus_instance`` None takes the VE.Bus unit's device instance from the GX's
+    ``system/0/VebusInstance`` (it differs between GX models and ports).
     ``keepalive_s``: the keepalive cycle; each cycle extends publishing (below the GX's 60 s
     timeout, without a full republish) and asks the GX to re-publish one value, which it answers
     whether or not anything changed. ``probe_timeout_s``: read() fails once that answer is overdue
@@ -33,7 +35,7 @@ class VictronGxOptions(BaseModel):
     host: str
     port: int = Field(1883, ge=1, le=65535)
     portal_id: str | None = Field(None, pattern=r"^[0-9A-Za-z]{1,32}$")
-    vebus_instance: int = Field(227, ge=0, le=65535)
+    vebus_instance: int | None = Field(None, ge=0, le=65535)
     keepalive_s: float = Field(10.0, gt=0, lt=60)
     probe_timeout_s: float = Field(10.0, gt=0)
     confirm_timeout_s: float = Field(3.0, gt=0)

@@ -149,6 +149,17 @@ async def test_capabilities_are_what_the_gx_publishes_and_storm_only_when_config
         assert Capability.STORM_WATCH not in d.capabilities
 
 
+async def test_the_vebus_instance_is_learned_from_the_gx(transports: Transports) -> None:
+    # VE.Bus device instances differ between GX models and ports: the driver must not assume 227.
+    async with Simulator(sim_config(vebus_instance=246)) as sim, victron(sim, transports) as d:
+        await d.connect()
+        assert d.vebus_instance == 246
+        assert Capability.GRID_CHARGING in d.capabilities
+        await d.apply(Setpoints(reserve_pct=30, grid_charging=True, export_limit_w=None))
+        assert sim.homes["home-x"].truth().grid_charging is True
+        assert (await d.read_back()).grid_charging is True
+
+
 async def test_known_portal_skips_discovery_and_info_names_it(
     sim: Simulator, transports: Transports
 ) -> None:

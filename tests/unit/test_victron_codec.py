@@ -29,6 +29,7 @@ from drivers.victron_gx.codec import (
     setpoint_writes,
     setpoints_from,
     telemetry_from,
+    vebus_instance_of,
     w_topic,
 )
 
@@ -196,6 +197,30 @@ def test_capabilities_of_a_gx_without_battery_or_feed_in_control() -> None:
     }  # fmt: skip
     assert capabilities_from(pv_only) == {Capability.SOLAR, Capability.GRID_METER, Capability.GRID_STATUS}
     assert capabilities_from({}) == frozenset()
+
+
+@pytest.mark.parametrize(("published", "instance"), [
+    ({"system/0/VebusInstance": 276}, 276),
+    ({"system/0/VebusInstance": 227.0}, 227),
+    ({"system/0/VebusInstance": None}, None),  # no VE.Bus unit
+    ({"system/0/VebusInstance": GONE}, None),
+    ({"system/0/VebusInstance": "276"}, None),
+    ({"system/0/VebusInstance": 2.5}, None),
+    ({}, None),
+])  # fmt: skip
+def test_vebus_instance_of(published: dict[str, Any], instance: int | None) -> None:
+    assert vebus_instance_of(published) == instance
+
+
+def test_without_a_vebus_unit_its_paths_are_neither_read_nor_written() -> None:
+    sp = Setpoints(reserve_pct=20, grid_charging=True, export_limit_w=0)
+    assert setpoint_writes(sp, GX, vebus_instance=None) == {MAX_FEED_IN_POWER: 0, PREVENT_FEEDBACK: 1}
+    assert setpoints_from({**GX, DISABLE_CHARGE: 0}, vebus_instance=None).grid_charging is False
+    caps = capabilities_from(GX, vebus_instance=None)
+    assert Capability.GRID_CHARGING not in caps
+    assert Capability.GRID_STATUS in caps  # from Ac/ActiveIn/Source
+    lost = {**GX, "system/0/Ac/ActiveIn/Source": None, "vebus/227/Alarms/GridLost": 2}
+    assert telemetry_from(lost, now=NOW, vebus_instance=None).grid_up is None
 
 
 def test_setpoint_writes_only_touch_settings_the_gx_publishes() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
@@ -86,10 +85,7 @@ class MqttBatteryDriver:
         broker, self._broker = self._broker, None
         subs, self._subs = self._subs, []
         if broker is not None:
-            for sub in subs:
-                with contextlib.suppress(DeviceUnreachable):
-                    await broker.unsubscribe(sub)
-            await self._transports.mqtt.release(broker)
+            await self._transports.mqtt.release(broker, subs)
 
     # ----------------------------------------------------------------------- reading
 

@@ -14,7 +14,7 @@ import structlog
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from drivers.background import spawn
+from drivers.background import spawn, stop
 from drivers.errors import DeviceRejected, DeviceUnreachable
 from drivers.transport.backoff import reconnect
 from drivers.transport.shared import SharedConnections
@@ -264,17 +264,13 @@ class ModbusEndpoint:
         """Close the connection and stop reconnecting; later requests raise DeviceUnreachable."""
         self._closed = True
         task, self._reconnect = self._reconnect, None
-        # Python 3.11's wait_for (inside pymodbus' connect) can swallow a cancellation that
-        # races a finishing connect, so cancel until the task is really gone.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
+        await stop(task)
         if self._client is not None:
             self._client.close()
             self._client = None
 
 
-class ModbusPool:
+class ModbusPool(SharedConnections[ModbusEndpoint]):
     """Ref-counted Modbus TCP endpoints, one per (host, port) for the whole process.
 
     Args:
@@ -283,21 +279,9 @@ class ModbusPool:
     """
 
     def __init__(self, *, timeout_s: float = 1.0, backoff_max_s: float = 10.0) -> None:
+        super().__init__(self._endpoint)
         self.timeout_s = timeout_s
         self.backoff_max_s = backoff_max_s
-        self._endpoints: SharedConnections[ModbusEndpoint] = SharedConnections(self._endpoint)
 
     def _endpoint(self, host: str, port: int) -> ModbusEndpoint:
         return ModbusEndpoint(host, port, timeout_s=self.timeout_s, backoff_max_s=self.backoff_max_s)
-
-    def acquire(self, host: str, port: int) -> ModbusEndpoint:
-        """The shared endpoint for (host, port); every acquire needs one ``release``."""
-        return self._endpoints.acquire(host, port)
-
-    async def release(self, endpoint: ModbusEndpoint) -> None:
-        """Give back one share of ``endpoint``; the last release closes the connection."""
-        await self._endpoints.release(endpoint)
-
-    async def close(self) -> None:
-        """Close every endpoint (process shutdown)."""
-        await self._endpoints.close()

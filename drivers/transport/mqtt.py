@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -13,7 +13,7 @@ import aiomqtt
 import structlog
 from paho.mqtt.client import topic_matches_sub
 
-from drivers.background import spawn
+from drivers.background import spawn, stop
 from drivers.errors import DeviceUnreachable, NotConfirmed
 from drivers.topics import valid_filter, valid_topic
 from drivers.transport.backoff import reconnect
@@ -300,10 +300,7 @@ class MqttBroker:
         self._closed = True
         self._up.clear()
         task, self._task = self._task, None
-        # aiomqtt's wait_for (3.11) can swallow a cancellation racing an answer: cancel until gone.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
+        await stop(task)
         self._subs.clear()
         self._filters.clear()
 
@@ -440,7 +437,7 @@ async def write_confirmed(
         )
 
 
-class MqttPool:
+class MqttPool(SharedConnections[MqttBroker]):
     """Ref-counted MQTT connections, one per broker (host, port) for the whole process.
 
     Args:
@@ -452,10 +449,10 @@ class MqttPool:
     def __init__(
         self, *, timeout_s: float = 2.0, backoff_max_s: float = 10.0, client_prefix: str = "energy-gateway"
     ) -> None:
+        super().__init__(self._broker)
         self.timeout_s = timeout_s
         self.backoff_max_s = backoff_max_s
         self.client_prefix = client_prefix
-        self._brokers: SharedConnections[MqttBroker] = SharedConnections(self._broker)
 
     def _broker(self, host: str, port: int) -> MqttBroker:
         return MqttBroker(
@@ -465,14 +462,13 @@ class MqttPool:
 
     def acquire(self, host: str, port: int) -> MqttBroker:
         """The shared connection to (host, port), connecting in the background; needs one ``release``."""
-        broker = self._brokers.acquire(host, port)
+        broker = super().acquire(host, port)
         broker.start()
         return broker
 
-    async def release(self, broker: MqttBroker) -> None:
-        """Give back one share of ``broker``; the last release disconnects."""
-        await self._brokers.release(broker)
-
-    async def close(self) -> None:
-        """Disconnect every broker (process shutdown)."""
-        await self._brokers.close()
+    async def release(self, broker: MqttBroker, subscriptions: Iterable[Subscription] = ()) -> None:
+        """Drop a driver's ``subscriptions``, then give back its share; the last release disconnects."""
+        for sub in subscriptions:
+            with contextlib.suppress(DeviceUnreachable):
+                await broker.unsubscribe(sub)
+        await super().release(broker)

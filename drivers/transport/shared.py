@@ -19,7 +19,7 @@ C = TypeVar("C", bound=_Connection)
 
 
 class SharedConnections(Generic[C]):
-    """The connection owners of one transport, keyed by (host, port), made on first acquire.
+    """A transport's connection owners keyed by (host, port), made on first acquire (the pools' base).
 
     Each device driver acquires its endpoint's owner and releases it on close; every driver
     behind one endpoint (Modbus unit ids behind a gateway, devices on one broker) shares it.

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 import structlog
 
-from drivers.background import spawn
+from drivers.background import spawn, stop
 from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Setpoints
 from drivers.errors import DeviceUnreachable
 from drivers.transport import MqttBroker, Subscription, Transports
@@ -127,9 +126,7 @@ class VictronGxDriver:
     async def close(self) -> None:
         """Stop the keepalives, drop the subscription and give back the broker share."""
         task, self._keepalive_task = self._keepalive_task, None
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
+        await stop(task)
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
@@ -137,10 +134,7 @@ class VictronGxDriver:
         sub, self._sub = self._sub, None
         self._probe_since = None
         if broker is not None:
-            if sub is not None:
-                with contextlib.suppress(DeviceUnreachable):
-                    await broker.unsubscribe(sub)
-            await self._transports.mqtt.release(broker)
+            await self._transports.mqtt.release(broker, [] if sub is None else [sub])
 
     # ----------------------------------------------------------------------- reading
 

@@ -5,7 +5,9 @@ to ``drivers/<family>/options.py`` (no transport imports: the config validates w
 pure register codec in ``drivers/<family>/codec.py`` (no I/O, tested with register tables),
 register the class in ``drivers/registry.py`` ``DRIVERS`` and the options in
 ``drivers/options.py`` ``DRIVER_OPTIONS``, and give it a simulated twin in
-``tests/integration/test_drivers_all.py``. This module is type-checked but not registered.
+``tests/integration/test_drivers_all.py`` (the contract test runs every registered driver
+against it). A reading that only one maker's convention defines is an option that is off by
+default. docs/drivers.md walks through it; this module is type-checked but not registered.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Background tasks started in a clean context, so no request's log binding reaches their log lines."""
+"""Background tasks: started in a clean context (no request's log binding), stopped for sure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextvars
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["spawn"]
+__all__ = ["spawn", "stop"]
 
 T = TypeVar("T")
 
@@ -21,3 +21,14 @@ def spawn(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
     line for the rest of its life. A background task belongs to no request.
     """
     return asyncio.get_running_loop().create_task(coro, name=name, context=contextvars.Context())
+
+
+async def stop(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` and wait until it is done (None: nothing to stop).
+
+    Cancel again until it is really gone: on Python 3.11 ``asyncio.wait_for`` (inside pymodbus'
+    and aiomqtt's awaits) can swallow a cancellation that races the answer it was waiting for.
+    """
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)

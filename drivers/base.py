@@ -1,4 +1,4 @@
-"""The normalised device vocabulary (DESIGN §2) and the small protocols every driver implements."""
+"""The normalised device vocabulary and the small protocols every driver implements (docs/drivers.md)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,6 @@ class Counters:
 
     grid_import_wh: float | None = None
     grid_export_wh: float | None = None
-    solar_wh: float | None = None
-    battery_charge_wh: float | None = None
-    battery_discharge_wh: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

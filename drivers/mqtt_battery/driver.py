@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 import structlog
 
 from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Setpoints
-from drivers.errors import DeviceUnreachable, NotConfirmed
+from drivers.errors import DeviceUnreachable
 from drivers.mqtt_battery.options import BOOLEAN_POINTS, MqttBatteryOptions, capabilities_of
 from drivers.mqtt_battery.points import (
     Missing,
@@ -23,7 +22,7 @@ from drivers.mqtt_battery.points import (
     to_gateway,
 )
 from drivers.transport import MqttBroker, Subscription, Transports
-from drivers.transport.mqtt import LatestValues
+from drivers.transport.mqtt import EchoedWrite, LatestValues, write_confirmed
 
 if TYPE_CHECKING:
     from drivers.registry import DriverClass
@@ -86,10 +85,7 @@ class MqttBatteryDriver:
         broker, self._broker = self._broker, None
         subs, self._subs = self._subs, []
         if broker is not None:
-            for sub in subs:
-                with contextlib.suppress(DeviceUnreachable):
-                    await broker.unsubscribe(sub)
-            await self._transports.mqtt.release(broker)
+            await self._transports.mqtt.release(broker, subs)
 
     # ----------------------------------------------------------------------- reading
 
@@ -149,44 +145,28 @@ class MqttBatteryDriver:
             "export_limit_w": None if setpoints.export_limit_w is None else float(setpoints.export_limit_w),
         }
         writes: dict[str, PointValue] = {}
+        commands: list[EchoedWrite[str, PointValue]] = []
         for name, point in self.options.points.writable().items():
-            current = self.values.get(name)
-            if current is None or not same_point_value(
-                wanted[name], current.value, tolerance=point.tolerance
-            ):
-                writes[name] = wanted[name]
-        if not writes:
-            return
-        mark = self.values.seq
-        for name, value in writes.items():
-            point = self.options.points.writable()[name]
+            value, current = wanted[name], self.values.get(name)
+            if current is not None and same_point_value(value, current.value, tolerance=point.tolerance):
+                continue
+            writes[name] = value
             device_value = from_gateway(value, scale=point.scale, invert_sign=point.invert_sign)
-            await broker.publish(
-                self.options.topic(point.command_topic),
-                render_payload(point.payload_template, device_value),
-                qos=point.qos,
-                retain=False,  # a retained command would be replayed on every reconnect
-                timeout_s=self.options.confirm_timeout_s,
-            )
+            commands.append(EchoedWrite(
+                name, value, self.options.topic(point.command_topic),
+                render_payload(point.payload_template, device_value), qos=point.qos,
+            ))  # fmt: skip
+        if not commands:
+            return
+        await write_confirmed(
+            broker, self.values, commands, shows=self._echo_shows,
+            timeout_s=self.options.confirm_timeout_s, device=self.name,
+        )  # fmt: skip
         self._log.info("mqtt_battery.written", writes=writes)
 
-        def echoed() -> bool:
-            return all(self._echo_ok(name, value, mark) for name, value in writes.items())
-
-        if not await self.values.wait_until(echoed, self.options.confirm_timeout_s):
-            actual = {n: self.values.value(n) for n in writes}
-            raise NotConfirmed(
-                f"{self.name}: device reports {actual}, expected {writes}", expected=writes, actual=actual
-            )
-
-    def _echo_ok(self, name: str, value: PointValue, mark: int) -> bool:
-        sample = self.values.get(name)
-        point = self.options.points.writable()[name]
-        return (
-            sample is not None
-            and sample.seq > mark
-            and same_point_value(value, sample.value, tolerance=point.tolerance)
-        )
+    def _echo_shows(self, name: str, written: PointValue, echoed: PointValue) -> bool:
+        tolerance = self.options.points.writable()[name].tolerance
+        return same_point_value(written, echoed, tolerance=tolerance)
 
     # ----------------------------------------------------------------------- internals
 

@@ -108,16 +108,6 @@ class PointDef:
     size: int
     offset: int
     sf: str | int | None = None
-    units: str | None = None
-    access: Literal["R", "RW"] = "R"
-    mandatory: bool = False
-    static: bool = False
-    symbols: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def writable(self) -> bool:
-        """True for RW points."""
-        return self.access == "RW"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,11 +172,6 @@ def _parse_group(raw: Mapping[str, Any], *, top: bool) -> GroupDef:
                 size=size,
                 offset=offset,
                 sf=sf,
-                units=p.get("units"),
-                access="RW" if p.get("access") == "RW" else "R",
-                mandatory=p.get("mandatory") == "M",
-                static=p.get("static") == "S",
-                symbols=tuple((s["name"], int(s["value"])) for s in p.get("symbols", ())),
             )
         )
         offset += size

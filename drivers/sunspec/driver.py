@@ -37,7 +37,7 @@ from drivers.sunspec.codec import (
     plan_reads,
     start_discovery,
 )
-from drivers.sunspec.options import SunSpecOptions
+from drivers.sunspec.options import SunSpecOptions, VendorBit
 from drivers.transport import ModbusEndpoint, Priority, Transports
 
 __all__ = [
@@ -64,7 +64,6 @@ _IDENTITY_MODELS = (1, 120, 121, 123, 124, 702, 802, *INVERTER_MODELS, *METER_MO
 _STORCTL_CHARGE = 1  # StorCtl_Mod bit 0
 _STORCTL_DISCHARGE = 2  # StorCtl_Mod bit 1
 _EVT1_GRID_DISCONNECT = 1 << 4
-_EVTVND1_STORM = 1 << 0
 
 
 Blocks = Mapping[int, ModelBlock]
@@ -105,8 +104,11 @@ def _coalesce(*values: float | None) -> float | None:
 # --------------------------------------------------------------------------- pure mapping
 
 
-def capabilities_from(blocks: Blocks) -> frozenset[Capability]:
-    """What a device with these decoded models can measure and honour (drivers-api contract)."""
+def capabilities_from(blocks: Blocks, *, storm_alert: VendorBit | None = None) -> frozenset[Capability]:
+    """What a device with these decoded models can measure and honour.
+
+    ``storm_watch`` only with a configured ``storm_alert`` bit on a point the inverter implements.
+    """
     inverter = _first(blocks, *INVERTER_MODELS)
     storage = blocks.get(124)
     controls = blocks.get(123)
@@ -119,7 +121,7 @@ def capabilities_from(blocks: Blocks) -> frozenset[Capability]:
         caps.add(Capability.GRID_METER)
     if _has(inverter, "Evt1"):
         caps.add(Capability.GRID_STATUS)
-    if _has(inverter, "EvtVnd1"):
+    if storm_alert is not None and _has(inverter, storm_alert.point):
         caps.add(Capability.STORM_WATCH)
     if _has(storage, "MinRsvPct"):
         caps.add(Capability.BACKUP_RESERVE)
@@ -162,12 +164,14 @@ def telemetry_from(
     battery_sign: int = 1,
     meter_sign: int = 1,
     capacity_wh: float | None = None,
+    storm_alert: VendorBit | None = None,
 ) -> DeviceTelemetry:
-    """Normalise decoded models into DESIGN §2 telemetry (W, Wh, %).
+    """Normalise decoded models into telemetry (W, Wh, %).
 
     ``battery_w`` + discharging (802 W x ``battery_sign``); ``grid_w`` + importing (meter W x
     ``meter_sign``); ``solar_w`` >= 0 from the inverter's DC power (its AC power minus the battery
     when DCW is not implemented); ``load_w = solar_w + battery_w + grid_w`` when a meter exists.
+    ``storm_alert`` is the configured vendor event bit, None (unknown) when none is configured.
     """
     inverter = _first(blocks, *INVERTER_MODELS)
     meter = _first(blocks, *METER_MODELS)
@@ -189,7 +193,7 @@ def telemetry_from(
     load_w = None if grid_w is None else (solar_w or 0.0) + (battery_w or 0.0) + grid_w
 
     evt1 = _int(inverter, "Evt1")
-    vendor = _int(inverter, "EvtVnd1")
+    vendor = None if storm_alert is None else _int(inverter, storm_alert.point)
     imported = _num(meter, "TotWhImp")
     exported = _num(meter, "TotWhExp")
     if meter_sign < 0:  # the meter's "import" is the site's export
@@ -203,7 +207,7 @@ def telemetry_from(
         soc_pct=_coalesce(_num(battery, "SoC"), _num(storage, "ChaState")),
         capacity_wh=_coalesce(_num(battery, "WHRtg"), capacity_wh),
         grid_up=None if evt1 is None else not evt1 & _EVT1_GRID_DISCONNECT,
-        storm_alert=None if vendor is None else bool(vendor & _EVTVND1_STORM),
+        storm_alert=None if vendor is None or storm_alert is None else bool(vendor & storm_alert.mask),
         counters=Counters(grid_import_wh=imported, grid_export_wh=exported),
     )
 
@@ -345,7 +349,7 @@ class SunSpecDriver:
         blocks = await self._read_blocks(state, _IDENTITY_MODELS, Priority.POLL)
         self.map = state
         self.info = device_info_from(blocks)
-        self.capabilities = capabilities_from(blocks)
+        self.capabilities = capabilities_from(blocks, storm_alert=self.options.storm_alert)
         self._log.info(
             "sunspec.connected",
             models=list(state.model_ids),
@@ -370,6 +374,7 @@ class SunSpecDriver:
             battery_sign=self.options.battery_sign,
             meter_sign=self.options.meter_sign,
             capacity_wh=self.info.battery_capacity_wh if self.info else None,
+            storm_alert=self.options.storm_alert,
         )
         if self.info is None or not self.capabilities & SETPOINT_CAPABILITIES:
             return telemetry

@@ -27,7 +27,6 @@ class ExceptionCode(enum.IntEnum):
     ILLEGAL_ADDRESS = 2
     ILLEGAL_VALUE = 3
     DEVICE_FAILURE = 4
-    GATEWAY_PATH_UNAVAILABLE = 10
     GATEWAY_TARGET_FAILED = 11
 
 

@@ -13,10 +13,11 @@ from typing import Any
 import structlog
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from drivers.background import spawn
+from drivers.background import spawn, stop
 from drivers.errors import DeviceRejected, DeviceUnreachable
+from drivers.transport.backoff import reconnect
+from drivers.transport.shared import SharedConnections
 
 __all__ = ["ModbusEndpoint", "ModbusPool", "Priority"]
 
@@ -82,10 +83,10 @@ class ModbusEndpoint:
     """One device endpoint (host, port): a single pymodbus client shared by every unit id behind it.
 
     Transactions run one at a time; waiting commands go before waiting polls. Each transaction has
-    ``timeout_s``. When the connection is down a background task reconnects with capped, jittered
-    exponential backoff (tenacity — the only retry layer: the pymodbus client has ``retries=0`` and
-    its own reconnect disabled). Failures raise ``DeviceUnreachable``; Modbus exception replies
-    raise ``DeviceRejected`` carrying the exception code.
+    ``timeout_s``. When the connection is down a background task reconnects with
+    ``drivers.transport.backoff.reconnect`` (the only retry layer: the pymodbus client has
+    ``retries=0`` and its own reconnect disabled). Failures raise ``DeviceUnreachable``; Modbus
+    exception replies raise ``DeviceRejected`` carrying the exception code.
     """
 
     def __init__(self, host: str, port: int, *, timeout_s: float, backoff_max_s: float) -> None:
@@ -99,7 +100,6 @@ class ModbusEndpoint:
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
         self._log = _log.bind(endpoint=f"{host}:{port}")
-        self._users = 0
 
     @property
     def connected(self) -> bool:
@@ -224,18 +224,11 @@ class ModbusEndpoint:
         return self._client
 
     async def _reconnect_loop(self) -> None:
-        retrying = AsyncRetrying(
-            wait=wait_exponential_jitter(
-                multiplier=0.05, max=self.backoff_max_s, jitter=self.backoff_max_s / 10
-            ),
-            retry=retry_if_exception_type(DeviceUnreachable),
-            stop=lambda _: self._closed,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    await self._connect_once()
+            await reconnect(
+                self._connect_once, retry_on=DeviceUnreachable, backoff_max_s=self.backoff_max_s,
+                closed=lambda: self._closed, what=f"{self.host}:{self.port}",
+            )  # fmt: skip
         except DeviceUnreachable:
             return  # stopped because the endpoint closed
         except Exception:
@@ -247,7 +240,7 @@ class ModbusEndpoint:
     async def _connect_once(self) -> None:
         if self._client is not None:
             self._client.close()
-        # retries=0 and reconnect_delay=0: tenacity above is the one retry layer, and pymodbus
+        # retries=0 and reconnect_delay=0: reconnect() is the one retry layer, and pymodbus
         # must not spawn its own reconnect task behind our back. Its own request timeout is a
         # backstop only: asyncio.timeout in _transaction (per-call overridable) fires first.
         self._client = AsyncModbusTcpClient(
@@ -271,17 +264,13 @@ class ModbusEndpoint:
         """Close the connection and stop reconnecting; later requests raise DeviceUnreachable."""
         self._closed = True
         task, self._reconnect = self._reconnect, None
-        # Python 3.11's wait_for (inside pymodbus' connect) can swallow a cancellation that
-        # races a finishing connect, so cancel until the task is really gone.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
+        await stop(task)
         if self._client is not None:
             self._client.close()
             self._client = None
 
 
-class ModbusPool:
+class ModbusPool(SharedConnections[ModbusEndpoint]):
     """Ref-counted Modbus TCP endpoints, one per (host, port) for the whole process.
 
     Args:
@@ -290,33 +279,9 @@ class ModbusPool:
     """
 
     def __init__(self, *, timeout_s: float = 1.0, backoff_max_s: float = 10.0) -> None:
+        super().__init__(self._endpoint)
         self.timeout_s = timeout_s
         self.backoff_max_s = backoff_max_s
-        self._endpoints: dict[tuple[str, int], ModbusEndpoint] = {}
 
-    def acquire(self, host: str, port: int) -> ModbusEndpoint:
-        """The shared endpoint for (host, port); every acquire needs one ``release``."""
-        key = (host, port)
-        endpoint = self._endpoints.get(key)
-        if endpoint is None:
-            endpoint = ModbusEndpoint(host, port, timeout_s=self.timeout_s, backoff_max_s=self.backoff_max_s)
-            self._endpoints[key] = endpoint
-        endpoint._users += 1
-        return endpoint
-
-    async def release(self, endpoint: ModbusEndpoint) -> None:
-        """Give back one share of ``endpoint``; the last release closes the connection."""
-        key = (endpoint.host, endpoint.port)
-        if self._endpoints.get(key) is not endpoint:
-            return
-        endpoint._users -= 1
-        if endpoint._users <= 0:
-            del self._endpoints[key]
-            await endpoint.aclose()
-
-    async def close(self) -> None:
-        """Close every endpoint (process shutdown)."""
-        endpoints = list(self._endpoints.values())
-        self._endpoints.clear()
-        for endpoint in endpoints:
-            await endpoint.aclose()
+    def _endpoint(self, host: str, port: int) -> ModbusEndpoint:
+        return ModbusEndpoint(host, port, timeout_s=self.timeout_s, backoff_max_s=self.backoff_max_s)

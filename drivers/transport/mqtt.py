@@ -5,26 +5,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import aiomqtt
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from paho.mqtt.client import topic_matches_sub
 
-from drivers.background import spawn
-from drivers.errors import DeviceUnreachable
+from drivers.background import spawn, stop
+from drivers.errors import DeviceUnreachable, NotConfirmed
 from drivers.topics import valid_filter, valid_topic
+from drivers.transport.backoff import reconnect
+from drivers.transport.shared import SharedConnections
 
 __all__ = [
+    "EchoedWrite",
     "Handler",
     "LatestValues",
     "MqttBroker",
     "MqttPool",
     "Sample",
     "Subscription",
-    "topic_matches",
+    "write_confirmed",
 ]
 
 _log = structlog.get_logger("drivers.transport.mqtt")
@@ -36,28 +39,7 @@ Handler = Callable[[str, bytes, bool], None]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-
-
-# --------------------------------------------------------------------------- pure topic rules
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """True if ``topic`` matches ``topic_filter`` (MQTT 3.1.1 §4.7, incl. the ``$`` rule).
-
-    Wildcards at the first level never match topics starting with ``$`` (``$SYS/...``).
-    """
-    if topic.startswith("$") and topic_filter[:1] in {"+", "#"}:
-        return False
-    f_levels = topic_filter.split("/")
-    t_levels = topic.split("/")
-    for i, f in enumerate(f_levels):
-        if f == "#":
-            return True  # also matches the parent level itself ("a/#" matches "a")
-        if i >= len(t_levels):
-            return False
-        if f not in {"+", t_levels[i]}:
-            return False
-    return len(f_levels) == len(t_levels)
+W = TypeVar("W")
 
 
 # --------------------------------------------------------------------------- latest values
@@ -121,11 +103,6 @@ class LatestValues(Generic[K, V]):
         """Every key's latest value."""
         return {k: s.value for k, s in self._samples.items()}
 
-    def clear(self) -> None:
-        """Forget every value (e.g. after the device changed)."""
-        self._samples.clear()
-        self._last_at = None
-
     async def wait_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
         """Wait until ``done()`` holds, re-checking after every ``put``; False after ``timeout_s``."""
         if done():
@@ -170,10 +147,11 @@ class MqttBroker:
     """One broker (host, port): a single aiomqtt client shared by every device on it.
 
     A background task connects, re-issues every registered filter after each (re)connect and
-    routes each incoming message to the subscriptions whose filter matches its topic — messages
+    routes each incoming message to the subscriptions whose filter matches its topic (paho's
+    ``topic_matches_sub``: MQTT 3.1.1 §4.7, wildcards never match a leading ``$``) — messages
     matching none are dropped (amqtt pushes retained messages of other clients' filters). Lost
-    connections are re-made with capped, jittered exponential backoff (tenacity, the one retry
-    layer; aiomqtt never reconnects by itself). Handlers run on the loop and must not block.
+    connections are re-made by ``drivers.transport.backoff.reconnect``, the one retry layer
+    (aiomqtt never reconnects by itself). Handlers run on the loop and must not block.
     """
 
     def __init__(
@@ -196,7 +174,6 @@ class MqttBroker:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
-        self._users = 0
         self._log = _log.bind(broker=f"{host}:{port}")
 
     def __repr__(self) -> str:
@@ -323,10 +300,7 @@ class MqttBroker:
         self._closed = True
         self._up.clear()
         task, self._task = self._task, None
-        # aiomqtt's wait_for (3.11) can swallow a cancellation racing an answer: cancel until gone.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
+        await stop(task)
         self._subs.clear()
         self._filters.clear()
 
@@ -358,30 +332,22 @@ class MqttBroker:
             await asyncio.sleep(min(_RECONNECT_PAUSE_S, self.backoff_max_s))
 
     async def _connect(self) -> aiomqtt.Client:
-        retrying = AsyncRetrying(
-            wait=wait_exponential_jitter(
-                multiplier=0.05, max=self.backoff_max_s, jitter=self.backoff_max_s / 10
-            ),
-            retry=retry_if_exception_type(aiomqtt.MqttError),
-            stop=lambda _: self._closed,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    # Built inside the running loop (aiomqtt needs it); clean session each time,
-                    # under a fresh id: a broker still holding the dropped session under the old
-                    # id would take the new one over or reap its subscriptions (amqtt does).
-                    self.client_id = f"{self.client_prefix}-{secrets.token_hex(4)}"
-                    client = aiomqtt.Client(
-                        self.host, self.port, identifier=self.client_id, timeout=self.timeout_s,
-                        keepalive=max(5, int(self.timeout_s * 10)),
-                    )  # fmt: skip
-                    await client.__aenter__()
-                    return client
-        except aiomqtt.MqttError as exc:
-            raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: closed") from exc
-        raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: closed")  # pragma: no cover
+        return await reconnect(
+            self._connect_once, retry_on=aiomqtt.MqttError, backoff_max_s=self.backoff_max_s,
+            closed=lambda: self._closed, what=f"mqtt {self.host}:{self.port}",
+        )  # fmt: skip
+
+    async def _connect_once(self) -> aiomqtt.Client:
+        # Built inside the running loop (aiomqtt needs it); clean session each time, under a
+        # fresh id: a broker still holding the dropped session under the old id would take the
+        # new one over or reap its subscriptions (amqtt does).
+        self.client_id = f"{self.client_prefix}-{secrets.token_hex(4)}"
+        client = aiomqtt.Client(
+            self.host, self.port, identifier=self.client_id, timeout=self.timeout_s,
+            keepalive=max(5, int(self.timeout_s * 10)),
+        )  # fmt: skip
+        await client.__aenter__()
+        return client
 
     async def _session(self, client: aiomqtt.Client) -> None:
         async with self._sub_lock:
@@ -401,7 +367,7 @@ class MqttBroker:
 
     def _dispatch(self, topic: str, payload: bytes, retained: bool) -> None:
         for sub in list(self._subs):
-            if sub.active and topic_matches(sub.topic_filter, topic):
+            if sub.active and topic_matches_sub(sub.topic_filter, topic):
                 try:
                     sub.handler(topic, payload, retained)
                 except Exception:
@@ -416,7 +382,62 @@ def _payload_bytes(payload: object) -> bytes:
     return str(payload).encode()
 
 
-class MqttPool:
+# --------------------------------------------------------------------------- confirmed commands
+
+
+@dataclass(frozen=True, slots=True)
+class EchoedWrite(Generic[K, W]):
+    """One command and the echo that confirms it.
+
+    ``payload`` goes to ``topic`` (never retained: a retained command would be replayed on every
+    reconnect or device restart). It holds once a value of ``key`` that arrived after the
+    command shows ``value``.
+    """
+
+    key: K
+    value: W
+    topic: str
+    payload: bytes
+    qos: int = 1
+
+
+async def write_confirmed(
+    broker: MqttBroker,
+    echoes: LatestValues[K, V],
+    writes: Sequence[EchoedWrite[K, W]],
+    *,
+    shows: Callable[[K, W, V], bool],
+    timeout_s: float,
+    device: str,
+) -> None:
+    """Publish ``writes`` in order, then wait until the device's own state echoes every value.
+
+    MQTT devices confirm a command by publishing their new state, not by answering it. An echo
+    counts when it arrived after the first command went out (an older value cannot confirm it)
+    and ``shows(key, value, echoed)``. ``timeout_s`` bounds each publish and then the wait.
+
+    Raises:
+        NotConfirmed: an echo did not show its value within ``timeout_s`` (a device ignoring an
+            invalid command re-publishes its old value, or nothing); carries expected/actual.
+        DeviceUnreachable: a command could not be published.
+    """
+    mark = echoes.seq
+    for write in writes:
+        await broker.publish(write.topic, write.payload, qos=write.qos, retain=False, timeout_s=timeout_s)
+
+    def echoed(write: EchoedWrite[K, W]) -> bool:
+        sample = echoes.get(write.key)
+        return sample is not None and sample.seq > mark and shows(write.key, write.value, sample.value)
+
+    if not await echoes.wait_until(lambda: all(echoed(w) for w in writes), timeout_s):
+        expected = {w.key: w.value for w in writes}
+        actual = {w.key: echoes.value(w.key) for w in writes}
+        raise NotConfirmed(
+            f"{device}: device reports {actual}, expected {expected}", expected=expected, actual=actual
+        )
+
+
+class MqttPool(SharedConnections[MqttBroker]):
     """Ref-counted MQTT connections, one per broker (host, port) for the whole process.
 
     Args:
@@ -428,38 +449,26 @@ class MqttPool:
     def __init__(
         self, *, timeout_s: float = 2.0, backoff_max_s: float = 10.0, client_prefix: str = "energy-gateway"
     ) -> None:
+        super().__init__(self._broker)
         self.timeout_s = timeout_s
         self.backoff_max_s = backoff_max_s
         self.client_prefix = client_prefix
-        self._brokers: dict[tuple[str, int], MqttBroker] = {}
+
+    def _broker(self, host: str, port: int) -> MqttBroker:
+        return MqttBroker(
+            host, port, timeout_s=self.timeout_s, backoff_max_s=self.backoff_max_s,
+            client_prefix=self.client_prefix,
+        )  # fmt: skip
 
     def acquire(self, host: str, port: int) -> MqttBroker:
         """The shared connection to (host, port), connecting in the background; needs one ``release``."""
-        key = (host, port)
-        broker = self._brokers.get(key)
-        if broker is None:
-            broker = MqttBroker(
-                host, port, timeout_s=self.timeout_s, backoff_max_s=self.backoff_max_s,
-                client_prefix=self.client_prefix,
-            )  # fmt: skip
-            self._brokers[key] = broker
-        broker._users += 1
+        broker = super().acquire(host, port)
         broker.start()
         return broker
 
-    async def release(self, broker: MqttBroker) -> None:
-        """Give back one share of ``broker``; the last release disconnects."""
-        key = (broker.host, broker.port)
-        if self._brokers.get(key) is not broker:
-            return
-        broker._users -= 1
-        if broker._users <= 0:
-            del self._brokers[key]
-            await broker.aclose()
-
-    async def close(self) -> None:
-        """Disconnect every broker (process shutdown)."""
-        brokers = list(self._brokers.values())
-        self._brokers.clear()
-        for broker in brokers:
-            await broker.aclose()
+    async def release(self, broker: MqttBroker, subscriptions: Iterable[Subscription] = ()) -> None:
+        """Drop a driver's ``subscriptions``, then give back its share; the last release disconnects."""
+        for sub in subscriptions:
+            with contextlib.suppress(DeviceUnreachable):
+                await broker.unsubscribe(sub)
+        await super().release(broker)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
-from drivers.base import DeviceTelemetry, Setpoints
+from drivers.base import Capability, DeviceTelemetry, Setpoints
 
 __all__ = [
     "ACTIVE_IN_SOURCE",
@@ -34,10 +33,10 @@ __all__ = [
     "SOURCE_NOT_CONNECTED",
     "STATE_KEEP_CHARGED",
     "STATE_OPTIMIZED",
-    "STORM_ALERT",
+    "VEBUS_INSTANCE",
     "Gone",
     "JsonValue",
-    "VebusPaths",
+    "capabilities_from",
     "decode_value",
     "encode_write",
     "keepalive_topic",
@@ -52,12 +51,14 @@ __all__ = [
     "setpoint_writes",
     "setpoints_from",
     "telemetry_from",
+    "vebus_instance_of",
     "w_topic",
 ]
 
 JsonValue = int | float | str | bool | None
 
 SERIAL = "system/0/Serial"
+VEBUS_INSTANCE = "system/0/VebusInstance"  # device instance of the VE.Bus inverter/charger in use
 PV_POWER = "system/0/Dc/Pv/Power"  # W, DC-coupled PV
 BATTERY_POWER = "system/0/Dc/Battery/Power"  # W, + charging (Victron convention)
 BATTERY_SOC = "system/0/Dc/Battery/Soc"  # %
@@ -70,7 +71,6 @@ MIN_SOC_LIMIT = "settings/0/Settings/CGwacs/BatteryLife/MinimumSocLimit"  # %, p
 BATTERY_LIFE_STATE = "settings/0/Settings/CGwacs/BatteryLife/State"  # 9 keep charged, 10 optimized
 MAX_FEED_IN_POWER = "settings/0/Settings/CGwacs/MaxFeedInPower"  # W, -1 unlimited
 PREVENT_FEEDBACK = "settings/0/Settings/CGwacs/PreventFeedback"  # 0/1
-STORM_ALERT = "platform/0/StormAlert"  # 0/1 (vendor-like extension of the simulated GX)
 FIRMWARE_VERSION = "platform/0/Firmware/Installed/Version"
 FULL_PUBLISH_COMPLETED = "full_publish_completed"
 
@@ -89,26 +89,24 @@ KEEPALIVE_SUPPRESS = b'{"keepalive-options": ["suppress-republish"]}'
 PROBE_PATH = BATTERY_SOC
 
 
-@dataclass(frozen=True, slots=True)
-class VebusPaths:
-    """The paths of the VE.Bus inverter/charger at device instance ``instance``."""
+def _vebus_paths(instance: int | None) -> tuple[str, str, str]:
+    """The VE.Bus unit's ``Hub4/DisableCharge`` (1 = no charging from the grid),
+    ``Hub4/DisableFeedIn`` (1 = no export) and ``Alarms/GridLost`` (0 ok, 2 alarm) under
+    ``vebus/<instance>/``; without a unit, paths no GX publishes."""
+    if instance is None:
+        return ("", "", "")
+    vebus = f"vebus/{instance}"
+    return f"{vebus}/Hub4/DisableCharge", f"{vebus}/Hub4/DisableFeedIn", f"{vebus}/Alarms/GridLost"
 
-    instance: int
 
-    @property
-    def disable_charge(self) -> str:
-        """``vebus/<i>/Hub4/DisableCharge`` (1 = no charging from the grid)."""
-        return f"vebus/{self.instance}/Hub4/DisableCharge"
+def vebus_instance_of(values: Mapping[str, JsonValue | Gone]) -> int | None:
+    """The device instance of the VE.Bus unit the GX uses (``system/0/VebusInstance``), None if none.
 
-    @property
-    def disable_feed_in(self) -> str:
-        """``vebus/<i>/Hub4/DisableFeedIn`` (1 = no export)."""
-        return f"vebus/{self.instance}/Hub4/DisableFeedIn"
-
-    @property
-    def grid_lost(self) -> str:
-        """``vebus/<i>/Alarms/GridLost`` (0 ok, 2 alarm)."""
-        return f"vebus/{self.instance}/Alarms/GridLost"
+    The instance differs between GX models and ports, so the driver learns it from the GX
+    rather than assume one.
+    """
+    instance = _number(values.get(VEBUS_INSTANCE))
+    return None if instance is None or not instance.is_integer() or instance < 0 else int(instance)
 
 
 # --------------------------------------------------------------------------- topics
@@ -260,19 +258,64 @@ def _sum(values: Mapping[str, JsonValue | Gone], paths: tuple[str, ...]) -> floa
     return sum(found) if found else None
 
 
+def _published(values: Mapping[str, JsonValue | Gone], *paths: str) -> bool:
+    """Whether any of ``paths`` carries a number: Venus publishes a path it has no data for as
+    null (Dc/Battery/Soc without a battery monitor) and a vanished one as an empty payload."""
+    return any(_number(values.get(p)) is not None for p in paths)
+
+
+def _flag(value: JsonValue | Gone) -> bool | None:
+    """A 0/1 or true/false reading; None when unknown (null, vanished, not a number)."""
+    if isinstance(value, bool):
+        return value
+    number = _number(value)
+    return None if number is None else number != 0
+
+
+def capabilities_from(
+    values: Mapping[str, JsonValue | Gone],
+    *,
+    vebus_instance: int | None = 227,
+    storm_path: str | None = None,
+) -> frozenset[Capability]:
+    """What a GX publishing ``values`` (path -> value, after a full publish) measures and honours.
+
+    A measurement counts when its path carries a number; a setpoint when the setting the driver
+    writes for it does (``setpoint_writes`` writes nothing else): MinimumSocLimit for the reserve,
+    the VE.Bus DisableCharge for grid charging, MaxFeedInPower for the export cap. ``storm_watch``
+    only for a configured ``storm_path`` the GX publishes. ``vebus_instance`` None: no VE.Bus unit.
+    """
+    disable_charge, _, grid_lost = _vebus_paths(vebus_instance)
+    has = {
+        Capability.BATTERY: _published(values, BATTERY_SOC) and _published(values, BATTERY_POWER),
+        Capability.SOLAR: _published(values, PV_POWER, *PV_ON_GRID_POWER, *PV_ON_OUTPUT_POWER),
+        Capability.GRID_METER: _published(values, *GRID_POWER),
+        Capability.GRID_STATUS: _published(values, ACTIVE_IN_SOURCE, grid_lost),
+        Capability.BACKUP_RESERVE: _published(values, MIN_SOC_LIMIT),
+        Capability.GRID_CHARGING: _published(values, disable_charge),
+        Capability.EXPORT_LIMIT: _published(values, MAX_FEED_IN_POWER),
+        Capability.STORM_WATCH: (
+            storm_path is not None and _flag(values.get(storm_path, GONE)) is not None
+        ),
+    }
+    return frozenset(c for c, present in has.items() if present)
+
+
 def telemetry_from(
     values: Mapping[str, JsonValue | Gone],
     *,
     now: datetime,
-    vebus_instance: int = 227,
+    vebus_instance: int | None = 227,
     capacity_wh: float | None = None,
+    storm_path: str | None = None,
 ) -> DeviceTelemetry:
-    """Normalise the GX's latest N/ values (keyed by path) into DESIGN §2 telemetry.
+    """Normalise the GX's latest N/ values (keyed by path) into telemetry.
 
     ``battery_w`` = -Dc/Battery/Power (Victron + charging -> gateway + discharging);
     ``grid_w`` = sum of Ac/Grid/L1..L3 (+ importing); ``solar_w`` = Dc/Pv/Power plus any AC-coupled
     PV (PvOnGrid/PvOnOutput); ``load_w`` = sum of Ac/Consumption/L1..L3; ``grid_up`` from
-    Ac/ActiveIn/Source (240 = not connected), else from the VE.Bus GridLost alarm.
+    Ac/ActiveIn/Source (240 = not connected), else from the VE.Bus GridLost alarm;
+    ``storm_alert`` from the configured ``storm_path`` only (None without one).
     """
     battery = _number(values.get(BATTERY_POWER))
     solar_parts = [
@@ -283,14 +326,13 @@ def telemetry_from(
     present = [p for p in solar_parts if p is not None]
     solar = max(0.0, sum(present)) if present else None
     source = _number(values.get(ACTIVE_IN_SOURCE))
-    grid_lost = _number(values.get(VebusPaths(vebus_instance).grid_lost))
+    grid_lost = _number(values.get(_vebus_paths(vebus_instance)[2]))
     if source is not None:
         grid_up: bool | None = int(source) != SOURCE_NOT_CONNECTED
     elif grid_lost is not None:
         grid_up = int(grid_lost) != GRID_LOST_ALARM
     else:
         grid_up = None
-    storm = _number(values.get(STORM_ALERT))
     return DeviceTelemetry(
         taken_at=now,
         solar_w=solar,
@@ -300,25 +342,27 @@ def telemetry_from(
         soc_pct=_number(values.get(BATTERY_SOC)),
         capacity_wh=capacity_wh,
         grid_up=grid_up,
-        storm_alert=None if storm is None else bool(storm),
+        storm_alert=None if storm_path is None else _flag(values.get(storm_path, GONE)),
     )
 
 
-def setpoints_from(values: Mapping[str, JsonValue | Gone], *, vebus_instance: int = 227) -> Setpoints:
+def setpoints_from(
+    values: Mapping[str, JsonValue | Gone], *, vebus_instance: int | None = 227
+) -> Setpoints:
     """The setpoints the GX holds: reserve (100 while "keep batteries charged"), grid charging, export cap.
 
     The export cap is 0 W while PreventFeedback or DisableFeedIn is set, else MaxFeedInPower
-    (None when -1 / unlimited).
+    (None when -1 / unlimited). Settings the GX does not publish read as their neutral value.
     """
-    vebus = VebusPaths(vebus_instance)
+    disable_charge_path, disable_feed_in, _ = _vebus_paths(vebus_instance)
     state = _number(values.get(BATTERY_LIFE_STATE))
     if state is not None and int(state) == STATE_KEEP_CHARGED:
         reserve = 100.0
     else:
         reserve = _number(values.get(MIN_SOC_LIMIT)) or 0.0
-    disable_charge = _number(values.get(vebus.disable_charge))
+    disable_charge = _number(values.get(disable_charge_path))
     feed_in = _number(values.get(MAX_FEED_IN_POWER))
-    if _number(values.get(PREVENT_FEEDBACK)) or _number(values.get(vebus.disable_feed_in)):
+    if _number(values.get(PREVENT_FEEDBACK)) or _number(values.get(disable_feed_in)):
         export: int | None = 0
     elif feed_in is None or feed_in < 0:
         export = None
@@ -332,27 +376,30 @@ def setpoints_from(values: Mapping[str, JsonValue | Gone], *, vebus_instance: in
 
 
 def setpoint_writes(
-    setpoints: Setpoints, current: Mapping[str, JsonValue | Gone], *, vebus_instance: int = 227
+    setpoints: Setpoints, current: Mapping[str, JsonValue | Gone], *, vebus_instance: int | None = 227
 ) -> dict[str, JsonValue]:
     """The W/ writes (path -> value, in write order) that make the GX hold ``setpoints``.
 
-    Only paths whose ``current`` value differs are included. MaxFeedInPower goes before the
-    feed-in switches, so a change never passes through "unlimited". "Keep batteries charged"
-    (State 9) would hold the reserve at 100 %, so it is switched to optimized (10) first. The
-    switches PreventFeedback and DisableFeedIn are only written when the GX publishes them
-    (and they have not vanished).
+    Only settings the GX publishes are written (``capabilities_from`` derives the setpoint
+    capabilities from the same paths), and only where ``current`` differs. MaxFeedInPower goes
+    before the feed-in switches, so a change never passes through "unlimited". "Keep batteries
+    charged" (State 9) would hold the reserve at 100 %, so it is switched to optimized (10)
+    first. The switches PreventFeedback and DisableFeedIn go along when the GX publishes them.
     """
-    vebus = VebusPaths(vebus_instance)
+    disable_charge, disable_feed_in, _ = _vebus_paths(vebus_instance)
     limit = setpoints.export_limit_w
     no_export = 1 if limit is not None and limit <= 0 else 0
     targets: dict[str, JsonValue] = {}
-    state = _number(current.get(BATTERY_LIFE_STATE))
-    if state is not None and int(state) == STATE_KEEP_CHARGED:
-        targets[BATTERY_LIFE_STATE] = STATE_OPTIMIZED
-    targets[MIN_SOC_LIMIT] = setpoints.reserve_pct
-    targets[vebus.disable_charge] = 0 if setpoints.grid_charging else 1
-    targets[MAX_FEED_IN_POWER] = UNLIMITED_FEED_IN if limit is None else max(0, limit)
-    for switch in (PREVENT_FEEDBACK, vebus.disable_feed_in):
-        if switch in current and not isinstance(current[switch], Gone):
-            targets[switch] = no_export
+    if _published(current, MIN_SOC_LIMIT):
+        state = _number(current.get(BATTERY_LIFE_STATE))
+        if state is not None and int(state) == STATE_KEEP_CHARGED:
+            targets[BATTERY_LIFE_STATE] = STATE_OPTIMIZED
+        targets[MIN_SOC_LIMIT] = setpoints.reserve_pct
+    if _published(current, disable_charge):
+        targets[disable_charge] = 0 if setpoints.grid_charging else 1
+    if _published(current, MAX_FEED_IN_POWER):
+        targets[MAX_FEED_IN_POWER] = UNLIMITED_FEED_IN if limit is None else max(0, limit)
+        for switch in (PREVENT_FEEDBACK, disable_feed_in):
+            if _published(current, switch):
+                targets[switch] = no_export
     return {p: v for p, v in targets.items() if p not in current or not same_value(v, current[p])}

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
 import structlog
 
-from drivers.background import spawn
+from drivers.background import spawn, stop
 from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Setpoints
-from drivers.errors import DeviceUnreachable, NotConfirmed
+from drivers.errors import DeviceUnreachable
 from drivers.transport import MqttBroker, Subscription, Transports
-from drivers.transport.mqtt import LatestValues
+from drivers.transport.mqtt import EchoedWrite, LatestValues, write_confirmed
 from drivers.victron_gx.codec import (
     FIRMWARE_VERSION,
     FULL_PUBLISH_COMPLETED,
@@ -24,6 +23,7 @@ from drivers.victron_gx.codec import (
     SERIAL_DISCOVERY_FILTER,
     Gone,
     JsonValue,
+    capabilities_from,
     decode_value,
     encode_write,
     keepalive_topic,
@@ -37,6 +37,7 @@ from drivers.victron_gx.codec import (
     setpoint_writes,
     setpoints_from,
     telemetry_from,
+    vebus_instance_of,
     w_topic,
 )
 from drivers.victron_gx.options import VictronGxOptions
@@ -44,18 +45,12 @@ from drivers.victron_gx.options import VictronGxOptions
 if TYPE_CHECKING:
     from drivers.registry import DriverClass
 
-__all__ = ["VICTRON_CAPABILITIES", "VictronGxDriver", "VictronGxOptions"]
+__all__ = ["VictronGxDriver", "VictronGxOptions"]
 
-VICTRON_CAPABILITIES = frozenset({
-    Capability.SOLAR,
-    Capability.BATTERY,
-    Capability.GRID_METER,
-    Capability.GRID_STATUS,
-    Capability.BACKUP_RESERVE,
-    Capability.GRID_CHARGING,
-    Capability.EXPORT_LIMIT,
-    Capability.STORM_WATCH,
-})
+
+def _echo_shows(path: str, written: JsonValue, echoed: JsonValue | Gone) -> bool:
+    del path
+    return same_value(written, echoed)
 
 
 class VictronGxDriver:
@@ -66,8 +61,11 @@ class VictronGxDriver:
     def __init__(self, name: str, options: VictronGxOptions, transports: Transports) -> None:
         self.name = name
         self.options = options
-        self.capabilities: frozenset[Capability] = VICTRON_CAPABILITIES
+        # Learned from what the GX publishes on connect: none before (a discovering driver).
+        self.capabilities: frozenset[Capability] = frozenset()
         self.portal_id: str | None = options.portal_id
+        # The VE.Bus unit's device instance: configured, else learned from the GX on connect.
+        self.vebus_instance: int | None = options.vebus_instance
         self.values: LatestValues[str, JsonValue | Gone] = LatestValues()
         self._transports = transports
         self._broker: MqttBroker | None = None
@@ -107,7 +105,16 @@ class VictronGxDriver:
                 self._keepalive_loop(broker, portal), name=f"victron keepalive {portal}"
             )
         firmware = self.values.value(FIRMWARE_VERSION)
-        self._log.info("victron.connected", portal=portal)
+        published = self.values.snapshot()
+        if self.options.vebus_instance is None:
+            self.vebus_instance = vebus_instance_of(published)
+        storm_path = self._storm_path
+        self.capabilities = capabilities_from(
+            published, vebus_instance=self.vebus_instance, storm_path=storm_path
+        )
+        if storm_path is not None and Capability.STORM_WATCH not in self.capabilities:
+            self._log.warning("victron.storm_path_not_published", path=storm_path)
+        self._log.info("victron.connected", portal=portal, capabilities=sorted(self.capabilities))
         return DeviceInfo(
             manufacturer="Victron Energy",
             model="GX (Venus OS)",
@@ -119,9 +126,7 @@ class VictronGxDriver:
     async def close(self) -> None:
         """Stop the keepalives, drop the subscription and give back the broker share."""
         task, self._keepalive_task = self._keepalive_task, None
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
+        await stop(task)
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
@@ -129,10 +134,7 @@ class VictronGxDriver:
         sub, self._sub = self._sub, None
         self._probe_since = None
         if broker is not None:
-            if sub is not None:
-                with contextlib.suppress(DeviceUnreachable):
-                    await broker.unsubscribe(sub)
-            await self._transports.mqtt.release(broker)
+            await self._transports.mqtt.release(broker, [] if sub is None else [sub])
 
     # ----------------------------------------------------------------------- reading
 
@@ -146,8 +148,9 @@ class VictronGxDriver:
         return telemetry_from(
             self.values.snapshot(),
             now=datetime.now(UTC),
-            vebus_instance=self.options.vebus_instance,
+            vebus_instance=self.vebus_instance,
             capacity_wh=self.options.capacity_wh,
+            storm_path=self._storm_path,
         )
 
     async def read_back(self) -> Setpoints:
@@ -157,7 +160,7 @@ class VictronGxDriver:
             DeviceUnreachable: not connected, or the GX left a keepalive probe unanswered.
         """
         self._fresh()
-        return setpoints_from(self.values.snapshot(), vebus_instance=self.options.vebus_instance)
+        return setpoints_from(self.values.snapshot(), vebus_instance=self.vebus_instance)
 
     # ----------------------------------------------------------------------- writing
 
@@ -174,33 +177,25 @@ class VictronGxDriver:
         portal = self.portal_id
         assert portal is not None  # noqa: S101 - _fresh() needs a connected portal
         writes = setpoint_writes(
-            setpoints, self.values.snapshot(), vebus_instance=self.options.vebus_instance
+            setpoints, self.values.snapshot(), vebus_instance=self.vebus_instance
         )
         if not writes:
             return
-        mark = self.values.seq
-        for path, value in writes.items():
-            # Never retained: a retained write would be replayed on every GX restart.
-            await broker.publish(
-                w_topic(portal, path), encode_write(value), qos=1, retain=False,
-                timeout_s=self.options.confirm_timeout_s,
-            )  # fmt: skip
+        # Never retained (write_confirmed): a retained write would be replayed on every GX restart.
+        await write_confirmed(
+            broker, self.values,
+            [EchoedWrite(path, value, w_topic(portal, path), encode_write(value))
+             for path, value in writes.items()],
+            shows=_echo_shows, timeout_s=self.options.confirm_timeout_s, device=self.name,
+        )  # fmt: skip
         self._log.info("victron.written", writes=writes)
 
-        def echoed() -> bool:
-            return all(self._echo_ok(path, value, mark) for path, value in writes.items())
-
-        if not await self.values.wait_until(echoed, self.options.confirm_timeout_s):
-            actual = {p: self.values.value(p) for p in writes}
-            raise NotConfirmed(
-                f"{self.name}: GX echoes {actual}, expected {writes}", expected=writes, actual=actual
-            )
-
-    def _echo_ok(self, path: str, value: JsonValue, mark: int) -> bool:
-        sample = self.values.get(path)
-        return sample is not None and sample.seq > mark and same_value(value, sample.value)
-
     # ----------------------------------------------------------------------- internals
+
+    @property
+    def _storm_path(self) -> str | None:
+        storm = self.options.storm_alert
+        return None if storm is None else storm.path
 
     def _joined(self) -> MqttBroker:
         if self._broker is None:

@@ -23,6 +23,7 @@ SETTINGS = "settings/0"
 PLATFORM = "platform/0"
 
 SERIAL = f"{SYSTEM}/Serial"
+VEBUS_INSTANCE = f"{SYSTEM}/VebusInstance"  # systemcalc: the VE.Bus unit in use
 PV_POWER = f"{SYSTEM}/Dc/Pv/Power"
 BATTERY_POWER = f"{SYSTEM}/Dc/Battery/Power"
 BATTERY_SOC = f"{SYSTEM}/Dc/Battery/Soc"
@@ -167,6 +168,7 @@ def topic_values(
     load = split_phases(truth.load_w)
     values: dict[str, JsonValue] = {
         SERIAL: portal_id,
+        VEBUS_INSTANCE: vebus_instance,
         PV_POWER: round(truth.solar_w),
         BATTERY_POWER: round(-truth.battery_w),
         BATTERY_SOC: round(truth.soc_pct, 1),

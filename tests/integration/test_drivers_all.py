@@ -1,18 +1,27 @@
-"""Every registered driver against its simulated twin: connect() and read(), failures by type."""
+"""Every registered driver against its simulated twin: the driver contract end to end, failures by type."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Driver
+from drivers.base import (
+    SETPOINT_CAPABILITIES,
+    WATT_TOLERANCE_W,
+    Capability,
+    DeviceInfo,
+    DeviceTelemetry,
+    Driver,
+    Setpoints,
+    holds,
+)
 from drivers.errors import DeviceUnreachable
 from drivers.registry import DRIVERS
 from drivers.transport import ModbusPool, MqttPool, Transports
@@ -26,7 +35,10 @@ from simulator import (
     SimulatorConfig,
     VictronGxConfig,
 )
+from simulator.physics import HomeTruth
 from tests.integration.brokers import mqtt_broker
+
+HOME = "home-1"
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,10 @@ def _mqtt_battery_options(ep: Endpoint) -> dict[str, Any]:
             "battery_w": {"state_topic": state, "value_path": "power"},
             "reserve_pct": {"state_topic": state, "value_path": "reserve",
                             "command_topic": "{base}/set/reserve"},
+            "grid_charging": {"state_topic": state, "value_path": "grid_charging",
+                              "command_topic": "{base}/set/grid_charging"},
+            "export_limit_w": {"state_topic": state, "value_path": "export_limit",
+                               "command_topic": "{base}/set/export_limit"},
         },
     }  # fmt: skip
 
@@ -90,30 +106,86 @@ async def transports() -> AsyncIterator[Transports]:
     await t.close()
 
 
-def test_every_driver_has_a_simulated_twin() -> None:
-    assert set(DRIVERS) == set(TWINS)
-
-
-@pytest.mark.parametrize("kind", sorted(DRIVERS))
-async def test_driver_reads_its_twin(kind: str, transports: Transports) -> None:
+@contextlib.asynccontextmanager
+async def twin_of(kind: str, transports: Transports) -> AsyncIterator[tuple[Simulator, Driver]]:
+    """The simulated twin of ``kind`` (physics frozen) and a driver pointed at it, closed after."""
     twin = TWINS[kind]
     async with contextlib.AsyncExitStack() as stack:
         broker_port = (await stack.enter_async_context(mqtt_broker())).port if twin.needs_broker else 0
         config = SimulatorConfig(
             start=datetime(2026, 6, 21, 12, 0, tzinfo=UTC),
             tick_s=0,
-            homes=[HomeConfig(id="home-1", devices=[twin.device(broker_port)])],
+            homes=[HomeConfig(id=HOME, devices=[twin.device(broker_port)])],
         )
         sim = await stack.enter_async_context(Simulator(config))
         cls = DRIVERS[kind]
-        options = cls.options_model.model_validate(twin.options(sim.endpoint("home-1/device")))
+        options = cls.options_model.model_validate(twin.options(sim.endpoint(f"{HOME}/device")))
         driver = cls(kind, options, transports)
         assert isinstance(driver, Driver)
         try:
-            info = await driver.connect()
-            telemetry = await driver.read()
+            yield sim, driver
         finally:
             await driver.close()
+
+
+def different_setpoints(held: Setpoints, capabilities: frozenset[Capability]) -> Setpoints:
+    """Setpoints that differ from ``held`` in everything a device with ``capabilities`` honours
+    (and equal it elsewhere), so that applying them must change the device."""
+    wanted = held
+    if Capability.BACKUP_RESERVE in capabilities:
+        wanted = replace(wanted, reserve_pct=55 if held.reserve_pct != 55 else 35)
+    if Capability.GRID_CHARGING in capabilities:
+        wanted = replace(wanted, grid_charging=not held.grid_charging)
+    if Capability.EXPORT_LIMIT in capabilities:
+        wanted = replace(wanted, export_limit_w=1000 if held.export_limit_w is None else None)
+    if Capability.BATTERY_POWER in capabilities:
+        command = -1000 if held.battery_w is None else None  # charge at 1 kW, or back to automatic
+        wanted = replace(wanted, battery_w=command, revert_s=0 if command is None else 300)
+    return wanted
+
+
+def _near_w(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= WATT_TOLERANCE_W  # devices hold powers at their own resolution
+
+
+def truth_misses(truth: HomeTruth, wanted: Setpoints, capabilities: frozenset[Capability]) -> set[str]:
+    """The setpoints within ``capabilities`` that the twin's firmware does not hold as ``wanted``."""
+    held = {
+        Capability.BACKUP_RESERVE: round(truth.reserve_pct) == wanted.reserve_pct,
+        Capability.GRID_CHARGING: truth.grid_charging is wanted.grid_charging,
+        Capability.EXPORT_LIMIT: _near_w(truth.export_limit_w, wanted.export_limit_w),
+        Capability.BATTERY_POWER: _near_w(truth.battery_command_w, wanted.battery_w),
+    }
+    return {c.value for c, ok in held.items() if c in capabilities and not ok}
+
+
+@pytest.mark.parametrize("kind", sorted(DRIVERS))
+async def test_every_driver_has_a_simulated_twin(kind: str, transports: Transports) -> None:
+    # The contract the gateway relies on, end to end: connect -> read -> apply -> read_back ->
+    # holds, with setpoints derived from what the driver says it honours; the twin's truth (its
+    # firmware, not the driver's echo) must move to them.
+    assert set(DRIVERS) == set(TWINS)
+    async with twin_of(kind, transports) as (sim, driver):
+        await driver.connect()
+        await driver.read()
+        caps = driver.capabilities
+        wanted = different_setpoints(await driver.read_back(), caps)
+        missed_before = truth_misses(sim.homes[HOME].truth(), wanted, caps)
+        await driver.apply(wanted)
+        back = await driver.read_back()
+        missed_after = truth_misses(sim.homes[HOME].truth(), wanted, caps)
+    assert missed_before == {c.value for c in caps & SETPOINT_CAPABILITIES}  # apply had to change each
+    assert holds(back, wanted, caps), (back, wanted)
+    assert missed_after == set()
+
+
+@pytest.mark.parametrize("kind", sorted(DRIVERS))
+async def test_driver_reads_its_twin(kind: str, transports: Transports) -> None:
+    async with twin_of(kind, transports) as (_, driver):
+        info = await driver.connect()
+        telemetry = await driver.read()
     assert isinstance(info, DeviceInfo)
     assert isinstance(telemetry, DeviceTelemetry)
     assert driver.capabilities
@@ -123,6 +195,7 @@ async def test_driver_reads_its_twin(kind: str, transports: Transports) -> None:
         Capability.BATTERY: telemetry.soc_pct,
         Capability.GRID_METER: telemetry.grid_w,
         Capability.GRID_STATUS: telemetry.grid_up,
+        Capability.STORM_WATCH: telemetry.storm_alert,
     }
     for capability, value in measured.items():
         if capability in driver.capabilities:

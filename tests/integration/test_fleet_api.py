@@ -9,6 +9,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,8 +17,9 @@ import pytest_asyncio
 from tesla_fleet_api import TeslaFleetApi
 from tesla_fleet_api.tesla.energysite import EnergySite
 
+from gateway.core.config import Config, DeviceConfig
 from simulator import Simulator
-from tests.helpers import SITE_ID, eventually, token
+from tests.helpers import SITE_ID, eventually, gateway_config, token
 from tests.integration.conftest import GatewayFactory, RunningGateway
 from tests.samples import pge_like_sample
 
@@ -131,27 +133,45 @@ async def test_operation_backup_holds_a_full_battery(
     assert truth(sim).grid_charging is False
 
 
+def with_storm_bit(config: Config) -> Config:
+    """``config`` with site 1001's inverter reading the simulator's storm watch bit (EvtVnd1 bit 0).
+
+    A vendor bit means nothing unless configured (docs/drivers.md); the driver's options sit in
+    the device's ``options`` when the config has them, else beside its common keys.
+    """
+    site = config.sites[0]
+    raw = site.devices[0].model_dump()
+    options = raw["options"] if isinstance(raw.get("options"), dict) else raw
+    options["storm_alert"] = {"evtvnd1_bit": 0}
+    device = DeviceConfig.model_validate(raw)
+    return config.model_copy(update={"sites": [site.model_copy(update={"devices": [device]})]})
+
+
 async def test_storm_mode_with_an_alert_behaves_as_backup(
-    energy_site: EnergySite, gateway: RunningGateway, sim: Simulator
+    start_gateway: GatewayFactory, sim: Simulator, tmp_path: Path
 ) -> None:
-    assert await energy_site.storm_mode(True) == UPDATED
-    assert truth(sim).reserve_pct == 20
-    sim.homes["home-1001"].set_storm_alert(True)
+    config = with_storm_bit(gateway_config(sim, tmp_path / "data"))
+    async with start_gateway(config) as gateway, aiohttp.ClientSession() as session:
+        api = TeslaFleetApi(session=session, access_token=token(), server=gateway.url)
+        energy_site = api.energySites.create(SITE_ID)
+        assert await energy_site.storm_mode(True) == UPDATED
+        assert truth(sim).reserve_pct == 20
+        sim.homes["home-1001"].set_storm_alert(True)
 
-    async def storm_active() -> bool:
-        return bool((await energy_site.live_status())["response"]["storm_mode_active"])
+        async def storm_active() -> bool:
+            return bool((await energy_site.live_status())["response"]["storm_mode_active"])
 
-    await eventually(storm_active)
-    await eventually(lambda: truth(sim).reserve_pct == 100)
-    sim.homes["home-1001"].set_storm_alert(False)
-    await eventually(lambda: truth(sim).reserve_pct == 20)
-    assert await energy_site.storm_mode(False) == UPDATED
-    sim.homes["home-1001"].set_storm_alert(True)
-    await eventually(lambda: gateway.site.reading().storm_alert)  # the gateway saw the alert
-    assert not await storm_active()
-    assert truth(sim).reserve_pct == 20
-    site_info = (await energy_site.site_info())["response"]
-    assert site_info["user_settings"]["storm_mode_enabled"] is False
+        await eventually(storm_active)
+        await eventually(lambda: truth(sim).reserve_pct == 100)
+        sim.homes["home-1001"].set_storm_alert(False)
+        await eventually(lambda: truth(sim).reserve_pct == 20)
+        assert await energy_site.storm_mode(False) == UPDATED
+        sim.homes["home-1001"].set_storm_alert(True)
+        await eventually(lambda: gateway.site.reading().storm_alert)  # the gateway saw the alert
+        assert not await storm_active()
+        assert truth(sim).reserve_pct == 20
+        site_info = (await energy_site.site_info())["response"]
+        assert site_info["user_settings"]["storm_mode_enabled"] is False
 
 
 async def test_grid_import_export_changes_export_limit_and_grid_charging(

@@ -112,7 +112,8 @@ def _gateway_config(sim: Simulator, broker_port: int, data_dir: Path) -> Config:
         "poll_interval_s": 0.1, "timeout_s": 0.5})
     gx_device = DeviceConfig.model_validate({
         "name": "gx", "type": "victron_gx", "host": gx.host, "port": gx.port,
-        "poll_interval_s": 0.1, "capacity_wh": 13500})
+        "poll_interval_s": 0.1, "capacity_wh": 13500,
+        "storm_alert": {"path": "platform/0/StormAlert"}})  # the simulated GX's storm path
     return Config(
         gateway=GatewaySection(port=0, data_dir=data_dir, jwt_secret=SECRET,
                                command_timeout_s=4.0, reconcile_interval_s=0.5),

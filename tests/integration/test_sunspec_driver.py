@@ -90,6 +90,7 @@ def options(sim: Simulator, **overrides: object) -> SunSpecOptions:
         "unit_id": ep.unit_id,
         "timeout_s": 0.5,
         "confirm_timeout_s": 1.0,
+        "storm_alert": {"evtvnd1_bit": 0},  # the simulated inverter's vendor bit for a storm watch
     }
     values.update(overrides)
     return SunSpecOptions.model_validate(values)
@@ -154,6 +155,22 @@ async def test_grid_outage_and_storm_alert_are_reported(driver: SunSpecDriver, h
     home.step(1)
     t = await driver.read()
     assert (t.grid_up, t.storm_alert) == (True, False)
+
+
+async def test_without_the_storm_option_a_vendor_bit_means_nothing(
+    sim: Simulator, home: SimHome, transports: Transports
+) -> None:
+    home.set_storm_alert(True)  # the simulator sets EvtVnd1 bit 0
+    home.step(1)
+    d = SunSpecDriver("inverter", options(sim, storm_alert=None), transports)
+    try:
+        await d.connect()
+        t = await d.read()
+    finally:
+        await d.close()
+    assert t.storm_alert is None
+    assert Capability.STORM_WATCH not in d.capabilities
+    assert d.capabilities == frozenset(Capability) - {Capability.STORM_WATCH}
 
 
 async def test_reserve_and_grid_charging_land_on_the_device(

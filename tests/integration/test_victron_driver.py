@@ -32,6 +32,7 @@ MAX_FEED_IN = "settings/0/Settings/CGwacs/MaxFeedInPower"
 PREVENT_FEEDBACK = "settings/0/Settings/CGwacs/PreventFeedback"
 DISABLE_CHARGE = "vebus/227/Hub4/DisableCharge"
 DISABLE_FEED_IN = "vebus/227/Hub4/DisableFeedIn"
+SIM_STORM = "platform/0/StormAlert"
 
 
 @dataclass
@@ -107,7 +108,8 @@ async def victron(sim: Simulator, transports: Transports, **options: Any) -> Asy
 
 @pytest_asyncio.fixture
 async def driver(sim: Simulator, transports: Transports) -> AsyncIterator[VictronGxDriver]:
-    async with victron(sim, transports, capacity_wh=13500) as d:
+    # The simulated GX publishes a storm alert at its own path (Venus OS has none): turned on here.
+    async with victron(sim, transports, capacity_wh=13500, storm_alert={"path": SIM_STORM}) as d:
         await d.connect()
         yield d
 
@@ -128,6 +130,34 @@ async def test_connect_discovers_the_portal_and_reads_the_truth(
     assert t.grid_up is True
     assert t.storm_alert is False
     assert t.capacity_wh == 13500
+
+
+async def test_capabilities_are_what_the_gx_publishes_and_storm_only_when_configured(
+    sim: Simulator, transports: Transports
+) -> None:
+    home = sim.homes["home-x"]
+    home.set_storm_alert(True)  # the simulated GX publishes platform/0/StormAlert = 1
+    async with victron(sim, transports) as d:
+        assert d.capabilities == frozenset()  # nothing known before the full publish
+        await d.connect()
+        t = await d.read()
+    assert t.storm_alert is None
+    assert d.capabilities == frozenset(Capability) - {Capability.BATTERY_POWER, Capability.STORM_WATCH}
+    async with victron(sim, transports, storm_alert={"path": "platform/0/NoSuchPath"}) as d:
+        await d.connect()
+        assert (await d.read()).storm_alert is None
+        assert Capability.STORM_WATCH not in d.capabilities
+
+
+async def test_the_vebus_instance_is_learned_from_the_gx(transports: Transports) -> None:
+    # VE.Bus device instances differ between GX models and ports: the driver must not assume 227.
+    async with Simulator(sim_config(vebus_instance=246)) as sim, victron(sim, transports) as d:
+        await d.connect()
+        assert d.vebus_instance == 246
+        assert Capability.GRID_CHARGING in d.capabilities
+        await d.apply(Setpoints(reserve_pct=30, grid_charging=True, export_limit_w=None))
+        assert sim.homes["home-x"].truth().grid_charging is True
+        assert (await d.read_back()).grid_charging is True
 
 
 async def test_known_portal_skips_discovery_and_info_names_it(

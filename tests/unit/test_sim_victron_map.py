@@ -106,6 +106,7 @@ def values(t: HomeTruth, gx: GxSettings | None = None) -> dict[str, vm.JsonValue
         ({"storm_alert": True}, vm.STORM_ALERT, 1),
         ({"storm_alert": False}, vm.STORM_ALERT, 0),
         ({}, vm.SERIAL, "abc"),
+        ({}, vm.VEBUS_INSTANCE, VEBUS),  # as systemcalc names the VE.Bus unit in use
     ],
 )
 def test_topic_values(over: dict[str, Any], path: str, expected: vm.JsonValue) -> None:

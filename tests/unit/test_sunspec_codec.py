@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sunspec2.device as ssdev
+from pydantic import ValidationError
 
 from drivers.base import Capability, Setpoints
 from drivers.errors import ConfigurationError
@@ -41,6 +42,7 @@ from drivers.sunspec.driver import (
     setpoints_from,
     telemetry_from,
 )
+from drivers.sunspec.options import SunSpecOptions, VendorBit
 
 NOW = datetime(2026, 6, 21, 12, 0, tzinfo=UTC)
 
@@ -430,9 +432,13 @@ def _hybrid_blocks(**overrides: dict[str, Any]) -> dict[int, ModelBlock]:
     return {mid: _block(mid, **values) for mid, values in points.items()}
 
 
+#: The simulated inverter's vendor convention: EvtVnd1 bit 0 = storm watch (an option, not SunSpec).
+SIM_STORM = VendorBit(evtvnd1_bit=0)
+
+
 def test_telemetry_signs_and_balance() -> None:
     blocks = _hybrid_blocks()
-    t = telemetry_from(blocks, now=NOW)
+    t = telemetry_from(blocks, now=NOW, storm_alert=SIM_STORM)
     assert (t.solar_w, t.battery_w, t.grid_w) == (3000.0, -1000.0, -500.0)
     assert t.load_w == 1500.0
     assert (t.soc_pct, t.capacity_wh, t.grid_up, t.storm_alert) == (50.0, 13500.0, True, True)
@@ -440,13 +446,13 @@ def test_telemetry_signs_and_balance() -> None:
     flipped = telemetry_from(blocks, now=NOW, battery_sign=-1, meter_sign=-1)
     assert (flipped.battery_w, flipped.grid_w) == (1000.0, 500.0)
     assert (flipped.counters.grid_import_wh, flipped.counters.grid_export_wh) == (2000.0, 1000.0)
-    down = telemetry_from(_hybrid_blocks(m103={"Evt1": 16, "EvtVnd1": 0}), now=NOW)
+    down = telemetry_from(_hybrid_blocks(m103={"Evt1": 16, "EvtVnd1": 0}), now=NOW, storm_alert=SIM_STORM)
     assert (down.grid_up, down.storm_alert) == (False, False)
 
 
 def test_capabilities_and_info_from_models() -> None:
     blocks = _hybrid_blocks()
-    assert capabilities_from(blocks) == frozenset(Capability)
+    assert capabilities_from(blocks, storm_alert=SIM_STORM) == frozenset(Capability)
     info = device_info_from(blocks)
     assert (info.manufacturer, info.model, info.serial_number) == (
         "SimCo",
@@ -456,11 +462,53 @@ def test_capabilities_and_info_from_models() -> None:
     assert (info.nameplate_power_w, info.battery_capacity_wh) == (8000.0, 13500.0)
     assert (info.max_charge_w, info.max_discharge_w) == (5000.0, 4000.0)
     pv_only = {mid: b for mid, b in blocks.items() if mid in (1, 103)}
-    assert capabilities_from(pv_only) == {
+    assert capabilities_from(pv_only, storm_alert=SIM_STORM) == {
         Capability.SOLAR,
         Capability.GRID_STATUS,
         Capability.STORM_WATCH,
     }
+
+
+def test_no_storm_alert_is_read_unless_a_vendor_bit_is_configured() -> None:
+    # EvtVnd1 bit 0 is set: on the simulator it means "storm watch"; on another make it may mean
+    # a fan fault. Unconfigured, the driver reads nothing into it.
+    blocks = _hybrid_blocks(m103={"EvtVnd1": 1})
+    assert telemetry_from(blocks, now=NOW).storm_alert is None
+    assert Capability.STORM_WATCH not in capabilities_from(blocks)
+
+
+@pytest.mark.parametrize(("config", "events", "alert"), [
+    ({"evtvnd1_bit": 0}, {"EvtVnd1": 1}, True),
+    ({"evtvnd1_bit": 0}, {"EvtVnd1": 2}, False),
+    ({"evtvnd1_bit": 31}, {"EvtVnd1": 1 << 31}, True),
+    ({"evtvnd2_bit": 3}, {"EvtVnd1": 0xFF, "EvtVnd2": 0}, False),
+    ({"evtvnd2_bit": 3}, {"EvtVnd2": 8}, True),
+    ({"evtvnd3_bit": 5}, {"EvtVnd3": 32}, True),
+    ({"evtvnd4_bit": 0}, {"EvtVnd4": 1}, True),
+])  # fmt: skip
+def test_storm_alert_reads_the_configured_vendor_bit(
+    config: dict[str, int], events: dict[str, int], alert: bool
+) -> None:
+    bit = VendorBit.model_validate(config)
+    blocks = _hybrid_blocks(m103={"EvtVnd1": 0, "EvtVnd2": 0, "EvtVnd3": 0, "EvtVnd4": 0, **events})
+    assert telemetry_from(blocks, now=NOW, storm_alert=bit).storm_alert is alert
+    assert Capability.STORM_WATCH in capabilities_from(blocks, storm_alert=bit)
+
+
+def test_storm_alert_on_a_point_the_inverter_lacks_is_unknown() -> None:
+    bit = VendorBit(evtvnd2_bit=0)
+    blocks = _hybrid_blocks()  # EvtVnd2 left "not implemented" (0xFFFFFFFF)
+    assert telemetry_from(blocks, now=NOW, storm_alert=bit).storm_alert is None
+    assert Capability.STORM_WATCH not in capabilities_from(blocks, storm_alert=bit)
+
+
+@pytest.mark.parametrize("storm_alert", [
+    {}, {"evtvnd1_bit": 0, "evtvnd2_bit": 1}, {"evtvnd1_bit": 32}, {"evtvnd1_bit": -1}, {"bit": 0},
+])  # fmt: skip
+def test_storm_alert_option_names_exactly_one_bit(storm_alert: dict[str, int]) -> None:
+    with pytest.raises(ValidationError):
+        SunSpecOptions.model_validate({"host": "127.0.0.1", "storm_alert": storm_alert})
+    assert SunSpecOptions.model_validate({"host": "127.0.0.1"}).storm_alert is None  # off by default
 
 
 def _apply_targets(blocks: dict[int, ModelBlock], sp: Setpoints) -> dict[int, ModelBlock]:

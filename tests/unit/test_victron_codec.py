@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from drivers.base import Setpoints
+from drivers.base import Capability, Setpoints
 from drivers.victron_gx.codec import (
     BATTERY_LIFE_STATE,
     GONE,
@@ -15,6 +15,7 @@ from drivers.victron_gx.codec import (
     MIN_SOC_LIMIT,
     PREVENT_FEEDBACK,
     JsonValue,
+    capabilities_from,
     decode_value,
     encode_write,
     keepalive_topic,
@@ -28,6 +29,7 @@ from drivers.victron_gx.codec import (
     setpoint_writes,
     setpoints_from,
     telemetry_from,
+    vebus_instance_of,
     w_topic,
 )
 
@@ -115,8 +117,12 @@ def test_same_value(expected: JsonValue, actual: Any, same: bool) -> None:
     assert same_value(expected, actual) is same
 
 
+#: The simulated GX's own storm path (an option: Venus OS has no storm alert).
+SIM_STORM = "platform/0/StormAlert"
+
+
 def test_telemetry_signs_and_sums() -> None:
-    t = telemetry_from(GX, now=NOW, capacity_wh=10000)
+    t = telemetry_from(GX, now=NOW, capacity_wh=10000, storm_path=SIM_STORM)
     assert t.taken_at == NOW
     assert t.battery_w == -1500  # charging -> negative in the gateway's convention
     assert t.grid_w == -1000  # exporting
@@ -138,7 +144,93 @@ def test_telemetry_signs_and_sums() -> None:
     ({"system/0/Ac/Grid/L2/Power": GONE, "system/0/Ac/Grid/L3/Power": GONE}, "grid_w", -400),
 ])  # fmt: skip
 def test_telemetry_cases(changes: dict[str, Any], field: str, value: Any) -> None:
-    assert getattr(telemetry_from({**GX, **changes}, now=NOW), field) == value
+    assert getattr(telemetry_from({**GX, **changes}, now=NOW, storm_path=SIM_STORM), field) == value
+
+
+@pytest.mark.parametrize(("storm_path", "changes", "alert"), [
+    (None, {SIM_STORM: 1}, None),  # not configured: a published path means nothing
+    ("switch/50/State", {SIM_STORM: 1, "switch/50/State": 0}, False),
+    ("switch/50/State", {"switch/50/State": True}, True),
+    ("switch/50/State", {"switch/50/State": None}, None),
+    ("switch/50/State", {"switch/50/State": GONE}, None),
+    ("switch/50/State", {}, None),  # configured but not published
+])  # fmt: skip
+def test_storm_alert_only_from_the_configured_path(
+    storm_path: str | None, changes: dict[str, Any], alert: bool | None
+) -> None:
+    values = {**GX, **changes}
+    assert telemetry_from(values, now=NOW, storm_path=storm_path).storm_alert is alert
+    assert (Capability.STORM_WATCH in capabilities_from(values, storm_path=storm_path)) is (alert is not None)
+
+
+#: The capabilities of the full GX above, and what goes when a path is missing (null = Venus has
+#: no data for it, GONE = it vanished, absent = never published).
+ALL_BUT_STORM = frozenset(Capability) - {Capability.BATTERY_POWER, Capability.STORM_WATCH}
+
+
+@pytest.mark.parametrize(("changes", "lost"), [
+    ({}, set()),
+    ({"system/0/Dc/Battery/Soc": None, "system/0/Dc/Battery/Power": None}, {Capability.BATTERY}),
+    ({"system/0/Dc/Battery/Soc": None}, {Capability.BATTERY}),
+    ({"system/0/Dc/Pv/Power": None}, {Capability.SOLAR}),
+    ({"system/0/Dc/Pv/Power": None, "system/0/Ac/PvOnGrid/L2/Power": 0}, set()),  # AC-coupled PV
+    ({"system/0/Dc/Pv/Power": GONE, "system/0/Ac/PvOnOutput/L1/Power": 120}, set()),
+    ({f"system/0/Ac/Grid/L{n}/Power": None for n in (1, 2, 3)}, {Capability.GRID_METER}),
+    ({"system/0/Ac/Grid/L2/Power": None, "system/0/Ac/Grid/L3/Power": None}, set()),  # one phase
+    ({"system/0/Ac/ActiveIn/Source": None}, set()),  # the GridLost alarm still tells
+    ({"system/0/Ac/ActiveIn/Source": None, "vebus/227/Alarms/GridLost": GONE}, {Capability.GRID_STATUS}),
+    ({MIN_SOC_LIMIT: GONE}, {Capability.BACKUP_RESERVE}),
+    ({DISABLE_CHARGE: None}, {Capability.GRID_CHARGING}),
+    ({MAX_FEED_IN_POWER: GONE, PREVENT_FEEDBACK: GONE, DISABLE_FEED_IN: GONE}, {Capability.EXPORT_LIMIT}),
+    ({PREVENT_FEEDBACK: GONE, DISABLE_FEED_IN: GONE}, set()),  # MaxFeedInPower alone caps export
+])  # fmt: skip
+def test_capabilities_follow_the_published_paths(changes: dict[str, Any], lost: set[Capability]) -> None:
+    assert capabilities_from({**GX, **changes}) == ALL_BUT_STORM - lost
+
+
+def test_capabilities_of_a_gx_without_battery_or_feed_in_control() -> None:
+    # A PV-only Venus site: systemcalc publishes the battery paths as null, no ESS feed-in settings.
+    pv_only: dict[str, Any] = {
+        "system/0/Serial": P, "system/0/Ac/PvOnGrid/L1/Power": 1800,
+        "system/0/Dc/Battery/Soc": None, "system/0/Dc/Battery/Power": None,
+        "system/0/Ac/Grid/L1/Power": -900, "system/0/Ac/ActiveIn/Source": 1,
+    }  # fmt: skip
+    assert capabilities_from(pv_only) == {Capability.SOLAR, Capability.GRID_METER, Capability.GRID_STATUS}
+    assert capabilities_from({}) == frozenset()
+
+
+@pytest.mark.parametrize(("published", "instance"), [
+    ({"system/0/VebusInstance": 276}, 276),
+    ({"system/0/VebusInstance": 227.0}, 227),
+    ({"system/0/VebusInstance": None}, None),  # no VE.Bus unit
+    ({"system/0/VebusInstance": GONE}, None),
+    ({"system/0/VebusInstance": "276"}, None),
+    ({"system/0/VebusInstance": 2.5}, None),
+    ({}, None),
+])  # fmt: skip
+def test_vebus_instance_of(published: dict[str, Any], instance: int | None) -> None:
+    assert vebus_instance_of(published) == instance
+
+
+def test_without_a_vebus_unit_its_paths_are_neither_read_nor_written() -> None:
+    sp = Setpoints(reserve_pct=20, grid_charging=True, export_limit_w=0)
+    assert setpoint_writes(sp, GX, vebus_instance=None) == {MAX_FEED_IN_POWER: 0, PREVENT_FEEDBACK: 1}
+    assert setpoints_from({**GX, DISABLE_CHARGE: 0}, vebus_instance=None).grid_charging is False
+    caps = capabilities_from(GX, vebus_instance=None)
+    assert Capability.GRID_CHARGING not in caps
+    assert Capability.GRID_STATUS in caps  # from Ac/ActiveIn/Source
+    lost = {**GX, "system/0/Ac/ActiveIn/Source": None, "vebus/227/Alarms/GridLost": 2}
+    assert telemetry_from(lost, now=NOW, vebus_instance=None).grid_up is None
+
+
+def test_setpoint_writes_only_touch_settings_the_gx_publishes() -> None:
+    # Writing a setting the GX lacks would never be echoed: the command would fail for nothing.
+    no_ess = {k: v for k, v in GX.items() if k not in {MIN_SOC_LIMIT, MAX_FEED_IN_POWER}}
+    sp = Setpoints(reserve_pct=40, grid_charging=True, export_limit_w=0)
+    assert setpoint_writes(sp, no_ess) == {DISABLE_CHARGE: 0}
+    assert setpoint_writes(sp, {**GX, DISABLE_CHARGE: None}) == {
+        MIN_SOC_LIMIT: 40, MAX_FEED_IN_POWER: 0, PREVENT_FEEDBACK: 1, DISABLE_FEED_IN: 1,
+    }  # fmt: skip
 
 
 def test_telemetry_of_nothing_is_all_none() -> None:

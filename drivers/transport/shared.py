@@ -1,0 +1,58 @@
+"""One connection per (host, port) for the whole process, shared by ref count: the last release closes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+__all__ = ["SharedConnections"]
+
+
+class _Connection(Protocol):
+    host: str
+    port: int
+
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Connection)
+
+
+class SharedConnections(Generic[C]):
+    """A transport's connection owners keyed by (host, port), made on first acquire (the pools' base).
+
+    Each device driver acquires its endpoint's owner and releases it on close; every driver
+    behind one endpoint (Modbus unit ids behind a gateway, devices on one broker) shares it.
+    """
+
+    def __init__(self, make: Callable[[str, int], C]) -> None:
+        self._make = make
+        self._owners: dict[tuple[str, int], C] = {}
+        self._shares: dict[tuple[str, int], int] = {}
+
+    def acquire(self, host: str, port: int) -> C:
+        """The shared owner of (host, port); every acquire needs one ``release``."""
+        key = (host, port)
+        owner = self._owners.get(key)
+        if owner is None:
+            owner = self._owners[key] = self._make(host, port)
+        self._shares[key] = self._shares.get(key, 0) + 1
+        return owner
+
+    async def release(self, owner: C) -> None:
+        """Give back one share of ``owner``; the last release closes it (a stale owner is ignored)."""
+        key = (owner.host, owner.port)
+        if self._owners.get(key) is not owner:
+            return
+        self._shares[key] -= 1
+        if self._shares[key] <= 0:
+            del self._owners[key], self._shares[key]
+            await owner.aclose()
+
+    async def close(self) -> None:
+        """Close every owner (process shutdown)."""
+        owners = list(self._owners.values())
+        self._owners.clear()
+        self._shares.clear()
+        for owner in owners:
+            await owner.aclose()

@@ -79,7 +79,8 @@ class MemoryDriver:
         self.before_write: Callable[[Setpoints], Awaitable[None]] | None = None  # a test's probe
         self.written: list[Setpoints] = []  # every apply's setpoints, in order
         self.read_at: list[float] = []  # monotonic time of every read
-        self.connects = 0
+        self.connect_at: list[float] = []  # monotonic time of every connect attempt
+        self.connects = 0  # connects that succeeded
         self._pending: Setpoints | None = None
 
     def reboot(self) -> None:
@@ -93,6 +94,7 @@ class MemoryDriver:
             raise DeviceUnreachable(f"{self.name}: connection refused")
 
     async def connect(self) -> DeviceInfo:
+        self.connect_at.append(time.monotonic())
         self._record("connect")
         self.connects += 1
         return self.info

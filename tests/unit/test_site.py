@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 import zoneinfo
 from collections.abc import AsyncIterator
@@ -336,3 +337,26 @@ async def test_factory_values_in_a_reading_are_reapplied_before_the_periodic_pas
     drift = [e for e in logs if e["event"] == "setpoints.drift"]
     assert [(e["reason"], e["held"]["reserve_pct"]) for e in drift] == [("device_read", 10)]
 
+
+
+async def test_a_setting_that_could_not_be_persisted_is_never_applied(store: Store) -> None:
+    """docs/api.md: an error answer never hides a change that happens later."""
+    driver = MemoryDriver("a")
+    site, states = make_site(store, driver)
+    await poll(states[0])
+    assert await site.reconcile("start")
+
+    def lose_the_settings_table() -> None:  # the disk fails under the store, say
+        db = sqlite3.connect(store.path)
+        try:
+            db.execute("DROP TABLE site_settings")
+        finally:
+            db.close()
+
+    await asyncio.to_thread(lose_the_settings_table)
+    with pytest.raises(sqlite3.Error):
+        await site.command("backup", BACKUP_50)
+    assert driver.written == [DEFAULT_WANTED]  # nothing reached the device
+    assert site.settings.backup_reserve_pct == 20
+    assert await site.reconcile("periodic")
+    assert driver.holding == DEFAULT_WANTED  # and nothing reaches it later

@@ -73,6 +73,7 @@ class MemoryDriver:
                                firmware_version="1.0", max_charge_w=5000.0, max_discharge_w=5000.0)
         self.reachable = True
         self.reads_hang = False
+        self.read_error: Exception | None = None  # raised by the next reads (a driver bug, say)
         self.writes = Writes.ACCEPT
         self.script: list[Writes] = []  # the next writes' behaviours, before ``writes`` applies
         self.gate: asyncio.Event | None = None  # an accepted write shows only once this is set
@@ -102,6 +103,8 @@ class MemoryDriver:
     async def read(self) -> DeviceTelemetry:
         self._record("read")
         self.read_at.append(time.monotonic())
+        if self.read_error is not None:
+            raise self.read_error
         if self.reads_hang:
             await asyncio.Event().wait()
         return DeviceTelemetry(

@@ -158,6 +158,24 @@ async def test_failures_are_counted_backed_off_and_logged_once() -> None:
         assert gap >= 0.5 * base * 2 ** (n - 1) - 0.001, (n, gaps)
 
 
+async def test_a_driver_bug_in_one_reading_does_not_stop_polling_for_good() -> None:
+    """A reading the driver cannot decode (a bug, a value no codec expected) fails that poll; the
+    device is polled again, not dropped until the gateway restarts."""
+    driver = MemoryDriver("a")
+    poller, state, _ = make_poller(driver)
+    with capture_logs() as logs:
+        async with running(poller) as task:
+            await eventually(lambda: state.polls >= 1)
+            driver.read_error = ValueError("register value out of range")
+            await eventually(lambda: state.failures >= 1 or task.done())
+            assert not task.done()
+            assert state.last_error == "ValueError: register value out of range"
+            driver.read_error = None
+            await eventually(lambda: state.failures == 0)
+    assert [e["error"] for e in logs if e["event"] == "device.failed"] == [
+        "ValueError: register value out of range"]
+
+
 async def test_backoff_is_capped_and_jittered() -> None:
     """The delay after the n-th failure in a row is in [0.5, 1) x min(30 s, interval x 2^(n-1))."""
     driver = MemoryDriver("a")

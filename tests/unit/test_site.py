@@ -8,7 +8,7 @@ import contextlib
 import sqlite3
 import time
 import zoneinfo
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,8 +76,8 @@ async def last_entry(store: Store) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def running(coro: Any) -> AsyncIterator[asyncio.Task[None]]:
-    task: asyncio.Task[None] = asyncio.create_task(coro)
+async def running(coro: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(coro)
     try:
         yield task
     finally:

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from drivers.base import Capability, DeviceInfo
-from drivers.errors import DriverError
 from gateway.runtime.devices import DeviceState, DeviceView
 
 log = structlog.get_logger("gateway.runtime.poller")
@@ -86,7 +85,7 @@ class DevicePoller:
                 await self._learned(handle.info)
                 await self._on_connect(handle)
             telemetry = await handle.driver.read()
-        except DriverError as exc:
+        except Exception as exc:  # a driver bug too: one bad reading must not end the polling
             return self._failed(exc)
         held = telemetry.held
         if held is None and handle.is_sink:
@@ -94,7 +93,7 @@ class DevicePoller:
             # they already hold (MQTT): the site checks every reading against what it applied.
             try:
                 held = await handle.driver.read_back()
-            except DriverError:
+            except Exception:
                 held = None
         handle.polls += 1
         handle.telemetry = telemetry
@@ -117,7 +116,7 @@ class DevicePoller:
         if self._on_identity is not None and not await self._on_identity(handle, info, caps):
             handle.known_info = None  # kept in memory for now, saved on the next connect
 
-    def _failed(self, exc: DriverError) -> float:
+    def _failed(self, exc: Exception) -> float:
         handle = self.handle
         handle.failures += 1
         message = f"{type(exc).__name__}: {exc}"

@@ -151,8 +151,9 @@ class Site:
             now = self._clock()
             previous = self.settings
             journal_id = await self._store.journal(self.id, name, journal_changes(changes), now)
-            self.settings = dataclasses.replace(previous, **changes)
-            await self._store.save_settings(self.id, self.settings.to_json(), now)
+            settings = dataclasses.replace(previous, **changes)
+            await self._store.save_settings(self.id, settings.to_json(), now)
+            self.settings = settings  # only once saved: a failed save changes nothing
             started = time.perf_counter()
             confirmed: list[DeviceView] = []
             reading: SiteReading | None = None

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from drivers.base import (
     SETPOINT_CAPABILITIES,
@@ -212,10 +211,3 @@ async def test_driver_without_its_device_is_unreachable(kind: str, transports: T
             await driver.connect()
     finally:
         await driver.close()
-
-
-@pytest.mark.parametrize("kind", sorted(DRIVERS))
-def test_driver_options_reject_unknown_keys(kind: str) -> None:
-    ep = Endpoint(host="127.0.0.1", port=1502, unit_id=1, kind=kind)
-    with pytest.raises(ValidationError):
-        DRIVERS[kind].options_model.model_validate({**TWINS[kind].options(ep), "bogus": 1})

@@ -41,6 +41,10 @@ class CapabilityMissing(GatewayError):
     """The site has no device that can honour what was asked."""
 
 
+class Unavailable(GatewayError):
+    """The gateway cannot do it now: its own storage failed (nothing was changed)."""
+
+
 class DeviceFailed(GatewayError):
     """A device failed while the site talked to it; ``cause`` is the driver's error."""
 

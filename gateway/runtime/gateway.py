@@ -116,8 +116,12 @@ class Gateway:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # a task that died must not keep the rest from closing
+                log.exception("gateway.task_failed", task=task.get_name())
         for proxy in self.proxies.values():
             await proxy.stop()
         self.proxies.clear()

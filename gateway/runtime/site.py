@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import sqlite3
 import time
 import zoneinfo
 from collections.abc import Mapping, Sequence
@@ -18,12 +19,20 @@ from drivers.base import Capability, Quality, Setpoints, holds
 from drivers.errors import DeviceUnreachable, DriverError
 from gateway.core import policy
 from gateway.core.config import SiteConfig
-from gateway.core.errors import DeviceFailed, GatewayError, NotConfirmed, SiteOffline, refused
+from gateway.core.errors import (
+    DeviceFailed,
+    GatewayError,
+    NotConfirmed,
+    SiteOffline,
+    Unavailable,
+    refused,
+)
 from gateway.core.reading import SiteReading, combine
 from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
 from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.devices import DeviceView
+from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
 
 log = structlog.get_logger("gateway.runtime.site")
@@ -150,9 +159,15 @@ class Site:
         async with self._lock:
             now = self._clock()
             previous = self.settings
-            journal_id = await self._store.journal(self.id, name, journal_changes(changes), now)
             settings = dataclasses.replace(previous, **changes)
-            await self._store.save_settings(self.id, settings.to_json(), now)
+            try:
+                journal_id = await self._store.journal(
+                    self.id, name, journal_changes(changes), now)
+                await self._store.save_settings(self.id, settings.to_json(), now)
+            except (sqlite3.Error, StorageError) as exc:
+                self._log.error("command.not_saved", command=name, error=str(exc))
+                raise Unavailable(f"site {self.id}: the new setting could not be saved ({exc}); "
+                                  f"{ROLLED_BACK}") from exc
             self.settings = settings  # only once saved: a failed save changes nothing
             started = time.perf_counter()
             confirmed: list[DeviceView] = []
@@ -350,7 +365,10 @@ class Site:
             # Taken now: a reason owed during the pass (another reconnect) makes another pass.
             self._owed = None
             self.changed.clear()
-            await self.reconcile(reason)
+            try:
+                await self.reconcile(reason)
+            except Exception:  # a bug in one pass must not end the site's control for good
+                self._log.exception("reconcile.crashed", reason=reason)
 
 
 ROLLED_BACK = "nothing was changed: the previous settings stay in force"

@@ -19,6 +19,7 @@ from gateway.core.errors import (
     NotConfirmed,
     Rejected,
     SiteOffline,
+    Unavailable,
     clip,
 )
 
@@ -140,6 +141,7 @@ ERRORS: tuple[tuple[type[Exception], type[FleetError]], ...] = (
     (NotConfirmed, DeviceNotConfirmed),
     (Rejected, DeviceRejectedCommand),
     (CapabilityMissing, InvalidCommand),
+    (Unavailable, ServiceUnavailable),
     (DeviceUnreachable, DeviceOffline),
     (DriverNotConfirmed, DeviceNotConfirmed),
     (DeviceRejected, DeviceRejectedCommand),

@@ -19,12 +19,13 @@ from structlog.testing import capture_logs
 from drivers.base import Setpoints
 from drivers.errors import DeviceRejected, DeviceUnreachable
 from drivers.errors import NotConfirmed as DriverNotConfirmed
-from gateway.core.errors import DeviceFailed, NotConfirmed, SiteOffline
+from gateway.core.errors import DeviceFailed, NotConfirmed, SiteOffline, Unavailable
 from gateway.core.settings import SiteSettings
 from gateway.runtime.devices import DeviceState
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.site import KEPT, ROLLED_BACK, Site
-from gateway.runtime.store import Store
+from gateway.runtime.storage import Storage
+from gateway.runtime.storage.sites import SiteStore
 from tests.fakes import FACTORY, MemoryDriver, Writes, device_config, site_config
 from tests.helpers import eventually
 
@@ -39,14 +40,12 @@ BACKUP_50 = {"backup_reserve_pct": 50}
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(tmp_path / "gateway.sqlite3")
-    await s.open()
-    yield s
-    await s.close()
+async def store(tmp_path: Path) -> AsyncIterator[SiteStore]:
+    async with Storage(tmp_path / "gateway.sqlite3") as storage:
+        yield SiteStore(storage)
 
 
-def make_site(store: Store, *drivers: MemoryDriver, command_timeout_s: float = 5.0,
+def make_site(store: SiteStore, *drivers: MemoryDriver, command_timeout_s: float = 5.0,
               ) -> tuple[Site, list[DeviceState]]:
     states = [DeviceState(device_config(d.name), d) for d in drivers]
     config = site_config(SITE_ID, [s.config for s in states])
@@ -65,13 +64,13 @@ async def poll(state: DeviceState) -> None:
     state.connected = True
 
 
-async def stored_reserve(store: Store) -> int:
+async def stored_reserve(store: SiteStore) -> int:
     stored = await store.load_settings(SITE_ID)
     assert stored is not None
     return SiteSettings.from_json(stored).backup_reserve_pct
 
 
-async def last_entry(store: Store) -> dict[str, Any]:
+async def last_entry(store: SiteStore) -> dict[str, Any]:
     return (await store.commands(SITE_ID, limit=1))[0]
 
 
@@ -89,7 +88,7 @@ async def running(coro: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task
 # ---- the pipeline's order ----------------------------------------------------------------------
 
 
-async def test_a_command_is_persisted_then_written_then_confirmed_then_answered(store: Store) -> None:
+async def test_a_command_is_persisted_then_written_then_confirmed_then_answered(store: SiteStore) -> None:
     calls: list[str] = []
     first, second = MemoryDriver("a", calls=calls, confirm_timeout_s=30), MemoryDriver("b", calls=calls)
     site, states = make_site(store, first, second)
@@ -125,7 +124,7 @@ async def test_a_command_is_persisted_then_written_then_confirmed_then_answered(
     assert all(state.refresh.is_set() for state in states)  # a poll now shows the change
 
 
-async def test_settings_survive_in_the_store_for_the_next_start(store: Store) -> None:
+async def test_settings_survive_in_the_store_for_the_next_start(store: SiteStore) -> None:
     driver = MemoryDriver("a")
     site, states = make_site(store, driver)
     await poll(states[0])
@@ -138,7 +137,7 @@ async def test_settings_survive_in_the_store_for_the_next_start(store: Store) ->
 # ---- failures: kept --------------------------------------------------------------------------
 
 
-async def test_an_offline_site_keeps_the_command_and_applies_it_when_back(store: Store) -> None:
+async def test_an_offline_site_keeps_the_command_and_applies_it_when_back(store: SiteStore) -> None:
     driver = MemoryDriver("a")
     site, states = make_site(store, driver)  # never polled: no data yet
     with pytest.raises(SiteOffline) as raised:
@@ -158,7 +157,7 @@ async def test_an_offline_site_keeps_the_command_and_applies_it_when_back(store:
     assert driver.holding == WANTED_50
 
 
-async def test_a_device_that_drops_during_the_write_keeps_the_command(store: Store) -> None:
+async def test_a_device_that_drops_during_the_write_keeps_the_command(store: SiteStore) -> None:
     driver = MemoryDriver("a")
     site, states = make_site(store, driver)
     await poll(states[0])
@@ -175,7 +174,7 @@ async def test_a_device_that_drops_during_the_write_keeps_the_command(store: Sto
     assert site.changed.is_set()
 
 
-async def test_a_device_that_never_answers_the_write_is_not_confirmed_in_time(store: Store) -> None:
+async def test_a_device_that_never_answers_the_write_is_not_confirmed_in_time(store: SiteStore) -> None:
     driver = MemoryDriver("a")
     site, states = make_site(store, driver, command_timeout_s=0.2)
     await poll(states[0])
@@ -190,7 +189,7 @@ async def test_a_device_that_never_answers_the_write_is_not_confirmed_in_time(st
     assert site.applied is None
 
 
-async def test_a_write_the_read_back_never_shows_is_not_confirmed(store: Store) -> None:
+async def test_a_write_the_read_back_never_shows_is_not_confirmed(store: SiteStore) -> None:
     driver = MemoryDriver("a", confirm_timeout_s=0.1)
     site, states = make_site(store, driver)
     await poll(states[0])
@@ -207,7 +206,7 @@ async def test_a_write_the_read_back_never_shows_is_not_confirmed(store: Store) 
 # ---- failures: rejected ----------------------------------------------------------------------
 
 
-async def test_a_rejected_command_changes_nothing(store: Store) -> None:
+async def test_a_rejected_command_changes_nothing(store: SiteStore) -> None:
     driver = MemoryDriver("a")
     site, states = make_site(store, driver)
     await poll(states[0])
@@ -225,7 +224,7 @@ async def test_a_rejected_command_changes_nothing(store: Store) -> None:
     assert [e["outcome"] for e in logs if e["event"] == "command.failed"] == ["rejected"]
 
 
-async def test_a_rejection_by_the_second_device_puts_the_first_back(store: Store) -> None:
+async def test_a_rejection_by_the_second_device_puts_the_first_back(store: SiteStore) -> None:
     calls: list[str] = []
     first, second = MemoryDriver("a", calls=calls), MemoryDriver("b", calls=calls)
     site, states = make_site(store, first, second)
@@ -250,7 +249,7 @@ async def test_a_rejection_by_the_second_device_puts_the_first_back(store: Store
     assert site.changed.is_set()
 
 
-async def test_a_failed_put_back_is_logged_and_the_settings_still_roll_back(store: Store) -> None:
+async def test_a_failed_put_back_is_logged_and_the_settings_still_roll_back(store: SiteStore) -> None:
     first, second = MemoryDriver("a"), MemoryDriver("b")
     site, states = make_site(store, first, second)
     for state in states:
@@ -269,7 +268,7 @@ async def test_a_failed_put_back_is_logged_and_the_settings_still_roll_back(stor
 # ---- reconciliation ----------------------------------------------------------------------------
 
 
-async def test_the_first_apply_after_start_is_not_drift(store: Store) -> None:
+async def test_the_first_apply_after_start_is_not_drift(store: SiteStore) -> None:
     driver = MemoryDriver("a")
     site, states = make_site(store, driver)
     await poll(states[0])
@@ -283,7 +282,7 @@ async def test_the_first_apply_after_start_is_not_drift(store: Store) -> None:
     assert "setpoints.reapplied" not in events
 
 
-async def test_a_device_holding_something_else_after_an_apply_is_drift(store: Store) -> None:
+async def test_a_device_holding_something_else_after_an_apply_is_drift(store: SiteStore) -> None:
     driver = MemoryDriver("a")
     site, states = make_site(store, driver)
     await poll(states[0])
@@ -304,7 +303,7 @@ async def test_a_device_holding_something_else_after_an_apply_is_drift(store: St
     assert (site.drift_count, len(driver.written)) == (1, written)
 
 
-async def test_a_policy_change_is_not_drift(store: Store) -> None:
+async def test_a_policy_change_is_not_drift(store: SiteStore) -> None:
     driver = MemoryDriver("a")
     site, states = make_site(store, driver)
     await poll(states[0])
@@ -317,7 +316,7 @@ async def test_a_policy_change_is_not_drift(store: Store) -> None:
 
 @pytest.mark.parametrize("reports_held", [True, False], ids=["held_in_telemetry", "read_back"])
 async def test_factory_values_in_a_reading_are_reapplied_before_the_periodic_pass(
-    store: Store, reports_held: bool,
+    store: SiteStore, reports_held: bool,
 ) -> None:
     """A reboot the connection survived: the next poll shows factory values, the site acts on it
     at once (the periodic pass is an hour away)."""
@@ -339,7 +338,9 @@ async def test_factory_values_in_a_reading_are_reapplied_before_the_periodic_pas
 
 
 
-async def test_a_setting_that_could_not_be_persisted_is_never_applied(store: Store) -> None:
+async def test_a_setting_that_could_not_be_persisted_is_never_applied(
+    store: SiteStore, tmp_path: Path,
+) -> None:
     """docs/api.md: an error answer never hides a change that happens later."""
     driver = MemoryDriver("a")
     site, states = make_site(store, driver)
@@ -347,16 +348,41 @@ async def test_a_setting_that_could_not_be_persisted_is_never_applied(store: Sto
     assert await site.reconcile("start")
 
     def lose_the_settings_table() -> None:  # the disk fails under the store, say
-        db = sqlite3.connect(store.path)
+        db = sqlite3.connect(tmp_path / "gateway.sqlite3")
         try:
             db.execute("DROP TABLE site_settings")
         finally:
             db.close()
 
     await asyncio.to_thread(lose_the_settings_table)
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises(Unavailable, match="could not be saved"):
         await site.command("backup", BACKUP_50)
     assert driver.written == [DEFAULT_WANTED]  # nothing reached the device
     assert site.settings.backup_reserve_pct == 20
     assert await site.reconcile("periodic")
     assert driver.holding == DEFAULT_WANTED  # and nothing reaches it later
+
+
+async def test_a_bug_in_one_reconcile_pass_does_not_end_the_control_loop(store: SiteStore) -> None:
+    """A pass that raises something no driver error covers is logged; the next pass runs."""
+    driver = MemoryDriver("a")
+    site, states = make_site(store, driver)
+    await poll(states[0])
+
+    async def bug(_: Setpoints) -> None:
+        raise ValueError("a bug in the driver")
+
+    driver.before_write = bug
+    loop = asyncio.create_task(site.control_loop(3600.0))
+    try:
+        with capture_logs() as logs:
+            site.changed.set()
+            await eventually(lambda: any(e["event"] == "reconcile.crashed" for e in logs))
+        driver.before_write = None
+        site.changed.set()
+        await eventually(lambda: driver.holding == DEFAULT_WANTED)
+        assert not loop.done()
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop

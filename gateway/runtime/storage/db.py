@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -125,7 +126,7 @@ class Storage:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(db, timeout_s=5.0)
             db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
             try:
                 self.migrated = migrate(db)
@@ -206,6 +207,25 @@ class Storage:
 
         value = await self._writer.run(query)
         return None if value is None else datetime.fromisoformat(value)
+
+
+def _enable_wal(db: sqlite3.Connection, *, timeout_s: float) -> None:
+    """Switch the file to WAL, waiting (on this worker thread) while another process holds it.
+
+    Changing the journal mode needs the file to itself and SQLite answers "database is locked"
+    at once rather than after its busy timeout: a CLI and a starting gateway opening a new file
+    together would otherwise fail one of the two.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+        else:
+            return
 
 
 def _oldest_facts(db: sqlite3.Connection) -> list[datetime]:

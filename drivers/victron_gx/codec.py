@@ -156,13 +156,18 @@ def liveness_fault(
     Venus publishes only changes, so silence proves nothing on a quiet night; what a live GX always
     does is answer: the driver sends a probe (keepalive + one R/ read) every ``keepalive_s`` and any
     message arriving after it is the answer. The GX is gone when the oldest unanswered probe
-    (``probe_since``) has waited longer than ``reply_timeout_s``, or, should no probe have gone out,
-    when nothing arrived for a whole cycle plus ``reply_timeout_s``.
+    (``probe_since``) has waited longer than ``reply_timeout_s``, or, when no probe is waiting for
+    its answer, when nothing arrived for a whole cycle plus ``reply_timeout_s`` (the keepalive
+    loop itself stalled).
     """
     if last_message_at is None:
         return "nothing received yet"
-    if probe_since is not None and last_message_at < probe_since and now - probe_since > reply_timeout_s:
-        return f"no answer to the keepalive probe sent {now - probe_since:.1f} s ago"
+    if probe_since is not None and last_message_at < probe_since:
+        # A probe is out: only its answer (or its timeout) decides. The keepalive loop may have
+        # sent it late (a busy machine), which is no fault of the GX.
+        if now - probe_since > reply_timeout_s:
+            return f"no answer to the keepalive probe sent {now - probe_since:.1f} s ago"
+        return None
     silent_s = now - last_message_at
     if silent_s > keepalive_s + reply_timeout_s:
         return f"nothing received for {silent_s:.1f} s"

@@ -314,6 +314,10 @@ def fault(now: float, last: float | None, probe: float | None) -> str | None:
     # no probe went out (keepalive loop stuck): a whole cycle plus the allowance of silence
     (3615.5, 3600.0, 3590.0, "nothing received for 15.5 s"),
     (3615.0, 3600.0, None, None),
+    # a probe sent late (a busy machine) after a long silence: its answer decides, not the
+    # silence before it
+    (3620.0, 3600.0, 3618.0, None),
+    (3623.5, 3600.0, 3618.0, "no answer to the keepalive probe sent 5.5 s ago"),
 ])  # fmt: skip
 def test_liveness_fault(now: float, last: float | None, probe: float | None, gone: str | None) -> None:
     assert fault(now, last, probe) == gone

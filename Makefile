@@ -37,6 +37,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.live_status --quick
 	$(BIN)/python -m bench.scale --quick
 	$(BIN)/python -m bench.memory --quick
+	$(BIN)/python -m bench.startup --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

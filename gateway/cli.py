@@ -234,13 +234,14 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
     return "\n".join(lines)
 
 
-def _site_lines(runner: web.AppRunner) -> list[SiteLine]:
+def site_lines(app: web.Application) -> list[SiteLine]:
+    """The sites of a running app as the demo banner shows them (offline devices included)."""
     from gateway.core.errors import SiteOffline
     from gateway.web.keys import SITES
 
     out = []
     now = time.monotonic()
-    for site in runner.app[SITES].values():
+    for site in app[SITES].values():
         offline = set(map(id, site.offline(now)))
         devices = tuple(
             DeviceLine(d.name, d.config.type,
@@ -279,7 +280,7 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
             while time.monotonic() < deadline and any(  # noqa: ASYNC110 - bounded readiness poll
                     s.offline() for s in sites.values()):
                 await asyncio.sleep(0.1)
-            print(demo_banner(url=url, control_url=sim.control_url, sites=_site_lines(runner),
+            print(demo_banner(url=url, control_url=sim.control_url, sites=site_lines(runner.app),
                               token=token, per_run_secret=per_run_secret), flush=True)
             await _wait_for_stop()
         finally:

@@ -139,13 +139,11 @@ def _preflight(path: Path, listens: list[preflight.Listen], data_dir: Path | Non
 
 def _simulator_listens(sim: SimulatorConfig) -> list[preflight.Listen]:
     """The simulator's sockets for the start-up check (ephemeral ports are never busy)."""
+    from gateway.core.config import key_path
     from gateway.runtime import preflight
 
-    def dotted(key: tuple[str | int, ...]) -> str:
-        return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in key).lstrip(".")
-
-    return [preflight.Listen(dotted((*listener.key[:-1], "host")), listener.host,
-                             dotted(listener.key), listener.port)
+    return [preflight.Listen(key_path((*listener.key[:-1], "host")), listener.host,
+                             key_path(listener.key), listener.port)
             for listener in _simulator_listeners(sim)]
 
 

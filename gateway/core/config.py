@@ -300,7 +300,8 @@ def _where(loc: Loc, lines: Mapping[Loc, _Located]) -> str:
     return "line ?"
 
 
-def _dotted(loc: Loc) -> str:
+def key_path(loc: Loc) -> str:
+    """A key path as written in messages: ``sites[0].devices[1].options.port``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -367,7 +368,7 @@ def _flat_device(dev: Any, at: Loc) -> tuple[Any, list[_Move]]:
     moves = [_Move((*at, key), (*at, "options", key)) for key in flat]
     # a key both the gateway and the driver have: in the flat form it always was the gateway's
     moves += [_Move((*at, key), None, f"stays the gateway's key; the {kind} driver's own "
-                                      f"{key} goes to {_dotted((*at, 'options', key))}")
+                                      f"{key} goes to {key_path((*at, 'options', key))}")
               for key in dev if key in fields and key in DEVICE_KEYS]
     nested = {key: value for key, value in dev.items() if key not in flat}
     nested["options"] = {key: dev[key] for key in flat}
@@ -422,7 +423,7 @@ def _mixed_form(loc: Loc, data: Mapping[str, Any]) -> str | None:
     if loc[4] not in model.model_fields:
         return None
     return (f"a {dev['type']} driver option outside options:; move it to "
-            f"{_dotted((*loc[:4], 'options', loc[4]))} (the old flat form loads only when a "
+            f"{key_path((*loc[:4], 'options', loc[4]))} (the old flat form loads only when a "
             "device has no options: key)")
 
 
@@ -436,7 +437,7 @@ def _problems(exc: ValidationError, lines: Mapping[Loc, _Located], data: Mapping
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = _mixed_form(loc, data) or msg
-        problems.append(f"{_where(loc, lines)}: {_dotted(loc)}: {msg}")
+        problems.append(f"{_where(loc, lines)}: {key_path(loc)}: {msg}")
     return problems
 
 
@@ -488,7 +489,7 @@ class LoadedConfig:
 
     def locate(self, problems: Sequence[Problem]) -> list[str]:
         """Each problem as ``line N: key.path: message``, with the line of its key."""
-        return [f"{_where(p.loc, self._document.lines)}: {_dotted(p.loc)}: {p.message}"
+        return [f"{_where(p.loc, self._document.lines)}: {key_path(p.loc)}: {p.message}"
                 for p in problems]
 
 
@@ -500,8 +501,8 @@ def parse(text: str, source: str = "<config>") -> LoadedConfig:
     except ValidationError as exc:
         raise ConfigError(_problems(exc, doc.lines, doc.data), source) from None
     deprecations = tuple(
-        Deprecation(doc.lines[m.old].line if m.old in doc.lines else 0, _dotted(m.old),
-                    None if m.new is None else _dotted(m.new), m.note)
+        Deprecation(doc.lines[m.old].line if m.old in doc.lines else 0, key_path(m.old),
+                    None if m.new is None else key_path(m.new), m.note)
         for m in doc.moves)
     return LoadedConfig(config, text, source, deprecations, doc)
 
@@ -625,7 +626,7 @@ def _port_problems(config: Config, others: Sequence[Listener]) -> list[Problem]:
         for earlier in listeners[:i]:
             if later.port == earlier.port and _hosts_overlap(later.host, earlier.host):
                 problems.append(Problem(later.key, f"port {later.port} is already taken by "
-                                                   f"{_dotted(earlier.key)}"))
+                                                   f"{key_path(earlier.key)}"))
                 break
     # a device the gateway connects to at one of its own listening ports: it would talk to itself
     for s, site in enumerate(config.sites):
@@ -636,7 +637,7 @@ def _port_problems(config: Config, others: Sequence[Listener]) -> list[Problem]:
                         and _hosts_overlap(host, listener.host):
                     problems.append(Problem(("sites", s, "devices", d, "options", "port"),
                                             f"{host}:{port} is the gateway's own "
-                                            f"{_dotted(listener.key)}, not a device"))
+                                            f"{key_path(listener.key)}, not a device"))
     return problems
 
 
@@ -691,4 +692,4 @@ def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | N
 def locate(problems: Sequence[Problem], text: str) -> list[str]:
     """Each problem as ``line N: key.path: message``, with the line of its key in ``text``."""
     lines = _document(text, "<config>").lines
-    return [f"{_where(p.loc, lines)}: {_dotted(p.loc)}: {p.message}" for p in problems]
+    return [f"{_where(p.loc, lines)}: {key_path(p.loc)}: {p.message}" for p in problems]

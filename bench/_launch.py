@@ -17,7 +17,7 @@ import time
 
 
 def main() -> None:
-    """Spawn, wait, print ``{"wall_s", "rss_mib", "rc", "line"}``."""
+    """Spawn, wait, print ``{"wall_s", "rss_mib", "cpu_s", "rc", "line"}``."""
     mode, rest = sys.argv[1], sys.argv[2:]
     prefix = rest.pop(0) if mode == "banner" else ""
     workdir, argv = rest[0], rest[1:]
@@ -43,6 +43,7 @@ def main() -> None:
     if mode == "exit" or not wall:  # (no banner: the caller reports the failure)
         wall = time.perf_counter() - start
     print(json.dumps({"wall_s": wall, "rss_mib": usage.ru_maxrss / 1024,
+                      "cpu_s": usage.ru_utime + usage.ru_stime,
                       "rc": os.waitstatus_to_exitcode(status), "line": line.rstrip("\n")}))
 
 

@@ -16,9 +16,11 @@ interleaved run so that noise from other tenants hits every figure alike:
   an unreachable loopback port) until it prints its banner, then SIGINT; its wall time is to the
   banner, its RSS the process's peak.
 
-Wall time is from spawn to exit (or banner), peak RSS is the child's ``ru_maxrss`` from
-``wait4``, both taken by a bare launcher process (``bench/_launch.py``: Linux counts the spawning
-process's memory in a child's peak, so the bench itself must not be the parent); medians over the
+Wall time is from spawn to exit (for ``serve``: to the banner; the others include the
+interpreter's teardown); peak RSS is the child's ``ru_maxrss`` and CPU its user + system time
+(for ``serve`` its whole life, stop included), both from ``wait4``. A bare launcher process
+(``bench/_launch.py``) spawns each child and takes the figures: Linux counts the spawning
+process's memory in a child's peak, so the bench itself must not be the parent. Medians over the
 runs, with ratios to ``deps`` of the same tree.
 """
 
@@ -54,10 +56,11 @@ sys.exit(main(sys.argv[1:]))
 
 @dataclass(frozen=True)
 class Sample:
-    """One child process: seconds (to exit, or to the banner) and peak RSS in MiB."""
+    """One child process: seconds (to exit, or to the banner), peak RSS in MiB, CPU seconds."""
 
     wall_s: float
     rss_mib: float
+    cpu_s: float  # user + system over the whole life (for serve: to its stop after the banner)
 
 
 @dataclass
@@ -102,7 +105,7 @@ def _launch(tree: Path, mode: str, argv: Sequence[str], stderr: Path | None = No
     if result["rc"] != 0 or (mode == "banner" and not result["line"].startswith(BANNER)):
         where = f"; its stderr is in {stderr}" if stderr else ""
         raise SystemExit(f"{tree}: {' '.join(argv)} failed: {result}{where}")
-    return Sample(result["wall_s"], result["rss_mib"])
+    return Sample(result["wall_s"], result["rss_mib"], result["cpu_s"])
 
 
 def run_once(tree: Path, argv: Sequence[str]) -> Sample:
@@ -175,14 +178,17 @@ def report(trees: Sequence[Tree], runs: int) -> None:
         deps = tree.samples["deps"]
         deps_wall = median([s.wall_s for s in deps])
         deps_rss = median([s.rss_mib for s in deps])
+        deps_cpu = median([s.cpu_s for s in deps])
         rows = []
         for name, samples in tree.samples.items():
             wall = median([s.wall_s for s in samples])
             rss = median([s.rss_mib for s in samples])
+            cpu = median([s.cpu_s for s in samples])
             rows.append([name, round(wall * 1000), f"{wall / deps_wall:.2f}x", f"{rss:.1f}",
-                         f"{rss / deps_rss:.2f}x"])
+                         f"{rss / deps_rss:.2f}x", round(cpu * 1000), f"{cpu / deps_cpu:.2f}x"])
         print_table(f"Start-up of {tree.label} ({tree.path}), medians of {runs} runs", [
-            "process", "wall ms", "wall / deps", "peak RSS MiB", "RSS / deps"], rows)
+            "process", "wall ms", "wall / deps", "peak RSS MiB", "RSS / deps", "CPU ms",
+            "CPU / deps"], rows)
         sim = sorted(m for m in tree.serve_modules if m.split(".")[0] == "simulator")
         print(f"\nserve loads {len(tree.serve_modules)} project modules, "
               f"{len(sim)} of them from simulator/")

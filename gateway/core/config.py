@@ -271,7 +271,6 @@ class Config(_Strict):
         raise KeyError(energy_site_id)
 
 
-
 @dataclass(frozen=True)
 class _Located:
     line: int
@@ -399,15 +398,16 @@ def _nest_flat_options(data: dict[str, Any]) -> tuple[dict[str, Any], list[_Move
 def _moved_lines(lines: Mapping[Loc, _Located], moves: Sequence[_Move]) -> dict[Loc, _Located]:
     """The line index with each moved key (and all below it) also under its new path."""
     out = dict(lines)
-    for move in moves:
-        if move.new is None:
-            continue
-        device = move.new[:-2]
+    # a moved key is always ("sites", s, "devices", d, key): one pass over the index
+    new_of = {move.old: move.new for move in moves if move.new is not None}
+    for new in new_of.values():
+        device = new[:-2]
         if device in lines:
             out.setdefault((*device, "options"), lines[device])
-        for path, where in lines.items():
-            if path[:len(move.old)] == move.old:
-                out[move.new + path[len(move.old):]] = where
+    for path, where in lines.items():
+        moved_to = new_of.get(path[:5])
+        if moved_to is not None:
+            out[moved_to + path[5:]] = where
     return out
 
 

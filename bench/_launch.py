@@ -15,6 +15,9 @@ import signal
 import sys
 import time
 
+BANNER_TIMEOUT_S = 60  # no banner by then: the child is killed and the failure reported
+STOP_TIMEOUT_S = 30  # a child still running this long after SIGINT is killed (and reported)
+
 
 def main() -> None:
     """Spawn, wait, print ``{"wall_s", "rss_mib", "cpu_s", "rc", "line"}``."""
@@ -31,20 +34,32 @@ def main() -> None:
     os.close(write_fd)
     line = ""
     wall = 0.0
+    killed = False
+
+    def kill(signum: int, frame: object) -> None:
+        nonlocal killed
+        killed = True
+        os.kill(pid, signal.SIGKILL)
+
+    signal.signal(signal.SIGALRM, kill)
     if mode == "banner":
+        signal.alarm(BANNER_TIMEOUT_S)
         with os.fdopen(read_fd) as out:
             for line in out:
                 if line.startswith(prefix):
                     wall = time.perf_counter() - start
                     os.kill(pid, signal.SIGINT)
+                    signal.alarm(STOP_TIMEOUT_S)
                     break
             out.read()  # drain until the child exits
     _, status, usage = os.wait4(pid, 0)
+    signal.alarm(0)
     if mode == "exit" or not wall:  # (no banner: the caller reports the failure)
         wall = time.perf_counter() - start
     print(json.dumps({"wall_s": wall, "rss_mib": usage.ru_maxrss / 1024,
                       "cpu_s": usage.ru_utime + usage.ru_stime,
-                      "rc": os.waitstatus_to_exitcode(status), "line": line.rstrip("\n")}))
+                      "rc": os.waitstatus_to_exitcode(status), "line": line.rstrip("\n"),
+                      "killed": killed}))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ class Sample:
     wall_s: float
     rss_mib: float
     cpu_s: float  # user + system over the whole life (for serve: to its stop after the banner)
+    killed: bool = False  # serve did not stop within 30 s of SIGINT (its start was complete)
 
 
 @dataclass
@@ -83,10 +84,16 @@ class Tree:
         return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """Ports free on the loopback right now, all different (held open together while chosen)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _env(tree: Path) -> dict[str, str]:
@@ -102,10 +109,12 @@ def _launch(tree: Path, mode: str, argv: Sequence[str], stderr: Path | None = No
         done = subprocess.run(launcher, env=_env(tree), stdout=subprocess.PIPE, stderr=err,
                               text=True, check=False, timeout=_TIMEOUT_S)
     result = json.loads(done.stdout)
-    if result["rc"] != 0 or (mode == "banner" and not result["line"].startswith(BANNER)):
+    started = mode == "banner" and result["line"].startswith(BANNER)
+    if not (started and result["killed"]) and (result["rc"] != 0 or (
+            mode == "banner" and not started)):
         where = f"; its stderr is in {stderr}" if stderr else ""
         raise SystemExit(f"{tree}: {' '.join(argv)} failed: {result}{where}")
-    return Sample(result["wall_s"], result["rss_mib"], result["cpu_s"])
+    return Sample(result["wall_s"], result["rss_mib"], result["cpu_s"], result["killed"])
 
 
 def run_once(tree: Path, argv: Sequence[str]) -> Sample:
@@ -114,9 +123,10 @@ def run_once(tree: Path, argv: Sequence[str]) -> Sample:
 
 
 def _config_text(data_dir: Path, *, nested: bool) -> str:
+    gateway_port, device_port = _free_ports(2)  # the device's: nothing listens there
     device = ("        options: {host: 127.0.0.1, port: %d}\n" if nested
-              else "        host: 127.0.0.1\n        port: %d\n") % _free_port()
-    return (f"gateway:\n  port: {_free_port()}\n  data_dir: {data_dir}\n  jwt_secret: {SECRET}\n"
+              else "        host: 127.0.0.1\n        port: %d\n") % device_port
+    return (f"gateway:\n  port: {gateway_port}\n  data_dir: {data_dir}\n  jwt_secret: {SECRET}\n"
             "sites:\n  - energy_site_id: 1001\n    name: Bench\n    time_zone: Europe/Berlin\n"
             "    devices:\n      - name: inverter\n        type: sunspec\n" + device)
 
@@ -190,8 +200,10 @@ def report(trees: Sequence[Tree], runs: int) -> None:
             "process", "wall ms", "wall / deps", "peak RSS MiB", "RSS / deps", "CPU ms",
             "CPU / deps"], rows)
         sim = sorted(m for m in tree.serve_modules if m.split(".")[0] == "simulator")
+        killed = sum(s.killed for s in tree.samples["serve to banner"])
         print(f"\nserve loads {len(tree.serve_modules)} project modules, "
-              f"{len(sim)} of them from simulator/")
+              f"{len(sim)} of them from simulator/; {killed} serve run(s) did not stop within "
+              "30 s of SIGINT and were killed (after a complete start)")
 
 
 def main() -> None:

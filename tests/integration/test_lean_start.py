@@ -57,18 +57,25 @@ def test_the_gateway_config_loads_without_the_simulator() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """Different ports free right now (held open together while chosen)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def test_serve_runs_without_any_simulator_module(tmp_path: Path) -> None:
     # the old flat form: its deprecation is logged as a warning once logging is configured
     config = tmp_path / "serve.yaml"
+    gateway_port, device_port = _free_ports(2)
     config.write_text(f"""\
 gateway:
-  port: {_free_port()}
+  port: {gateway_port}
   data_dir: {tmp_path / "data"}
   jwt_secret: {SECRET}
 sites:
@@ -79,7 +86,7 @@ sites:
       - name: inverter
         type: sunspec
         host: 127.0.0.1
-        port: {_free_port()}   # nothing listens: the device is unreachable, the gateway serves
+        port: {device_port}   # nothing listens: the device is unreachable, the gateway serves
 simulator:                     # ignored by serve
   homes: [{{id: home-1001, devices: [{{id: inverter, kind: sunspec}}]}}]
 """)

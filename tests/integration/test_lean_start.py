@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import signal
 import socket
 import subprocess
@@ -95,7 +96,9 @@ simulator:                     # ignored by serve
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
     try:
         assert proc.stdout is not None
-        banner = proc.stdout.readline()  # blocks until serve prints it (or exits)
+        # not a timing bound: only a guard against a serve that hangs before its banner
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        banner = proc.stdout.readline() if ready else "(nothing within 60 s)"
         assert banner.startswith("energy-gateway serving http://127.0.0.1:"), banner
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    import asyncio
+
     from aiohttp import web
 
     from gateway.core.config import Config, ConfigError, Listener, LoadedConfig, Problem, Purpose
@@ -147,7 +149,12 @@ def _simulator_listens(sim: SimulatorConfig) -> list[preflight.Listen]:
             for listener in _simulator_listeners(sim)]
 
 
-async def _wait_for_stop() -> None:
+def _stop_event() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set, from now on (called in the loop before any banner).
+
+    Installed before the banner says the process is up: whoever reads the banner may stop it at
+    once, and that stop is then as clean as any later one.
+    """
     import asyncio
     import signal
 
@@ -156,7 +163,7 @@ async def _wait_for_stop() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def _start_gateway(config: Config, path: Path, jwt_secret: str | None = None) -> web.AppRunner:
@@ -264,6 +271,7 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
     from gateway.web.keys import SITES
     from simulator import Simulator
 
+    stop = _stop_event()
     async with contextlib.AsyncExitStack() as stack:
         try:
             sim = await stack.enter_async_context(Simulator(sim_config))
@@ -280,7 +288,7 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
                 await asyncio.sleep(0.1)
             print(demo_banner(url=url, control_url=sim.control_url, sites=site_lines(runner.app),
                               token=token, per_run_secret=per_run_secret), flush=True)
-            await _wait_for_stop()
+            await stop.wait()
         finally:
             await runner.cleanup()
     print("energy-gateway demo stopped.", flush=True)
@@ -325,11 +333,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 async def _serve(config: Config, path: Path) -> None:
+    stop = _stop_event()
     runner = await _start_gateway(config, path)
     try:
         print(f"energy-gateway serving http://{config.gateway.host}:{config.gateway.port}",
               flush=True)
-        await _wait_for_stop()
+        await stop.wait()
     finally:
         await runner.cleanup()
 
@@ -356,7 +365,7 @@ async def _simulate(sim_config: SimulatorConfig, path: Path) -> None:
     from simulator.run import serve
 
     task = asyncio.create_task(serve(sim_config))
-    stop = asyncio.create_task(_wait_for_stop())
+    stop = asyncio.create_task(_stop_event().wait())
     done, pending = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
     for running in pending:
         running.cancel()

@@ -16,7 +16,7 @@ import sys
 import time
 
 BANNER_TIMEOUT_S = 60  # no banner by then: the child is killed and the failure reported
-STOP_TIMEOUT_S = 30  # a child still running this long after SIGINT is killed (and reported)
+STOP_TIMEOUT_S = 10  # a child still running this long after SIGINT is killed (and reported)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck imports bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev
@@ -31,12 +32,16 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+imports: $(VENV)/.installed-dev
+	$(BIN)/lint-imports
+
 bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m bench.command_latency --quick
 	$(BIN)/python -m bench.live_status --quick
 	$(BIN)/python -m bench.scale --quick
 	$(BIN)/python -m bench.memory --quick
+	$(BIN)/python -m bench.startup --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -82,8 +82,9 @@ def bench_config(endpoints: Sequence[dict[str, Any]], data_dir: Path, *, poll_in
     sites = []
     for i, ep in enumerate(endpoints):
         device = DeviceConfig.model_validate({
-            "name": "inverter", "type": "sunspec", "host": ep["host"], "port": ep["port"],
-            "unit_id": ep["unit_id"], "poll_interval_s": poll_interval_s, "timeout_s": timeout_s,
+            "name": "inverter", "type": "sunspec", "poll_interval_s": poll_interval_s,
+            "options": {"host": ep["host"], "port": ep["port"], "unit_id": ep["unit_id"],
+                        "timeout_s": timeout_s},
         })
         sites.append(SiteConfig(energy_site_id=FIRST_SITE_ID + i, name=f"Bench {i}",
                                 time_zone="Europe/Berlin", devices=[device]))

@@ -218,9 +218,9 @@ def soak_config(sim: Simulator, data_dir: Path) -> Config:
     """A gateway config for the soak: one SunSpec site, fast polls, no rate limit."""
     ep = sim.endpoint("home-1001/inverter")
     device = DeviceConfig.model_validate({
-        "name": "inverter", "type": "sunspec", "host": ep.host, "port": ep.port,
-        "unit_id": ep.unit_id, "poll_interval_s": 0.2, "stale_after_s": 2.0, "timeout_s": 0.5,
-        "confirm_timeout_s": 1.0})
+        "name": "inverter", "type": "sunspec", "poll_interval_s": 0.2, "stale_after_s": 2.0,
+        "options": {"host": ep.host, "port": ep.port, "unit_id": ep.unit_id, "timeout_s": 0.5,
+                    "confirm_timeout_s": 1.0}})
     return Config(
         gateway=GatewaySection(port=0, data_dir=data_dir, jwt_secret=_SECRET,
                                command_timeout_s=2.0, reconcile_interval_s=1.0,

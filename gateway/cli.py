@@ -1,55 +1,34 @@
 """energy-gateway command line: demo | serve | simulate | token issue|list|revoke | check-config."""
 
+# Each command imports what it needs when it runs: `--help` loads argparse and little else, `serve`
+# never loads the simulator, and this is the only gateway module that may import `simulator`.
+
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import logging
 import os
-import secrets
-import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import structlog
-
-from gateway.core.config import (
-    JWT_SECRET_ENV,
-    Config,
-    ConfigError,
-    Problem,
-    Purpose,
-    deployment_problems,
-    effective_secret,
-    locate,
-    read_config,
-    secret_problem,
-)
-from gateway.runtime import preflight
-from gateway.runtime.logs import configure_logging, uses_console
-from gateway.runtime.storage import StorageError, tokens
-from gateway.web.auth import (
-    COMMAND_SCOPE,
-    KNOWN_SCOPES,
-    MAX_TTL_S,
-    READ_SCOPE,
-    parse_ttl,
-    sign,
-    token_claims,
-)
-
 if TYPE_CHECKING:
+    import asyncio
+
     from aiohttp import web
+
+    from gateway.core.config import Config, ConfigError, Listener, LoadedConfig, Problem, Purpose
+    from gateway.runtime import preflight
+    from simulator.config import SimulatorConfig
 
 DEFAULT_CONFIG = "config.example.yaml"
 DEMO_TTL = "30d"
+# gateway.runtime.storage.tokens.REFRESH_S, for the help text: importing the registry (sqlite3, asyncio,
+# structlog) would triple the time `--help` takes (tests/unit/test_cli.py checks they agree)
+REVOKED_WITHIN_S = 2.0
 _T = TypeVar("_T")
 
 
@@ -66,36 +45,133 @@ def _find_default_config() -> Path:
     return bundled if bundled.exists() else here
 
 
-def _load(path: Path, purpose: Purpose) -> Config:
-    """The config at ``path``, or ConfigError naming each key that stops it running for ``purpose``."""
-    config, text = read_config(path)
-    problems = [p for p in deployment_problems(config, purpose=purpose,
-                                               env_secret=os.environ.get(JWT_SECRET_ENV))
-                if p.severity == "error"]
-    if problems:
-        raise ConfigError(locate(problems, text), str(path))
-    return config
+def _config_error(problems: Sequence[str], path: Path) -> ConfigError:
+    from gateway.core.config import ConfigError
+
+    return ConfigError(problems, str(path))
+
+
+def _read(path: Path) -> LoadedConfig:
+    from gateway.core.config import read_config
+
+    return read_config(path)
+
+
+def _simulator(loaded: LoadedConfig) -> SimulatorConfig | None:
+    """The file's ``simulator:`` section, validated by the simulator's own models (None if absent)."""
+    from simulator.config import SimulatorConfig
+
+    return loaded.section("simulator", SimulatorConfig)
+
+
+def _simulator_listeners(sim: SimulatorConfig) -> list[Listener]:
+    """What the simulator listens on (a broker client such as an MQTT battery listens on nothing)."""
+    from gateway.core.config import Listener
+
+    out = [Listener(("simulator", "control", "port"), sim.control.host, sim.control.port)] \
+        if sim.control.port else []
+    for h, home in enumerate(sim.homes):
+        for d, dev in enumerate(home.devices):
+            key = ("simulator", "homes", h, "devices", d)
+            if dev.kind == "mqtt_battery":
+                continue
+            if dev.port:
+                out.append(Listener((*key, "port"), dev.host, dev.port))
+            if dev.kind == "victron_gx" and dev.modbus_port:
+                out.append(Listener((*key, "modbus_port"), dev.host, dev.modbus_port))
+    return out
+
+
+def _simulated_problems(config: Config, sim: SimulatorConfig | None) -> list[Problem]:
+    """Devices whose ``simulated:`` names no device of the simulator section."""
+    from gateway.core.config import Problem
+
+    refs = {f"{home.id}/{dev.id}" for home in (sim.homes if sim else []) for dev in home.devices}
+    return [Problem(("sites", s, "devices", d, "simulated"),
+                    f"simulated device {dev.simulated!r} is not defined under simulator.homes")
+            for s, site in enumerate(config.sites) for d, dev in enumerate(site.devices)
+            if dev.simulated is not None and dev.simulated not in refs]
+
+
+def _deprecation_lines(loaded: LoadedConfig) -> list[str]:
+    """The deprecated keys of a file, one warning line each, after a line saying why."""
+    from gateway.core.config import FLAT_FORM
+
+    if not loaded.deprecations:
+        return []
+    return [f"{loaded.source}: warning: {line}"
+            for line in (FLAT_FORM, *map(str, loaded.deprecations))]
+
+
+def _log_deprecations(loaded: LoadedConfig) -> None:
+    """Log each deprecated key once logging is configured (serve, demo, simulate)."""
+    import structlog
+
+    from gateway.core.config import FLAT_FORM
+
+    log = structlog.get_logger("gateway.config")
+    for dep in loaded.deprecations:
+        log.warning("config.deprecated_key", file=loaded.source, line=dep.line, key=dep.key,
+                    moved_to=dep.moved_to, note=dep.note or None, why=FLAT_FORM)
+
+
+def _refuse(loaded: LoadedConfig, problems: Sequence[Problem]) -> None:
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise _config_error(loaded.locate(errors), Path(loaded.source))
+
+
+def _deployment(loaded: LoadedConfig, purpose: Purpose,
+                sim: SimulatorConfig | None = None) -> list[Problem]:
+    from gateway.core.config import JWT_SECRET_ENV, deployment_problems
+
+    others = _simulator_listeners(sim) if sim is not None else []
+    return deployment_problems(loaded.config, purpose=purpose, others=others,
+                               env_secret=os.environ.get(JWT_SECRET_ENV))
 
 
 def _preflight(path: Path, listens: list[preflight.Listen], data_dir: Path | None) -> None:
+    from gateway.runtime import preflight
+
     try:
         preflight.check(listens, data_dir)
     except preflight.StartupError as exc:
-        raise ConfigError(exc.problems, str(path)) from None
+        raise _config_error(exc.problems, path) from None
 
 
-async def _wait_for_stop() -> None:
+def _simulator_listens(sim: SimulatorConfig) -> list[preflight.Listen]:
+    """The simulator's sockets for the start-up check (ephemeral ports are never busy)."""
+    from gateway.core.config import key_path
+    from gateway.runtime import preflight
+
+    return [preflight.Listen(key_path((*listener.key[:-1], "host")), listener.host,
+                             key_path(listener.key), listener.port)
+            for listener in _simulator_listeners(sim)]
+
+
+def _stop_event() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set, from now on (called in the loop before any banner).
+
+    Installed before the banner says the process is up: whoever reads the banner may stop it at
+    once, and that stop is then as clean as any later one.
+    """
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def _start_gateway(config: Config, path: Path, jwt_secret: str | None = None) -> web.AppRunner:
+    import sqlite3
+
     from aiohttp import web
 
+    from gateway.runtime.storage import StorageError
     from gateway.web.app import create_app
     from gateway.web.server import GatewayRunner
 
@@ -108,7 +184,7 @@ async def _start_gateway(config: Config, path: Path, jwt_secret: str | None = No
         # the preflight checks passed a moment ago: something took the port or the disk since,
         # or the storage is newer than this gateway
         await runner.cleanup()
-        raise ConfigError([f"cannot start the gateway: {exc}"], str(path)) from None
+        raise _config_error([f"cannot start the gateway: {exc}"], path) from None
     return runner
 
 
@@ -165,20 +241,21 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
     return "\n".join(lines)
 
 
-def _site_lines(runner: web.AppRunner) -> list[SiteLine]:
-    from gateway.web.errors import FleetError
+def site_lines(app: web.Application) -> list[SiteLine]:
+    """The sites of a running app as the demo banner shows them (offline devices included)."""
+    from gateway.core.errors import SiteOffline
     from gateway.web.keys import SITES
 
     out = []
     now = time.monotonic()
-    for site in runner.app[SITES].values():
+    for site in app[SITES].values():
         offline = set(map(id, site.offline(now)))
         devices = tuple(
             DeviceLine(d.name, d.config.type,
                        f"offline ({d.last_error or 'no data yet'})" if id(d) in offline else "online")
             for d in site.devices)
         summary = ""
-        with contextlib.suppress(FleetError):
+        with contextlib.suppress(SiteOffline):
             reading = site.reading()
             parts = [f"solar {reading.solar_w / 1000:.1f} kW"]
             if reading.soc_pct is not None:
@@ -189,16 +266,19 @@ def _site_lines(runner: web.AppRunner) -> list[SiteLine]:
     return out
 
 
-async def _demo(config: Config, path: Path, secret: str, per_run_secret: bool, token: str) -> None:
+async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secret: str,
+                per_run_secret: bool, token: str) -> None:
+    import asyncio
+
     from gateway.web.keys import SITES
     from simulator import Simulator
 
-    assert config.simulator is not None  # noqa: S101 - checked by the caller
+    stop = _stop_event()
     async with contextlib.AsyncExitStack() as stack:
         try:
-            sim = await stack.enter_async_context(Simulator(config.simulator))
+            sim = await stack.enter_async_context(Simulator(sim_config))
         except OSError as exc:  # a port taken since the preflight check
-            raise ConfigError([f"cannot start the simulator: {exc}"], str(path)) from None
+            raise _config_error([f"cannot start the simulator: {exc}"], path) from None
         runner = await _start_gateway(config, path, jwt_secret=secret)
         try:
             url = f"http://{config.gateway.host}:{config.gateway.port}"
@@ -208,26 +288,38 @@ async def _demo(config: Config, path: Path, secret: str, per_run_secret: bool, t
             while time.monotonic() < deadline and any(  # noqa: ASYNC110 - bounded readiness poll
                     s.offline() for s in sites.values()):
                 await asyncio.sleep(0.1)
-            print(demo_banner(url=url, control_url=sim.control_url, sites=_site_lines(runner),
+            print(demo_banner(url=url, control_url=sim.control_url, sites=site_lines(runner.app),
                               token=token, per_run_secret=per_run_secret), flush=True)
-            await _wait_for_stop()
+            await stop.wait()
         finally:
             await runner.cleanup()
     print("energy-gateway demo stopped.", flush=True)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import secrets
+
+    from gateway.core.config import JWT_SECRET_ENV, effective_secret, secret_problem
+    from gateway.runtime import preflight
+    from gateway.runtime.logs import configure_logging, uses_console
+    from gateway.runtime.storage import tokens
+    from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, parse_ttl, sign, token_claims
+
     path: Path = args.config or _find_default_config()
-    config = _load(path, "demo")
-    if config.simulator is None:
-        raise ConfigError(["demo needs a simulator section (see config.example.yaml)"], str(path))
+    loaded = _read(path)
+    config = loaded.config
+    sim = _simulator(loaded)
+    if sim is None:
+        raise _config_error(["demo needs a simulator section (see config.example.yaml)"], path)
+    _refuse(loaded, _deployment(loaded, "demo", sim) + _simulated_problems(config, sim))
     secret, from_env = effective_secret(config, os.environ.get(JWT_SECRET_ENV))
     per_run = secret is None or secret_problem(secret, from_env=from_env) is not None
     if per_run or secret is None:  # the published or a weak secret: never sign with it
         secret = secrets.token_urlsafe(48)
     data_dir = config.gateway.data_dir
-    _preflight(path, preflight.simulator_listens(config) + preflight.gateway_listens(config),
-               data_dir)
+    _preflight(path, _simulator_listens(sim) + preflight.gateway_listens(config), data_dir)
     claims = token_claims(sub="demo", scopes=[READ_SCOPE, COMMAND_SCOPE], sites=None,
                           ttl_s=parse_ttl(DEMO_TTL), now_s=time.time())
     if not per_run:  # a token that outlives this run: list it, so it can be revoked
@@ -236,36 +328,48 @@ def _run_demo(args: argparse.Namespace) -> int:
     # On a terminal the banner is the story; log details only when asked (--log-level info).
     calm = uses_console(args.log_format) and args.log_level is None
     configure_logging(args.log_format, args.log_level or ("WARNING" if calm else "INFO"))
+    _log_deprecations(loaded)
     if calm:  # the embedded broker's shutdown chatter ("1 messages not broadcasted") is no news
         logging.getLogger("amqtt").setLevel(logging.ERROR)
-    asyncio.run(_demo(config, path, secret, per_run, sign(secret, claims)))
+    asyncio.run(_demo(config, sim, path, secret=secret, per_run_secret=per_run,
+                      token=sign(secret, claims)))
     return 0
 
 
 async def _serve(config: Config, path: Path) -> None:
+    stop = _stop_event()
     runner = await _start_gateway(config, path)
     try:
         print(f"energy-gateway serving http://{config.gateway.host}:{config.gateway.port}",
               flush=True)
-        await _wait_for_stop()
+        await stop.wait()
     finally:
         await runner.cleanup()
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    config = _load(args.config, "serve")
+    import asyncio
+
+    from gateway.runtime import preflight
+    from gateway.runtime.logs import configure_logging
+
+    loaded = _read(args.config)
+    _refuse(loaded, _deployment(loaded, "serve"))  # the simulator: section is not read
+    config = loaded.config
     _preflight(args.config, preflight.gateway_listens(config), config.gateway.data_dir)
     configure_logging(args.log_format, args.log_level or "INFO")
+    _log_deprecations(loaded)
     asyncio.run(_serve(config, args.config))
     return 0
 
 
-async def _simulate(config: Config, path: Path) -> None:
+async def _simulate(sim_config: SimulatorConfig, path: Path) -> None:
+    import asyncio
+
     from simulator.run import serve
 
-    assert config.simulator is not None  # noqa: S101 - checked by the caller
-    task = asyncio.create_task(serve(config.simulator))
-    stop = asyncio.create_task(_wait_for_stop())
+    task = asyncio.create_task(serve(sim_config))
+    stop = asyncio.create_task(_stop_event().wait())
     done, pending = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
     for running in pending:
         running.cancel()
@@ -274,34 +378,44 @@ async def _simulate(config: Config, path: Path) -> None:
     if task in done:  # the simulator ended by itself: it could not start
         failure = task.exception()
         if isinstance(failure, OSError):  # a port taken since the preflight check
-            raise ConfigError([f"cannot start the simulator: {failure}"], str(path))
+            raise _config_error([f"cannot start the simulator: {failure}"], path)
         await task  # anything else is a bug: keep its traceback
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    config, _ = read_config(args.config)
-    if config.simulator is None:
-        raise ConfigError(["no simulator section to run"], str(args.config))
-    _preflight(args.config, preflight.simulator_listens(config), None)
+    import asyncio
+
+    from gateway.runtime.logs import configure_logging
+
+    loaded = _read(args.config)
+    sim = _simulator(loaded)
+    if sim is None:
+        raise _config_error(["no simulator section to run"], args.config)
+    _refuse(loaded, _simulated_problems(loaded.config, sim))
+    _preflight(args.config, _simulator_listens(sim), None)
     configure_logging(args.log_format, args.log_level or "INFO")
-    asyncio.run(_simulate(config, args.config))
+    _log_deprecations(loaded)
+    asyncio.run(_simulate(sim, args.config))
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config, text = read_config(args.file)
+    loaded = _read(args.file)
+    config = loaded.config
+    sim = _simulator(loaded)
     purpose: Purpose = args.purpose
     if args.purpose == "auto":  # every device simulated: a demo config, not one to serve
         simulated = all(d.simulated for s in config.sites for d in s.devices)
-        purpose = "demo" if simulated and config.simulator is not None else "serve"
-    problems = deployment_problems(config, purpose=purpose,
-                                   env_secret=os.environ.get(JWT_SECRET_ENV))
+        purpose = "demo" if simulated and sim is not None else "serve"
+    problems = _deployment(loaded, purpose, sim) + _simulated_problems(config, sim)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity == "warning"]
-    for line in locate(errors, text):
+    for line in loaded.locate(errors):
         print(f"{args.file}: {line}", file=sys.stderr)
-    for line in locate(warnings, text):
+    for line in loaded.locate(warnings):
         print(f"{args.file}: warning: {line}", file=sys.stderr)
+    for line in _deprecation_lines(loaded):
+        print(line, file=sys.stderr)
     if errors:
         return 1
     devices = sum(len(s.devices) for s in config.sites)
@@ -335,6 +449,8 @@ def parse_sites(text: str | None, known: Sequence[int]) -> list[int] | None:
 
 def parse_scopes(text: str) -> list[str]:
     """``--scopes`` as a list of known scopes (at least one)."""
+    from gateway.core.access import KNOWN_SCOPES
+
     scopes = sorted({s.strip() for s in text.split(",") if s.strip()})
     known = ", ".join(sorted(KNOWN_SCOPES))
     if not scopes:
@@ -345,14 +461,27 @@ def parse_scopes(text: str) -> list[str]:
     return scopes
 
 
+def _read_for_tokens(path: Path) -> LoadedConfig:
+    """A config for the token commands; its deprecated keys as warnings on stderr (no logging)."""
+    loaded = _read(path)
+    for line in _deprecation_lines(loaded):
+        print(line, file=sys.stderr)
+    return loaded
+
+
 def _issue(args: argparse.Namespace) -> int:
-    config, text = read_config(args.config)
+    from gateway.core.config import JWT_SECRET_ENV, Problem, effective_secret, secret_problem
+    from gateway.runtime.storage import tokens
+    from gateway.web.auth import parse_ttl, sign, token_claims
+
+    loaded = _read_for_tokens(args.config)
+    config = loaded.config
     # a token signed with a weak secret is worth nothing: serve refuses the secret, and anyone
     # holding it can forge tokens
     secret, from_env = effective_secret(config, os.environ.get(JWT_SECRET_ENV))
     if (why := secret_problem(secret, from_env=from_env)) is not None or secret is None:
-        raise ConfigError(locate([Problem(("gateway", "jwt_secret"), why or "")], text),
-                          str(args.config))
+        raise _config_error(loaded.locate([Problem(("gateway", "jwt_secret"), why or "")]),
+                            args.config)
     scopes = parse_scopes(args.scopes)
     sites = parse_sites(args.sites, [s.energy_site_id for s in config.sites])
     plans = config.gateway.rate_limits.plans
@@ -375,19 +504,27 @@ def _issue(args: argparse.Namespace) -> int:
 
 
 def _registry_call(path: Path, call: Callable[[], _T]) -> _T:
+    import sqlite3
+
+    from gateway.runtime.storage import StorageError
+
     try:
         return call()
     except (OSError, sqlite3.Error, StorageError) as exc:
-        raise ConfigError([f"gateway.data_dir: cannot use the token registry: {exc}"],
-                          str(path)) from None
+        raise _config_error([f"gateway.data_dir: cannot use the token registry: {exc}"],
+                            path) from None
 
 
 def _when(unix_s: int) -> str:
+    from datetime import UTC, datetime
+
     return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _list(args: argparse.Namespace) -> int:
-    config, _ = read_config(args.config)
+    from gateway.runtime.storage import tokens
+
+    config = _read_for_tokens(args.config).config
     issued = _registry_call(args.config, lambda: tokens.unexpired(config.gateway.data_dir,
                                                                   time.time()))
     if not issued:
@@ -405,7 +542,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    config, _ = read_config(args.config)
+    from gateway.runtime.storage import tokens
+
+    config = _read_for_tokens(args.config).config
     jti = args.jti.strip()
     found = _registry_call(args.config, lambda: tokens.revoke(config.gateway.data_dir, jti,
                                                               time.time()))
@@ -422,6 +561,8 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from gateway.core.access import COMMAND_SCOPE, MAX_TTL_S, READ_SCOPE  # constants only
+
     parser = argparse.ArgumentParser(prog="energy-gateway", description=__doc__)
     parser.add_argument("--log-format", choices=["auto", "console", "json"], default="auto",
                         help="log line format: console on a terminal and JSON otherwise (auto, "
@@ -442,8 +583,8 @@ def _parser() -> argparse.ArgumentParser:
                           help=f"{config_help}; its simulator section is run")
     token = sub.add_parser("token", help="bearer tokens: issue, list, revoke")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    registry = (f"recorded (jti, sub, scopes, sites, expiry; never the token) in "
-                f"gateway.data_dir/{tokens.DB_NAME}")
+    registry = ("recorded (jti, sub, scopes, sites, expiry; never the token) in the registry "
+                "under gateway.data_dir")
     issue = token_sub.add_parser("issue", help=f"print a new bearer token; it is {registry}")
     issue.add_argument("--config", type=Path, required=True,
                        help=f"{config_help}: its secret signs the token, its sites bound --sites")
@@ -465,7 +606,7 @@ def _parser() -> argparse.ArgumentParser:
                          help=f"{config_help}: its gateway.data_dir holds the registry")
     revoke = token_sub.add_parser(
         "revoke", help=f"refuse a token from now on; a running gateway honours it within "
-                       f"{tokens.REFRESH_S:g} s")
+                       f"{REVOKED_WITHIN_S:g} s")
     revoke.add_argument("--config", type=Path, required=True,
                         help=f"{config_help}: its gateway.data_dir holds the registry")
     revoke.add_argument("jti", help="the token's jti, as `token list` shows it")
@@ -480,6 +621,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``energy-gateway`` console script."""
     args = _parser().parse_args(argv)
+    from gateway.core.config import ConfigError  # every command reads a config
+
     commands = {"demo": _run_demo, "serve": _run_serve, "simulate": _run_simulate,
                 "check-config": _check_config}
     token_commands = {"issue": _issue, "list": _list, "revoke": _revoke}
@@ -494,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"energy-gateway: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        import structlog
+
         structlog.get_logger("gateway.cli").info("stopped")
     return 0
 

@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from pydantic import BaseModel
+
 from drivers.base import Capability, DeviceInfo, DeviceTelemetry, Setpoints, holds
 from drivers.errors import DeviceRejected, DeviceUnreachable, NotConfirmed
 from gateway.core.config import DeviceConfig, SiteConfig
@@ -32,6 +34,13 @@ BATTERY_SINK = frozenset({
 _CONFIRM_POLL_S = 0.005
 
 
+class _MemoryOptions(BaseModel):
+    """An in-memory device has no options."""
+
+
+_NO_OPTIONS = _MemoryOptions()
+
+
 def device_config(name: str, *, poll_interval_s: float = 0.05,
                   stale_after_s: float | None = None) -> DeviceConfig:
     """A site's config entry for an in-memory device.
@@ -41,7 +50,7 @@ def device_config(name: str, *, poll_interval_s: float = 0.05,
     interval and the stale limit.
     """
     return DeviceConfig.model_construct(name=name, type="memory", poll_interval_s=poll_interval_s,
-                                        stale_after_s=stale_after_s)
+                                        stale_after_s=stale_after_s, options=_NO_OPTIONS)
 
 
 def site_config(energy_site_id: int, devices: list[DeviceConfig]) -> SiteConfig:

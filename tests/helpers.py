@@ -54,9 +54,10 @@ def gateway_config(
     endpoint = sim.endpoint(ref)
     limits = RateLimits(plans=plans) if plans else RateLimits()
     device = DeviceConfig.model_validate({
-        "name": "inverter", "type": "sunspec", "host": endpoint.host, "port": endpoint.port,
-        "unit_id": endpoint.unit_id, "poll_interval_s": poll_interval_s,
-        "stale_after_s": stale_after_s, "timeout_s": 0.5, "confirm_timeout_s": 2.0,
+        "name": "inverter", "type": "sunspec", "poll_interval_s": poll_interval_s,
+        "stale_after_s": stale_after_s,
+        "options": {"host": endpoint.host, "port": endpoint.port, "unit_id": endpoint.unit_id,
+                    "timeout_s": 0.5, "confirm_timeout_s": 2.0},
     })
     return Config(
         gateway=GatewaySection(port=0, data_dir=data_dir, jwt_secret=SECRET,

@@ -6,16 +6,25 @@ import ipaddress
 import os
 import re
 import zoneinfo
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from drivers.options import DRIVER_OPTIONS
-from simulator.config import SimulatorConfig
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -29,6 +38,8 @@ SECRET_FIX = (
     f"it in gateway.jwt_secret or the {JWT_SECRET_ENV} environment variable"
 )
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+Loc = tuple[str | int, ...]  # a key path in the file: ("sites", 0, "devices", 1, "options", "port")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -101,46 +112,99 @@ class GatewaySection(_Strict):
     check_hosts = field_validator("host", "proxy_host")(_valid_host)
 
 
-class DeviceConfig(BaseModel):
-    """One device of a site: the common keys here, the driver's own keys beside them."""
+@dataclass(frozen=True)
+class _TypedOptions:
+    """A device's ``options:`` as written, carried with its ``type`` to the driver's model."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+    value: Any
+
+
+_TYPE_OF_MODEL = {model: name for name, model in DRIVER_OPTIONS.items()}
+
+
+def _options_tag(value: Any) -> str | None:
+    """Which driver's model validates these options (pydantic's union discriminator)."""
+    if isinstance(value, _TypedOptions):
+        return f"options[{value.type}]"
+    name = _TYPE_OF_MODEL.get(type(value))
+    return None if name is None else f"options[{name}]"
+
+
+def _written(value: Any) -> Any:
+    return value.value if isinstance(value, _TypedOptions) else value
+
+
+def _options_union() -> Any:
+    # One member per driver, told apart by the device's ``type`` (a tagged union keeps pydantic's
+    # own error locations, so a bad option is reported at its key path and line). The tags carry
+    # "[...]" so that error locations can drop them.
+    members = tuple(Annotated[model, BeforeValidator(_written), Tag(f"options[{name}]")]
+                    for name, model in DRIVER_OPTIONS.items())
+    return Annotated[Union[members], Discriminator(  # noqa: UP007 - a union built at run time
+        _options_tag, custom_error_type="options_without_type",
+        custom_error_message="cannot be checked without a valid device type")]
+
+
+if TYPE_CHECKING:
+    DriverOptions = BaseModel
+else:
+    DriverOptions = _options_union()
+
+
+class DeviceConfig(_Strict):
+    """One device of a site: the gateway's keys here, the driver's own under ``options``.
+
+    ``options`` is the driver's options model (``drivers.options.DRIVER_OPTIONS[type]``),
+    validated once, here: the gateway hands it to the driver as it is.
+    """
 
     name: str = Field(min_length=1)
     type: str
     poll_interval_s: float = Field(1.0, gt=0)
-    stale_after_s: float | None = Field(None, gt=0)
-    simulated: str | None = None
+    stale_after_s: float | None = Field(None, gt=0)  # the gateway's stale limit (see stale_limit_s)
+    simulated: str | None = None  # a device of the config's simulator: section (demo, simulate)
     # Modbus TCP proxy: third parties (Home Assistant, evcc, loggers) share the gateway's one
     # connection to this device on this port; read-only unless proxy_writes.
     proxy_port: int | None = Field(None, ge=0, le=65535)
     proxy_writes: bool = False
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The driver-specific keys (validated by the driver's options model)."""
-        return dict(self.model_extra or {})
+    options: DriverOptions
 
     @property
     def stale_limit_s(self) -> float:
         """Age after which this device's telemetry is no longer served (default 5 polls, >= 3 s)."""
         return self.stale_after_s or max(3.0, 5 * self.poll_interval_s)
 
-    @model_validator(mode="after")
-    def _driver_options(self) -> DeviceConfig:
-        model = DRIVER_OPTIONS.get(self.type)
-        if model is None:
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_options(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        kind = data.get("type")
+        if isinstance(kind, str) and kind not in DRIVER_OPTIONS:
             raise ValueError(
-                f"unknown device type {self.type!r}; valid types: {', '.join(sorted(DRIVER_OPTIONS))}"
+                f"unknown device type {kind!r}; valid types: {', '.join(sorted(DRIVER_OPTIONS))}"
             )
-        options = model.model_validate(self.options)
-        host = getattr(options, "host", None)
+        if isinstance(kind, str) and "options" in data and not isinstance(data["options"], BaseModel):
+            return {**data, "options": _TypedOptions(kind, data["options"])}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_the_driver(self) -> DeviceConfig:
+        if type(self.options) is not DRIVER_OPTIONS[self.type]:
+            raise ValueError(f"options are {type(self.options).__name__}, not the options of a "
+                             f"{self.type!r} device ({DRIVER_OPTIONS[self.type].__name__})")
+        host = getattr(self.options, "host", None)
         if isinstance(host, str) and (problem := host_problem(host)) is not None:
             raise ValueError(f"host {problem}")
         if self.proxy_port is not None and not all(
-                hasattr(options, key) for key in ("host", "port", "unit_id")):
+                hasattr(self.options, key) for key in ("host", "port", "unit_id")):
             raise ValueError(f"proxy_port needs a Modbus TCP device; {self.type!r} is not one")
         return self
+
+
+#: The keys of a device itself; every other key of a device belongs to its driver (``options:``).
+DEVICE_KEYS = frozenset(DeviceConfig.model_fields) - {"options"}
 
 
 class SiteConfig(_Strict):
@@ -170,30 +234,30 @@ class SiteConfig(_Strict):
         return self
 
 
+#: Top-level sections other programs read from the same file: the gateway accepts and ignores
+#: them (``simulator:`` is read by the CLI's demo, simulate and check-config).
+FOREIGN_SECTIONS = ("simulator",)
+
+
 class Config(_Strict):
-    """The whole configuration file."""
+    """The gateway's configuration (a file's ``simulator:`` section is not part of it)."""
 
     gateway: GatewaySection = GatewaySection()
     sites: list[SiteConfig] = Field(min_length=1)
-    simulator: SimulatorConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_foreign_sections(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and any(key in data for key in FOREIGN_SECTIONS):
+            return {k: v for k, v in data.items() if k not in FOREIGN_SECTIONS}
+        return data
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> Config:
+    def _unique_site_ids(self) -> Config:
         ids = [s.energy_site_id for s in self.sites]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate energy_site_id: {', '.join(map(str, dupes))}")
-        refs = {
-            f"{home.id}/{dev.id}" for home in (self.simulator.homes if self.simulator else [])
-            for dev in home.devices
-        }
-        for site in self.sites:
-            for dev in site.devices:
-                if dev.simulated is not None and dev.simulated not in refs:
-                    raise ValueError(
-                        f"site {site.energy_site_id} device {dev.name!r}: simulated device "
-                        f"{dev.simulated!r} is not defined under simulator.homes"
-                    )
         return self
 
     def jwt_secret(self) -> str:
@@ -217,7 +281,7 @@ class _Located:
     column: int
 
 
-def _index_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], _Located]) -> None:
+def _index_lines(node: yaml.Node, path: Loc, out: dict[Loc, _Located]) -> None:
     out[path] = _Located(node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
@@ -231,7 +295,7 @@ def _index_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ..
             _index_lines(item, (*path, i), out)
 
 
-def _where(loc: tuple[Any, ...], lines: Mapping[tuple[Any, ...], _Located]) -> str:
+def _where(loc: Loc, lines: Mapping[Loc, _Located]) -> str:
     for cut in range(len(loc), -1, -1):
         found = lines.get(tuple(loc[:cut]))
         if found is not None:
@@ -239,7 +303,8 @@ def _where(loc: tuple[Any, ...], lines: Mapping[tuple[Any, ...], _Located]) -> s
     return "line ?"
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
+def key_path(loc: Loc) -> str:
+    """A key path as written in messages: ``sites[0].devices[1].options.port``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -258,14 +323,138 @@ def _yaml_problem(exc: yaml.YAMLError, source: str) -> str:
     return f"line ?: invalid YAML: {flat}"
 
 
-def _line_index(node: yaml.Node) -> dict[tuple[Any, ...], _Located]:
-    lines: dict[tuple[Any, ...], _Located] = {}
+def _line_index(node: yaml.Node) -> dict[Loc, _Located]:
+    lines: dict[Loc, _Located] = {}
     _index_lines(node, (), lines)
     return lines
 
 
-def parse_config(text: str, source: str = "<config>") -> Config:
-    """Parse YAML text into a Config, or raise ConfigError naming each bad key and its line."""
+# ---- the flat form of driver options (deprecated) ---------------------------------------------
+# Until issue 10 a device's driver options sat beside name and type. Such a device still loads:
+# its driver keys move under options, and each move is reported so the file can be updated.
+
+FLAT_FORM = ("driver options beside name and type are deprecated: they go under the device's "
+             "options: key (this file still loads)")
+
+
+@dataclass(frozen=True)
+class Deprecation:
+    """A key of the deprecated flat form: where it is written and where it belongs now."""
+
+    line: int
+    key: str  # e.g. sites[0].devices[0].port
+    moved_to: str | None  # e.g. sites[0].devices[0].options.port; None when the key stays
+    note: str = ""
+
+    def __str__(self) -> str:
+        if self.moved_to is not None:
+            return f"line {self.line}: {self.key} -> {self.moved_to}"
+        return f"line {self.line}: {self.key}: {self.note}"
+
+
+@dataclass(frozen=True)
+class _Move:
+    old: Loc
+    new: Loc | None
+    note: str = ""
+
+
+def _flat_device(dev: Any, at: Loc) -> tuple[Any, list[_Move]]:
+    """A device in the flat form rewritten with ``options:``, and what moved (pure)."""
+    if not isinstance(dev, dict) or "options" in dev or dev.get("type") not in DRIVER_OPTIONS:
+        return dev, []  # nested already, or nothing to judge options by
+    kind = dev["type"]
+    fields = DRIVER_OPTIONS[kind].model_fields
+    flat = [key for key in dev if key in fields and key not in DEVICE_KEYS]
+    if not flat:
+        return dev, []
+    moves = [_Move((*at, key), (*at, "options", key)) for key in flat]
+    # a key both the gateway and the driver have: in the flat form it always was the gateway's
+    moves += [_Move((*at, key), None, f"stays the gateway's key; the {kind} driver's own "
+                                      f"{key} goes to {key_path((*at, 'options', key))}")
+              for key in dev if key in fields and key in DEVICE_KEYS]
+    nested = {key: value for key, value in dev.items() if key not in flat}
+    nested["options"] = {key: dev[key] for key in flat}
+    return nested, moves
+
+
+def _nest_flat_options(data: dict[str, Any]) -> tuple[dict[str, Any], list[_Move]]:
+    """``data`` with every flat-form device nested, and the keys that moved (pure)."""
+    sites = data.get("sites")
+    if not isinstance(sites, list):
+        return data, []
+    moves: list[_Move] = []
+    new_sites: list[Any] = []
+    for s, site in enumerate(sites):
+        devices = site.get("devices") if isinstance(site, dict) else None
+        if not isinstance(devices, list):
+            new_sites.append(site)
+            continue
+        new_devices = []
+        for d, dev in enumerate(devices):
+            nested, moved = _flat_device(dev, ("sites", s, "devices", d))
+            new_devices.append(nested)
+            moves += moved
+        new_sites.append({**site, "devices": new_devices})
+    return ({**data, "sites": new_sites} if moves else data), moves
+
+
+def _moved_lines(lines: Mapping[Loc, _Located], moves: Sequence[_Move]) -> dict[Loc, _Located]:
+    """The line index with each moved key (and all below it) also under its new path."""
+    out = dict(lines)
+    # a moved key is always ("sites", s, "devices", d, key): one pass over the index
+    new_of = {move.old: move.new for move in moves if move.new is not None}
+    for new in new_of.values():
+        device = new[:-2]
+        if device in lines:
+            out.setdefault((*device, "options"), lines[device])
+    for path, where in lines.items():
+        moved_to = new_of.get(path[:5])
+        if moved_to is not None:
+            out[moved_to + path[5:]] = where
+    return out
+
+
+def _mixed_form(loc: Loc, data: Mapping[str, Any]) -> str | None:
+    """For a driver option written beside a device's ``options:``, how to move it (else None)."""
+    if len(loc) != 5 or loc[0] != "sites" or loc[2] != "devices" or not isinstance(loc[4], str):
+        return None
+    try:
+        dev = data["sites"][loc[1]]["devices"][loc[3]]
+        model = DRIVER_OPTIONS[dev["type"]]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if loc[4] not in model.model_fields:
+        return None
+    return (f"a {dev['type']} driver option outside options:; move it to "
+            f"{key_path((*loc[:4], 'options', loc[4]))} (the old flat form loads only when a "
+            "device has no options: key)")
+
+
+def _problems(exc: ValidationError, lines: Mapping[Loc, _Located], data: Mapping[str, Any],
+              prefix: Loc = ()) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        # pydantic inserts validator names and union tags ("function-after[...]",
+        # "options[sunspec]") into loc; drop them
+        loc = (*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = _mixed_form(loc, data) or msg
+        problems.append(f"{_where(loc, lines)}: {key_path(loc)}: {msg}")
+    return problems
+
+
+@dataclass(frozen=True)
+class _Document:
+    """A configuration file's YAML: its data (flat-form devices nested) and where each key is."""
+
+    data: dict[str, Any]
+    lines: Mapping[Loc, _Located]
+    moves: tuple[_Move, ...]
+
+
+def _document(text: str, source: str) -> _Document:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -274,21 +463,73 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     if not isinstance(data, dict) or node is None:
         raise ConfigError(["line 1: the configuration must be a mapping"], source)
     lines = _line_index(node)
+    data, moves = _nest_flat_options(data)
+    return _Document(data, _moved_lines(lines, moves), tuple(moves))
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A parsed configuration file: the gateway's Config, its text, and its deprecated keys."""
+
+    config: Config
+    text: str
+    source: str
+    deprecations: tuple[Deprecation, ...]
+    _document: _Document
+
+    def section(self, key: str, model: type[_M]) -> _M | None:
+        """Top-level section ``key`` validated with ``model`` (None when absent).
+
+        For sections the gateway ignores (``simulator:``): their errors name the key path and
+        line like the gateway's own.
+        """
+        if key not in self._document.data:
+            return None
+        try:
+            return model.model_validate(self._document.data[key])
+        except ValidationError as exc:
+            raise ConfigError(_problems(exc, self._document.lines, self._document.data, (key,)),
+                              self.source) from None
+
+    def locate(self, problems: Sequence[Problem]) -> list[str]:
+        """Each problem as ``line N: key.path: message``, with the line of its key."""
+        return [f"{_where(p.loc, self._document.lines)}: {key_path(p.loc)}: {p.message}"
+                for p in problems]
+
+
+def parse(text: str, source: str = "<config>") -> LoadedConfig:
+    """Parse YAML text, or raise ConfigError naming each bad key and its line."""
+    doc = _document(text, source)
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(doc.data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            # pydantic inserts validator names (e.g. "function-after[...]") into loc; drop them
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{_where(loc, lines)}: {_dotted(loc)}: {msg}")
-        raise ConfigError(problems, source) from None
+        raise ConfigError(_problems(exc, doc.lines, doc.data), source) from None
+    deprecations = tuple(
+        Deprecation(doc.lines[m.old].line if m.old in doc.lines else 0, key_path(m.old),
+                    None if m.new is None else key_path(m.new), m.note)
+        for m in doc.moves)
+    return LoadedConfig(config, text, source, deprecations, doc)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse YAML text into a Config, or raise ConfigError naming each bad key and its line."""
+    return parse(text, source).config
+
+
+def read_config(path: str | os.PathLike[str]) -> LoadedConfig:
+    """Read and parse a configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError([f"cannot read: {reason}"], str(p)) from None
+    return parse(text, str(p))
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and parse a configuration file."""
-    return read_config(path)[0]
+    return read_config(path).config
 
 
 # ---- deployment checks: what `serve`, `demo` and `check-config` refuse -------------------------
@@ -312,14 +553,16 @@ DRIVER_BOUNDS_S = (0.1, 600.0)  # any driver option ending in _s: timeouts, keep
 class Problem:
     """One thing wrong with a configuration for a purpose, at a key path."""
 
-    loc: tuple[str | int, ...]
+    loc: Loc
     message: str
     severity: Severity = "error"
 
 
 @dataclass(frozen=True)
-class _Listener:
-    key: tuple[str | int, ...]
+class Listener:
+    """A socket something started from this file listens on, and the key that chose its port."""
+
+    key: Loc
     host: str
     port: int
 
@@ -351,7 +594,7 @@ def _fmt_s(value: float) -> str:
     return f"{value:g}"
 
 
-def _bounds(loc: tuple[str | int, ...], value: float | None, low: float, high: float) -> list[Problem]:
+def _bounds(loc: Loc, value: float | None, low: float, high: float) -> list[Problem]:
     if value is None or low <= value <= high:
         return []
     return [Problem(loc, f"{_fmt_s(value)} s is out of range; allowed {_fmt_s(low)} to "
@@ -367,54 +610,38 @@ def _hosts_overlap(a: str, b: str) -> bool:
     return ip_a == ip_b or ip_a.is_unspecified or ip_b.is_unspecified
 
 
-def _simulator_listeners(sim: SimulatorConfig) -> Iterator[_Listener]:
-    if sim.control.port:
-        yield _Listener(("simulator", "control", "port"), sim.control.host, sim.control.port)
-    for h, home in enumerate(sim.homes):
-        for d, dev in enumerate(home.devices):
-            key: tuple[str | int, ...] = ("simulator", "homes", h, "devices", d)
-            if dev.kind == "mqtt_battery":
-                continue  # a client of a broker: it listens on nothing
-            if dev.port:
-                yield _Listener((*key, "port"), dev.host, dev.port)
-            modbus_port = getattr(dev, "modbus_port", None)
-            if modbus_port:
-                yield _Listener((*key, "modbus_port"), dev.host, modbus_port)
-
-
-def _port_problems(config: Config) -> list[Problem]:
+def _port_problems(config: Config, others: Sequence[Listener]) -> list[Problem]:
     gw = config.gateway
     problems: list[Problem] = []
     if gw.port == 0:
         problems.append(Problem(("gateway", "port"), "0 picks a random free port no client can "
                                                      "find; choose a port from 1 to 65535"))
-    gateway_side = [_Listener(("gateway", "port"), gw.host, gw.port)] if gw.port else []
+    gateway_side = [Listener(("gateway", "port"), gw.host, gw.port)] if gw.port else []
     for s, site in enumerate(config.sites):
         for d, dev in enumerate(site.devices):
-            key: tuple[str | int, ...] = ("sites", s, "devices", d, "proxy_port")
+            key: Loc = ("sites", s, "devices", d, "proxy_port")
             if dev.proxy_port == 0:
                 problems.append(Problem(key, "0 picks a random free port no client can find; "
                                              "choose a port from 1 to 65535"))
             elif dev.proxy_port is not None:
-                gateway_side.append(_Listener(key, gw.proxy_host, dev.proxy_port))
-    listeners = gateway_side + list(_simulator_listeners(config.simulator) if config.simulator
-                                    else [])
+                gateway_side.append(Listener(key, gw.proxy_host, dev.proxy_port))
+    listeners = gateway_side + list(others)
     for i, later in enumerate(listeners):
         for earlier in listeners[:i]:
             if later.port == earlier.port and _hosts_overlap(later.host, earlier.host):
                 problems.append(Problem(later.key, f"port {later.port} is already taken by "
-                                                   f"{_dotted(earlier.key)}"))
+                                                   f"{key_path(earlier.key)}"))
                 break
     # a device the gateway connects to at one of its own listening ports: it would talk to itself
     for s, site in enumerate(config.sites):
         for d, dev in enumerate(site.devices):
-            host, port = dev.options.get("host"), dev.options.get("port")
+            host, port = getattr(dev.options, "host", None), getattr(dev.options, "port", None)
             for listener in gateway_side:
                 if port == listener.port and isinstance(host, str) \
                         and _hosts_overlap(host, listener.host):
-                    problems.append(Problem(("sites", s, "devices", d, "port"),
+                    problems.append(Problem(("sites", s, "devices", d, "options", "port"),
                                             f"{host}:{port} is the gateway's own "
-                                            f"{_dotted(listener.key)}, not a device"))
+                                            f"{key_path(listener.key)}, not a device"))
     return problems
 
 
@@ -428,7 +655,7 @@ def _bound_problems(config: Config) -> list[Problem]:
     ]
     for s, site in enumerate(config.sites):
         for d, dev in enumerate(site.devices):
-            key: tuple[str | int, ...] = ("sites", s, "devices", d)
+            key: Loc = ("sites", s, "devices", d)
             problems += _bounds((*key, "poll_interval_s"), dev.poll_interval_s,
                                 *BOUNDS_S["poll_interval_s"])
             problems += _bounds((*key, "stale_after_s"), dev.stale_after_s,
@@ -438,19 +665,22 @@ def _bound_problems(config: Config) -> list[Problem]:
                                         f"{_fmt_s(dev.stale_after_s)} s is shorter than "
                                         f"poll_interval_s ({_fmt_s(dev.poll_interval_s)} s): the "
                                         "device would always look offline"))
-            for name, value in sorted(dev.options.items()):
+            for name in sorted(dev.options.model_fields_set):  # the driver's defaults are sane
+                value = getattr(dev.options, name)
                 if name.endswith("_s") and isinstance(value, int | float) \
                         and not isinstance(value, bool):
-                    problems += _bounds((*key, name), float(value), *DRIVER_BOUNDS_S)
+                    problems += _bounds((*key, "options", name), float(value), *DRIVER_BOUNDS_S)
     return problems
 
 
-def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | None) -> list[Problem]:
+def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | None,
+                        others: Sequence[Listener] = ()) -> list[Problem]:
     """What stops ``config`` from running for ``purpose``: errors, and warnings worth a word.
 
     ``env_secret`` is the value of ``ENERGY_GATEWAY_JWT_SECRET`` (the environment wins over
     the file). ``demo`` signs with a per-run secret when the configured one is unfit, so there
-    the secret is only a warning.
+    the secret is only a warning. ``others``: what else started from the same file listens on
+    (the simulator's servers for ``demo``); a port the gateway also takes is a clash.
     """
     problems: list[Problem] = []
     secret, from_env = effective_secret(config, env_secret)
@@ -460,22 +690,10 @@ def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | N
     elif why is not None:
         problems.append(Problem(("gateway", "jwt_secret"), f"{why} (an error for serve; the demo "
                                                            "signs with a per-run secret)", "warning"))
-    return problems + _port_problems(config) + _bound_problems(config)
+    return problems + _port_problems(config, others) + _bound_problems(config)
 
 
 def locate(problems: Sequence[Problem], text: str) -> list[str]:
     """Each problem as ``line N: key.path: message``, with the line of its key in ``text``."""
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    lines = _line_index(node) if node is not None else {}
-    return [f"{_where(p.loc, lines)}: {_dotted(p.loc)}: {p.message}" for p in problems]
-
-
-def read_config(path: str | os.PathLike[str]) -> tuple[Config, str]:
-    """A configuration file parsed, with its text (for locating later problems)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([f"cannot read: {reason}"], str(p)) from None
-    return parse_config(text, str(p)), text
+    lines = _document(text, "<config>").lines
+    return [f"{_where(p.loc, lines)}: {key_path(p.loc)}: {p.message}" for p in problems]

@@ -147,9 +147,8 @@ class Gateway:
 
     def _device(self, dev: DeviceConfig, learned: dict[str, Any] | None) -> DeviceState:
         """A device's state with its driver, and what an earlier run learned about it."""
-        driver_cls = DRIVERS[dev.type]
-        options = driver_cls.options_model.model_validate(dev.options)
-        state = DeviceState(dev, driver_cls(dev.name, options, self._transports))
+        # dev.options is the driver's options model, validated when the config was loaded
+        state = DeviceState(dev, DRIVERS[dev.type](dev.name, dev.options, self._transports))
         known = None if learned is None else identity_from_json(dev.type, learned)
         if known is not None:
             state.known_info, state.known_caps = known
@@ -180,7 +179,7 @@ class Gateway:
 
     def _proxy(self, dev: DeviceConfig) -> ModbusProxy:
         """A proxy sharing the device's own endpoint (its one TCP connection)."""
-        options = DRIVERS[dev.type].options_model.model_validate(dev.options)
+        options = dev.options
         endpoint = self._transports.modbus.acquire(
             options.host, options.port)  # type: ignore[attr-defined]
         return ModbusProxy(endpoint, unit_id=options.unit_id,  # type: ignore[attr-defined]

@@ -48,28 +48,6 @@ def gateway_listens(config: Config) -> list[Listen]:
     return out
 
 
-def simulator_listens(config: Config) -> list[Listen]:
-    """The simulator's control API and device servers (ephemeral ports are never busy)."""
-    sim = config.simulator
-    if sim is None:
-        return []
-    out = []
-    if sim.control.port:
-        out.append(Listen("simulator.control.host", sim.control.host,
-                          "simulator.control.port", sim.control.port))
-    for h, home in enumerate(sim.homes):
-        for d, dev in enumerate(home.devices):
-            key = f"simulator.homes[{h}].devices[{d}]"
-            if dev.kind == "mqtt_battery":
-                continue  # a broker client: it listens on nothing
-            if dev.port:
-                out.append(Listen(f"{key}.host", dev.host, f"{key}.port", dev.port))
-            modbus_port = getattr(dev, "modbus_port", None)
-            if modbus_port:
-                out.append(Listen(f"{key}.host", dev.host, f"{key}.modbus_port", modbus_port))
-    return out
-
-
 def bind_problem(listen: Listen, resolve: Resolver = socket.getaddrinfo) -> str | None:
     """Why nothing could listen at ``listen`` right now (None when a bind succeeds).
 

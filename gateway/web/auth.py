@@ -11,15 +11,17 @@ from typing import Any
 
 import jwt
 
+# The scopes live in core (the CLI's help texts need them without aiohttp); the `as` re-exports
+# them here, where the handlers and tests import them.
+from gateway.core.access import COMMAND_SCOPE as COMMAND_SCOPE  # noqa: PLC0414
+from gateway.core.access import KNOWN_SCOPES as KNOWN_SCOPES  # noqa: PLC0414
+from gateway.core.access import MAX_TTL_S as MAX_TTL_S  # noqa: PLC0414
+from gateway.core.access import READ_SCOPE as READ_SCOPE  # noqa: PLC0414
 from gateway.web.errors import MissingScopes, NotFound, TokenExpired, Unauthenticated
 
-READ_SCOPE = "energy_device_data"
-COMMAND_SCOPE = "energy_cmds"
-KNOWN_SCOPES = frozenset({READ_SCOPE, COMMAND_SCOPE, "openid", "offline_access", "user_data"})
 _ALGORITHM = "HS256"
 _TTL = re.compile(r"^(\d{1,12})([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-MAX_TTL_S = 365 * 86_400  # a longer-lived bearer token is a standing risk: issue a new one yearly
 _NOT_OURS = ("invalid access token: it is malformed, altered or not issued by this gateway; "
              "get a new one with `energy-gateway token issue`")
 _NOT_YET_VALID = "invalid access token: it is not valid yet; check the clocks of issuer and gateway"

@@ -84,9 +84,11 @@ def two_inverter_config(sim: Simulator, second: Simulator, data_dir: Path) -> Co
     """Site 1001 with two sink devices: home-1001's inverter, then home-2002's."""
     base = gateway_config(sim, data_dir)
     ep = second.endpoint("home-2002/inverter")
+    first = base.sites[0].devices[0]
     other = DeviceConfig.model_validate({
-        **base.sites[0].devices[0].model_dump(), "name": "second", "host": ep.host,
-        "port": ep.port, "unit_id": ep.unit_id})
+        **first.model_dump(), "name": "second", "options": {
+            **first.options.model_dump(), "host": ep.host, "port": ep.port,
+            "unit_id": ep.unit_id}})
     site = base.sites[0].model_copy(update={"devices": [*base.sites[0].devices, other]})
     return base.model_copy(update={"sites": [site]})
 

@@ -95,25 +95,25 @@ def _gateway_config(sim: Simulator, broker_port: int, data_dir: Path) -> Config:
     pv = sim.endpoint("home-1003/pv")
     state = "{base}/state"
     battery = DeviceConfig.model_validate({
-        "name": "battery", "type": "mqtt_battery", "host": "127.0.0.1", "port": broker_port,
-        "base_topic": "sim/battery-1003", "availability_topic": "{base}/availability",
-        "poll_interval_s": 0.1, "capacity_wh": 13500, "max_charge_w": 5000,
-        "max_discharge_w": 5000,
-        "points": {
-            "soc_pct": {"state_topic": state, "value_path": "soc"},
-            "battery_w": {"state_topic": state, "value_path": "power"},
-            "reserve_pct": {"state_topic": state, "value_path": "reserve",
-                            "command_topic": "{base}/set/reserve"},
-            "grid_charging": {"state_topic": state, "value_path": "grid_charging",
-                              "command_topic": "{base}/set/grid_charging"},
-        }})
+        "name": "battery", "type": "mqtt_battery", "poll_interval_s": 0.1, "options": {
+            "host": "127.0.0.1", "port": broker_port,
+            "base_topic": "sim/battery-1003", "availability_topic": "{base}/availability",
+            "capacity_wh": 13500, "max_charge_w": 5000, "max_discharge_w": 5000,
+            "points": {
+                "soc_pct": {"state_topic": state, "value_path": "soc"},
+                "battery_w": {"state_topic": state, "value_path": "power"},
+                "reserve_pct": {"state_topic": state, "value_path": "reserve",
+                                "command_topic": "{base}/set/reserve"},
+                "grid_charging": {"state_topic": state, "value_path": "grid_charging",
+                                  "command_topic": "{base}/set/grid_charging"},
+            }}})
     pv_device = DeviceConfig.model_validate({
-        "name": "pv", "type": "sunspec", "host": pv.host, "port": pv.port,
-        "poll_interval_s": 0.1, "timeout_s": 0.5})
+        "name": "pv", "type": "sunspec", "poll_interval_s": 0.1,
+        "options": {"host": pv.host, "port": pv.port, "timeout_s": 0.5}})
     gx_device = DeviceConfig.model_validate({
-        "name": "gx", "type": "victron_gx", "host": gx.host, "port": gx.port,
-        "poll_interval_s": 0.1, "capacity_wh": 13500,
-        "storm_alert": {"path": "platform/0/StormAlert"}})  # the simulated GX's storm path
+        "name": "gx", "type": "victron_gx", "poll_interval_s": 0.1,
+        "options": {"host": gx.host, "port": gx.port, "capacity_wh": 13500,
+                    "storm_alert": {"path": "platform/0/StormAlert"}}})  # the simulated GX's
     return Config(
         gateway=GatewaySection(port=0, data_dir=data_dir, jwt_secret=SECRET,
                                command_timeout_s=4.0, reconcile_interval_s=0.5),

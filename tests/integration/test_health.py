@@ -102,9 +102,9 @@ async def test_a_quiet_night_keeps_a_victron_site_fresh(tmp_path: Path) -> None:
     async with Simulator(sim_config) as sim:
         ep = sim.endpoint("home-1002/gx")
         device = DeviceConfig.model_validate({
-            "name": "gx", "type": "victron_gx", "host": ep.host, "port": ep.port,
-            "poll_interval_s": 0.5, "keepalive_s": 0.3, "probe_timeout_s": 1.5,
-            "connect_timeout_s": 2.0, "capacity_wh": 13500,
+            "name": "gx", "type": "victron_gx", "poll_interval_s": 0.5, "options": {
+                "host": ep.host, "port": ep.port, "keepalive_s": 0.3, "probe_timeout_s": 1.5,
+                "connect_timeout_s": 2.0, "capacity_wh": 13500},
         })  # fmt: skip
         config = Config(
             gateway=GatewaySection(port=0, data_dir=tmp_path / "data", jwt_secret=SECRET,

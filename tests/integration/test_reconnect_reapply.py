@@ -20,10 +20,13 @@ AUTH = {"Authorization": f"Bearer {token()}"}
 NO_PERIODIC_S = 3600.0
 
 
-def slow_reconcile_config(sim: Simulator, data_dir: Path, **device: Any) -> Config:
+def slow_reconcile_config(sim: Simulator, data_dir: Path, *, stale_after_s: float | None = None,
+                          **options: Any) -> Config:
     """Site 1001 polled every 0.2 s, with no periodic reconcile within the test's lifetime."""
-    base = gateway_config(sim, data_dir, poll_interval_s=0.2)
-    dev = DeviceConfig.model_validate({**base.sites[0].devices[0].model_dump(), **device})
+    base = gateway_config(sim, data_dir, poll_interval_s=0.2, stale_after_s=stale_after_s)
+    first = base.sites[0].devices[0]
+    dev = DeviceConfig.model_validate({**first.model_dump(),
+                                       "options": {**first.options.model_dump(), **options}})
     return base.model_copy(update={
         "gateway": base.gateway.model_copy(update={"reconcile_interval_s": NO_PERIODIC_S}),
         "sites": [base.sites[0].model_copy(update={"devices": [dev]})],

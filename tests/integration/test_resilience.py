@@ -44,8 +44,9 @@ async def test_a_hung_device_blocks_neither_other_sites_nor_http(
         ep = second.endpoint("home-2002/inverter")
         other = SiteConfig(energy_site_id=2002, name="Other", time_zone="Europe/Berlin",
                            devices=[DeviceConfig.model_validate({
-                               "name": "inverter", "type": "sunspec", "host": ep.host,
-                               "port": ep.port, "poll_interval_s": 0.1, "timeout_s": 0.5})])
+                               "name": "inverter", "type": "sunspec", "poll_interval_s": 0.1,
+                               "options": {"host": ep.host, "port": ep.port,
+                                           "timeout_s": 0.5}})])
         config = base.model_copy(update={"sites": [*base.sites, other]})
         async with start_gateway(config) as gateway, aiohttp.ClientSession() as http:
             hung = sim.homes["home-1001"].device("inverter")

@@ -25,7 +25,7 @@ sites:
     name: Test Home
     time_zone: Europe/Berlin
     devices:
-      - {{name: inverter, type: sunspec, host: 127.0.0.1, port: 1502}}
+      - {{name: inverter, type: sunspec, options: {{host: 127.0.0.1, port: 1502}}}}
 """)
     return path
 

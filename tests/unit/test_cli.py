@@ -29,12 +29,12 @@ sites:
     name: Home
     time_zone: Europe/Berlin
     devices:
-      - {{name: inverter, type: sunspec, host: 127.0.0.1, port: 1502}}
+      - {{name: inverter, type: sunspec, options: {{host: 127.0.0.1, port: 1502}}}}
   - energy_site_id: 1002
     name: Cabin
     time_zone: UTC
     devices:
-      - {{name: inverter, type: sunspec, host: 127.0.0.1, port: 1503}}
+      - {{name: inverter, type: sunspec, options: {{host: 127.0.0.1, port: 1503}}}}
 """
 
 
@@ -174,7 +174,7 @@ def test_serve_on_an_address_of_another_machine_says_so_in_one_line(
 def test_check_config_refuses_port_0_and_absurd_intervals(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = _config(tmp_path, port=0)
-    path.write_text(path.read_text().replace("port: 1502}", "port: 1502, poll_interval_s: 0.0001}")
+    path.write_text(path.read_text().replace("port: 1502}}", "port: 1502}, poll_interval_s: 0.0001}")
                     .replace("port: 0", "port: 0\n  host: ''"))
     assert cli.main(["check-config", str(path)]) == 1
     assert capsys.readouterr().err.splitlines() == [
@@ -293,3 +293,37 @@ def test_demo_banner_is_a_calm_summary() -> None:
     assert any("valid until this demo stops" in line for line in lines)
     assert any("1001/live_status" in line for line in lines)
     assert len(lines) < 25
+
+
+# ---- the flat form of driver options (issue 10) -------------------------------------------------
+
+
+def test_check_config_names_each_key_of_the_old_flat_form_and_its_new_place(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _config(tmp_path)
+    path.write_text(path.read_text().replace("options: {host: 127.0.0.1, port: 1502}",
+                                             "host: 127.0.0.1, port: 1502"))
+    assert cli.main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: ok for serve (2 sites, 2 devices)\n"
+    assert err.splitlines() == [
+        f"{path}: warning: driver options beside name and type are deprecated: they go under the "
+        "device's options: key (this file still loads)",
+        f"{path}: warning: line 12: sites[0].devices[0].host -> sites[0].devices[0].options.host",
+        f"{path}: warning: line 12: sites[0].devices[0].port -> sites[0].devices[0].options.port",
+    ]
+
+
+def test_check_config_says_how_to_move_options_written_beside_an_options_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _config(tmp_path)
+    path.write_text(path.read_text().replace("options: {host: 127.0.0.1, port: 1502}",
+                                             "port: 1502, options: {host: 127.0.0.1}"))
+    line = _main_error(capsys, "check-config", str(path))
+    assert line == (f"{path}: line 12: sites[0].devices[0].port: a sunspec driver option outside "
+                    "options:; move it to sites[0].devices[0].options.port (the old flat form "
+                    "loads only when a device has no options: key)")
+
+
+def test_the_revoke_help_quotes_the_registrys_refresh() -> None:
+    assert cli.REVOKED_WITHIN_S == tokens.REFRESH_S

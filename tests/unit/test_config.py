@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from drivers.sunspec.options import SunSpecOptions
+from gateway import cli
 from gateway.core.config import (
     PUBLISHED_SECRETS,
     ConfigError,
@@ -14,7 +16,9 @@ from gateway.core.config import (
     load_config,
     locate,
     parse_config,
+    read_config,
 )
+from simulator.config import SimulatorConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,8 +32,9 @@ sites:
     devices:
       - name: inverter
         type: sunspec
-        host: 127.0.0.1
-        port: 1502
+        options:
+          host: 127.0.0.1
+          port: 1502
 """
 
 
@@ -38,9 +43,12 @@ def test_example_config_is_valid() -> None:
     assert [s.energy_site_id for s in config.sites] == [1001, 1002, 1003]
     inverter = config.site(1001).devices[0]
     assert inverter.type == "sunspec"
-    assert inverter.options["port"] == 15020
-    assert inverter.options["unit_id"] == 1
-    assert config.simulator is not None
+    assert isinstance(inverter.options, SunSpecOptions)
+    assert inverter.options.port == 15020
+    assert inverter.options.unit_id == 1
+    # the gateway ignores the simulator: section; the CLI reads it with the simulator's models
+    assert read_config(ROOT / "config.example.yaml").section("simulator", SimulatorConfig) \
+        is not None
 
 
 def test_minimal_config_parses_with_defaults() -> None:
@@ -59,7 +67,7 @@ def test_minimal_config_parses_with_defaults() -> None:
         (VALID.replace("type: sunspec", "type: toaster"),
          "line 8: sites[0].devices[0]: unknown device type 'toaster'; valid types:"),
         (VALID.replace("port: 1502", "port: 1502\n        colour: blue"),
-         "line 12: sites[0].devices[0].colour: Extra inputs are not permitted"),
+         "line 13: sites[0].devices[0].colour: Extra inputs are not permitted"),
         (VALID.replace("  jwt_secret", "  jwt_secrett"), "line 2: gateway.jwt_secrett: Extra"),
         (VALID + "  - energy_site_id: 7\n    name: Twin\n    time_zone: UTC\n    devices: []\n",
          "sites[1].devices: List should have at least 1 item"),
@@ -74,10 +82,13 @@ def test_errors_name_key_and_line(text: str, expected: str) -> None:
     assert any(expected in p for p in info.value.problems), info.value.problems
 
 
-def test_simulated_reference_must_exist() -> None:
-    text = VALID.replace("port: 1502", "port: 1502\n        simulated: home-x/inverter")
-    with pytest.raises(ConfigError, match=r"not defined under simulator\.homes"):
-        parse_config(text)
+def test_simulated_reference_must_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # checked by the CLI (demo, simulate, check-config), which reads the simulator: section
+    path = tmp_path / "config.yaml"
+    path.write_text(VALID.replace("port: 1502", "port: 1502\n        simulated: home-x/inverter"))
+    assert cli.main(["check-config", str(path)]) == 1
+    assert "line 13: sites[0].devices[0].simulated: simulated device 'home-x/inverter' is not " \
+           "defined under simulator.homes" in capsys.readouterr().err
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
@@ -176,16 +187,18 @@ def test_the_demo_only_warns_about_the_secret() -> None:
         (("gateway:\n", "gateway:\n  port: 0\n"),
          "line 2: gateway.port: 0 picks a random free port no client can find"),
         (("port: 1502", "port: 1502\n        proxy_port: 8080"),
-         "line 12: sites[0].devices[0].proxy_port: port 8080 is already taken by gateway.port"),
+         "line 13: sites[0].devices[0].proxy_port: port 8080 is already taken by gateway.port"),
         (("port: 1502", "port: 1502\n        proxy_port: 0"),
-         "line 12: sites[0].devices[0].proxy_port: 0 picks a random free port"),
+         "line 13: sites[0].devices[0].proxy_port: 0 picks a random free port"),
         (("port: 1502", "port: 8080"),
-         "line 11: sites[0].devices[0].port: 127.0.0.1:8080 is the gateway's own gateway.port"),
+         "line 12: sites[0].devices[0].options.port: 127.0.0.1:8080 is the gateway's own "
+         "gateway.port"),
         (("port: 1502", "port: 1502\n        poll_interval_s: 0.0001"),
-         "line 12: sites[0].devices[0].poll_interval_s: 0.0001 s is out of range; allowed 0.1 "
+         "line 13: sites[0].devices[0].poll_interval_s: 0.0001 s is out of range; allowed 0.1 "
          "to 3600 s"),
-        (("port: 1502", "port: 1502\n        timeout_s: 0.0001"),
-         "line 12: sites[0].devices[0].timeout_s: 0.0001 s is out of range; allowed 0.1 to 600 s"),
+        (("port: 1502", "port: 1502\n          timeout_s: 0.0001"),
+         "line 13: sites[0].devices[0].options.timeout_s: 0.0001 s is out of range; allowed 0.1 "
+         "to 600 s"),
         (("port: 1502", "port: 1502\n        poll_interval_s: 5\n        stale_after_s: 2"),
          "sites[0].devices[0].stale_after_s: 2 s is shorter than poll_interval_s (5 s)"),
         (("gateway:\n", "gateway:\n  command_timeout_s: 1000000\n"),
@@ -206,25 +219,30 @@ def test_two_proxies_on_one_port_clash() -> None:
     name: Twin
     time_zone: UTC
     devices:
-      - {name: inverter, type: sunspec, host: 127.0.0.2, port: 1502, proxy_port: 1600}
+      - {name: inverter, type: sunspec, options: {host: 127.0.0.2, port: 1502}, proxy_port: 1600}
 """
     problems = _problems(text)
-    assert any("line 17: sites[1].devices[0].proxy_port: port 1600 is already taken by "
+    assert any("line 18: sites[1].devices[0].proxy_port: port 1600 is already taken by "
                "sites[0].devices[0].proxy_port" in p for p in problems), problems
 
 
-def test_simulator_ports_must_not_clash_with_the_gateway() -> None:
-    text = (ROOT / "config.example.yaml").read_text().replace("port: 15000", "port: 8080")
-    problems = _problems(text, purpose="demo")
+def test_simulator_ports_must_not_clash_with_the_gateway(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "config.yaml"  # the CLI checks the simulator: section (demo, check-config)
+    path.write_text((ROOT / "config.example.yaml").read_text().replace("port: 15000", "port: 8080"))
+    assert cli.main(["check-config", "--for", "demo", str(path)]) == 1
+    problems = capsys.readouterr().err.splitlines()
     assert any("simulator.control.port: port 8080 is already taken by gateway.port" in p
                for p in problems), problems
 
 
 def test_the_example_config_is_fit_for_the_demo() -> None:
-    text = (ROOT / "config.example.yaml").read_text()
-    config = parse_config(text)
-    assert [p for p in deployment_problems(config, purpose="demo", env_secret=None)
-            if p.severity == "error"] == []
+    loaded = read_config(ROOT / "config.example.yaml")
+    sim = loaded.section("simulator", SimulatorConfig)
+    assert sim is not None
+    problems = deployment_problems(loaded.config, purpose="demo", env_secret=None,
+                                   others=cli._simulator_listeners(sim))
+    assert [p for p in problems if p.severity == "error"] == []
 
 
 def test_models_still_accept_ephemeral_ports_and_short_intervals_for_tests() -> None:
@@ -232,3 +250,151 @@ def test_models_still_accept_ephemeral_ports_and_short_intervals_for_tests() -> 
         "port: 1502", "port: 1502\n        poll_interval_s: 0.01")
     config = parse_config(text)
     assert config.gateway.port == 0
+
+
+# ---- driver options under options: (issue 10) ------------------------------------------------
+
+FLAT = """\
+gateway:
+  jwt_secret: a-test-secret-of-some-length-0123456789
+sites:
+  - energy_site_id: 7
+    name: Test
+    time_zone: Europe/Berlin
+    devices:
+      - name: inverter
+        type: sunspec
+        host: 127.0.0.1
+        port: 1502
+        poll_interval_s: 2
+"""
+
+MQTT_BATTERY = """\
+gateway:
+  jwt_secret: a-test-secret-of-some-length-0123456789
+sites:
+  - energy_site_id: 7
+    name: Test
+    time_zone: Europe/Berlin
+    devices:
+      - name: battery
+        type: mqtt_battery
+        stale_after_s: 30
+        options:
+          host: 127.0.0.1
+          stale_after_s: 4
+          points:
+            soc_pct: {state_topic: b/state, value_path: soc}
+            battery_w: {state_topic: b/state, value_path: power}
+"""
+
+
+def test_driver_options_are_the_drivers_model_validated_at_load() -> None:
+    device = parse_config(VALID).site(7).devices[0]
+    assert isinstance(device.options, SunSpecOptions)
+    assert (device.options.host, device.options.port, device.options.unit_id) == \
+        ("127.0.0.1", 1502, 1)
+    assert device.options.model_fields_set == {"host", "port"}  # what the file says
+
+
+def test_the_gateways_and_the_drivers_stale_after_s_are_both_settable_and_distinct() -> None:
+    from drivers.mqtt_battery.options import MqttBatteryOptions
+
+    device = parse_config(MQTT_BATTERY).site(7).devices[0]
+    assert isinstance(device.options, MqttBatteryOptions)
+    assert device.stale_after_s == 30
+    assert device.stale_limit_s == 30  # the gateway's: how long it serves the last reading
+    assert device.options.stale_after_s == 4  # the driver's: how old a point may get
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("port: 1502", "port: 99999"),
+         "line 12: sites[0].devices[0].options.port: Input should be less than or equal to 65535"),
+        (("port: 1502", "port: 1502\n          colour: blue"),
+         "line 13: sites[0].devices[0].options.colour: Extra inputs are not permitted"),
+        (("          host: 127.0.0.1\n", ""),
+         "line 10: sites[0].devices[0].options.host: Field required"),
+        (("        options:\n          host: 127.0.0.1\n          port: 1502\n", ""),
+         "line 8: sites[0].devices[0].options: Field required"),
+        (("        options:\n          host: 127.0.0.1\n          port: 1502\n", "        options: 5\n"),
+         "line 10: sites[0].devices[0].options: Input should be a valid dictionary or instance of "
+         "SunSpecOptions"),
+    ],
+)
+def test_option_errors_name_the_options_key_path_and_line(
+        edit: tuple[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(VALID.replace(*edit))
+    assert expected in info.value.problems, info.value.problems
+
+
+def test_option_errors_deep_in_a_drivers_model_name_their_key_path_and_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(MQTT_BATTERY.replace("{state_topic: b/state, value_path: power}",
+                                          "{state_topic: b/state, value_path: power, scale: 0}"))
+    assert info.value.problems == [
+        "line 16: sites[0].devices[0].options.points.battery_w.scale: scale must not be 0"]
+
+
+def test_the_flat_form_still_loads_and_names_each_moved_key() -> None:
+    from gateway.core.config import parse
+
+    loaded = parse(FLAT, "old.yaml")
+    device = loaded.config.site(7).devices[0]
+    assert isinstance(device.options, SunSpecOptions)
+    assert (device.options.host, device.options.port, device.poll_interval_s) == \
+        ("127.0.0.1", 1502, 2)
+    assert [str(d) for d in loaded.deprecations] == [
+        "line 10: sites[0].devices[0].host -> sites[0].devices[0].options.host",
+        "line 11: sites[0].devices[0].port -> sites[0].devices[0].options.port",
+    ]
+
+
+def test_errors_in_the_flat_form_point_at_the_line_the_key_is_on() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(FLAT.replace("port: 1502", "port: 99999"))
+    assert info.value.problems == [
+        "line 11: sites[0].devices[0].options.port: Input should be less than or equal to 65535"]
+    text = FLAT.replace("port: 1502", "port: 1502\n        timeout_s: 0.0001")
+    assert _problems(text) == [  # deployment checks too
+        "line 12: sites[0].devices[0].options.timeout_s: 0.0001 s is out of range; allowed 0.1 "
+        "to 600 s"]
+
+
+def test_a_flat_stale_after_s_stays_the_gateways_and_says_where_the_drivers_goes() -> None:
+    from drivers.mqtt_battery.options import MqttBatteryOptions
+    from gateway.core.config import parse
+
+    flat = MQTT_BATTERY.replace("        options:\n", "").replace("          ", "        ") \
+        .replace("        stale_after_s: 4\n", "")
+    loaded = parse(flat)
+    device = loaded.config.site(7).devices[0]
+    assert isinstance(device.options, MqttBatteryOptions)
+    assert (device.stale_limit_s, device.options.stale_after_s) == (30, 10)  # as before issue 10
+    assert [str(d) for d in loaded.deprecations] == [
+        "line 11: sites[0].devices[0].host -> sites[0].devices[0].options.host",
+        "line 12: sites[0].devices[0].points -> sites[0].devices[0].options.points",
+        "line 10: sites[0].devices[0].stale_after_s: stays the gateway's key; the mqtt_battery "
+        "driver's own stale_after_s goes to sites[0].devices[0].options.stale_after_s",
+    ]
+
+
+def test_driver_options_beside_an_options_key_fail_with_where_to_move_them() -> None:
+    mixed = VALID.replace("        options:\n          host: 127.0.0.1\n",
+                          "        host: 127.0.0.1\n        options:\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(mixed)
+    assert info.value.problems == [
+        "line 11: sites[0].devices[0].options.host: Field required",
+        "line 10: sites[0].devices[0].host: a sunspec driver option outside options:; move it to "
+        "sites[0].devices[0].options.host (the old flat form loads only when a device has no "
+        "options: key)",
+    ]
+
+
+def test_a_simulator_section_is_accepted_and_ignored_by_the_gateway() -> None:
+    config = parse_config(VALID + "simulator: {homes: not-a-list, anything: 1}\n")
+    assert "simulator" not in type(config).model_fields
+    assert config.site(7).devices[0].simulated is None

@@ -16,8 +16,9 @@ NOW = 1000.0
 
 
 def handle(*, received_ago_s: float | None, failures: int) -> DeviceState:
-    config = DeviceConfig.model_validate({"name": "inverter", "type": "sunspec", "host": "127.0.0.1",
-                                          "poll_interval_s": 1.0, "stale_after_s": 10.0})  # fmt: skip
+    config = DeviceConfig.model_validate({"name": "inverter", "type": "sunspec",
+                                          "poll_interval_s": 1.0, "stale_after_s": 10.0,
+                                          "options": {"host": "127.0.0.1"}})  # fmt: skip
     driver = SunSpecDriver("inverter", SunSpecOptions(host="127.0.0.1"), Transports())
     h = DeviceState(config, driver)
     h.received_at = None if received_ago_s is None else NOW - received_ago_s

@@ -1,0 +1,8 @@
+"""What a bearer token may grant: its scopes and its longest lifetime (constants, no I/O)."""
+
+from __future__ import annotations
+
+READ_SCOPE = "energy_device_data"
+COMMAND_SCOPE = "energy_cmds"
+KNOWN_SCOPES = frozenset({READ_SCOPE, COMMAND_SCOPE, "openid", "offline_access", "user_data"})
+MAX_TTL_S = 365 * 86_400  # a longer-lived bearer token is a standing risk: issue a new one yearly

@@ -144,7 +144,8 @@ def test_backup_and_charge_history_are_their_models() -> None:
 @pytest.mark.parametrize(("received_ago_s", "failures"), [(None, 0), (0.5, 0), (11.0, 3)])
 def test_device_health_is_its_model(received_ago_s: float | None, failures: int) -> None:
     config = DeviceConfig.model_validate({"name": "inverter", "type": "sunspec",
-                                          "host": "127.0.0.1", "poll_interval_s": 1.0})
+                                          "poll_interval_s": 1.0,
+                                          "options": {"host": "127.0.0.1"}})
     device = DeviceState(config, SunSpecDriver("inverter", SunSpecOptions(host="127.0.0.1"),
                                                Transports()))
     device.received_at = None if received_ago_s is None else 1000.0 - received_ago_s
@@ -179,7 +180,7 @@ def test_site_meter_limits_are_import_positive_and_export_negative(
     key: str, value: int, ok: bool
 ) -> None:
     raw = {"energy_site_id": 1, "name": "Home", "time_zone": "UTC", key: value, "devices": [
-        {"name": "inverter", "type": "sunspec", "host": "127.0.0.1"}]}
+        {"name": "inverter", "type": "sunspec", "options": {"host": "127.0.0.1"}}]}
     if ok:
         assert getattr(SiteConfig.model_validate(copy.deepcopy(raw)), key) == value
     else:

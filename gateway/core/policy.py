@@ -69,7 +69,7 @@ def compute_setpoints(
     *,
     revert_s: int = DEFAULT_REVERT_S,
 ) -> Setpoints:
-    """What the site's battery system must do now (DESIGN §3).
+    """What the site's battery system must do now (docs/api.md, "Settings and what they do on the device").
 
     Args:
         settings: the user's settings.
@@ -97,7 +97,7 @@ def compute_setpoints(
     if mode == "autonomous" and tariff is not None:
         battery_w = _tariff_command(settings, telemetry, tariff, now)
     if mode == "self_consumption":
-        # DESIGN §3: self-consumption never charges from the grid, whatever the user allows;
+        # docs/api.md: self-consumption never charges from the grid, whatever the user allows;
         # the grid-charging permission matters to autonomous and backup.
         grid_charging = False
     return Setpoints(

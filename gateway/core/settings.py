@@ -1,4 +1,4 @@
-"""The user's persisted site settings (DESIGN §2 "Settings") and their JSON form for SQLite."""
+"""The user's persisted site settings (docs/architecture.md, "Vocabulary") and their stored JSON form."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SiteSettings:
-    """What the user asked for, as set through the Fleet commands (DESIGN §3).
+    """What the user asked for, as set through the Fleet commands.
+
+    What each one makes the home do: docs/api.md, "Settings and what they do on the device".
 
     Attributes:
         backup_reserve_pct: 0..100 %; the battery never discharges below it while the grid is up.

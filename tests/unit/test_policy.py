@@ -95,7 +95,8 @@ def sp(
 Case = tuple[str, SiteSettings, SitePolicyInput, Tariff | None, datetime, Alerts, Setpoints]
 
 CASES: list[Case] = [
-    # self_consumption: the user's reserve, no grid charging (DESIGN §3), never a battery command
+    # self_consumption: the user's reserve, no grid charging (docs/api.md, "Settings"), no battery
+    # command
     ("self-defaults", BASE, HOME, None, PEAK, NO_ALERTS, sp(20, False)),
     (
         "self-no-grid-charging",

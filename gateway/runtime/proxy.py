@@ -84,6 +84,13 @@ class ModbusProxy:
             self._log.warning("proxy.bad_frame", peer=str(peer), error=str(exc))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # stop() cancels this connection task. asyncio runs it as the connection's own task
+            # and, on 3.11, calls task.exception() when it ends, which raises for a cancelled
+            # task and logs "Exception in callback StreamReaderProtocol.connection_made..." with
+            # a traceback: end normally instead (only stop() awaits it).
+            if task is not None:
+                task.uncancel()
         finally:
             if task is not None:
                 self._clients.discard(task)

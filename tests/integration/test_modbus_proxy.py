@@ -4,8 +4,10 @@ connection to the device."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.core.config import Config
@@ -76,3 +78,21 @@ async def test_allowed_writes_reach_the_device_and_count_as_drift(
         # someone else's write is drift: logged, counted and put back to the desired 20 %
         await eventually(lambda: gateway.site.drift_count >= 1)
         await eventually(lambda: home.truth().reserve_pct == 20)
+
+
+async def test_stopping_with_a_client_connected_logs_no_error(
+    start_gateway: GatewayFactory, sim: Simulator, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client still connected when the gateway stops is dropped quietly (no asyncio
+    "Exception in callback ... CancelledError" traceback at error level)."""
+    config = with_proxy(gateway_config(sim, tmp_path / "data"), writes=False)
+    async with start_gateway(config) as gateway:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy_port(gateway))
+        proxy = gateway.app[PROXIES][(SITE_ID, "inverter")]
+        await eventually(lambda: proxy._clients)
+    assert await reader.read() == b""  # the proxy closed the connection
+    writer.close()
+    await writer.wait_closed()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]

@@ -1,0 +1,284 @@
+"""The configuration's pydantic models: gateway, sites, devices (driver options validated by type)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from drivers.options import DRIVER_OPTIONS
+
+# Known once, at import: validating a zone by loading it would read tz files, and configs are
+# also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
+_KNOWN_ZONES = frozenset(zoneinfo.available_timezones()) | {"UTC"}
+JWT_SECRET_ENV = "ENERGY_GATEWAY_JWT_SECRET"  # noqa: S105 - the variable name, not a secret
+MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key of at least 256 bits
+# Secrets printed in this repository (config.example.yaml): anyone can sign tokens with them.
+PUBLISHED_SECRETS = frozenset({"demo-only-secret-change-me-0123456789"})
+SECRET_FIX = (
+    "generate one with  python -c 'import secrets; print(secrets.token_urlsafe(48))'  and put "
+    f"it in gateway.jwt_secret or the {JWT_SECRET_ENV} environment variable"
+)
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+Loc = tuple[str | int, ...]  # a key path in the file: ("sites", 0, "devices", 1, "options", "port")
+
+
+class ConfigError(Exception):
+    """A configuration problem, each line naming a key path and where it is in the file."""
+
+    def __init__(self, problems: Sequence[str], source: str = "<config>") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is neither an IP address nor an RFC 1123 host name (None when it is one)."""
+    if not host.strip():
+        return "is empty; give an address such as 127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    name = host.removesuffix(".")
+    labels = name.split(".")
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels) \
+            or labels[-1].isdigit():  # 999.1.1.1 is a broken address, not a name
+        return f"{host!r} is neither an IP address nor a valid host name"
+    return None
+
+
+def _valid_host(value: str) -> str:
+    problem = host_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Plan(_Strict):
+    """A rate-limit plan: requests allowed per token per minute and per day."""
+
+    per_minute: int = Field(600, ge=1)
+    per_day: int = Field(200_000, ge=1)
+
+
+class RateLimits(_Strict):
+    default_plan: str = "standard"
+    plans: dict[str, Plan] = Field(default_factory=lambda: {"standard": Plan()})
+
+    @model_validator(mode="after")
+    def _default_plan_exists(self) -> RateLimits:
+        if self.default_plan not in self.plans:
+            raise ValueError(f"default_plan {self.default_plan!r} is not one of the plans")
+        return self
+
+
+class GatewaySection(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    jwt_secret: str | None = Field(None, min_length=32)  # RFC 7518: >= 256 bits for HS256
+    rate_limits: RateLimits = RateLimits()
+    command_timeout_s: float = Field(5.0, gt=0)
+    proxy_host: str = "127.0.0.1"  # where device proxies (``proxy_port``) listen
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    journal_retention_days: int = Field(90, ge=1, le=36500)  # command journal entries kept
+
+    check_hosts = field_validator("host", "proxy_host")(_valid_host)
+
+
+@dataclass(frozen=True)
+class _TypedOptions:
+    """A device's ``options:`` as written, carried with its ``type`` to the driver's model."""
+
+    type: str
+    value: Any
+
+
+_TYPE_OF_MODEL = {model: name for name, model in DRIVER_OPTIONS.items()}
+
+
+def _options_tag(value: Any) -> str | None:
+    """Which driver's model validates these options (pydantic's union discriminator)."""
+    if isinstance(value, _TypedOptions):
+        return f"options[{value.type}]"
+    name = _TYPE_OF_MODEL.get(type(value))
+    return None if name is None else f"options[{name}]"
+
+
+def _written(value: Any) -> Any:
+    return value.value if isinstance(value, _TypedOptions) else value
+
+
+def _options_union() -> Any:
+    # One member per driver, told apart by the device's ``type`` (a tagged union keeps pydantic's
+    # own error locations, so a bad option is reported at its key path and line). The tags carry
+    # "[...]" so that error locations can drop them.
+    members = tuple(Annotated[model, BeforeValidator(_written), Tag(f"options[{name}]")]
+                    for name, model in DRIVER_OPTIONS.items())
+    return Annotated[Union[members], Discriminator(  # noqa: UP007 - a union built at run time
+        _options_tag, custom_error_type="options_without_type",
+        custom_error_message="cannot be checked without a valid device type")]
+
+
+if TYPE_CHECKING:
+    DriverOptions = BaseModel
+else:
+    DriverOptions = _options_union()
+
+
+class DeviceConfig(_Strict):
+    """One device of a site: the gateway's keys here, the driver's own under ``options``.
+
+    ``options`` is the driver's options model (``drivers.options.DRIVER_OPTIONS[type]``),
+    validated once, here: the gateway hands it to the driver as it is.
+    """
+
+    name: str = Field(min_length=1)
+    type: str
+    poll_interval_s: float = Field(1.0, gt=0)
+    stale_after_s: float | None = Field(None, gt=0)  # the gateway's stale limit (see stale_limit_s)
+    simulated: str | None = None  # a device of the config's simulator: section (demo, simulate)
+    # Modbus TCP proxy: third parties (Home Assistant, evcc, loggers) share the gateway's one
+    # connection to this device on this port; read-only unless proxy_writes.
+    proxy_port: int | None = Field(None, ge=0, le=65535)
+    proxy_writes: bool = False
+    options: DriverOptions
+
+    @property
+    def stale_limit_s(self) -> float:
+        """Age after which this device's telemetry is no longer served (default 5 polls, >= 3 s)."""
+        return self.stale_after_s or max(3.0, 5 * self.poll_interval_s)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_options(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        kind = data.get("type")
+        if isinstance(kind, str) and kind not in DRIVER_OPTIONS:
+            raise ValueError(
+                f"unknown device type {kind!r}; valid types: {', '.join(sorted(DRIVER_OPTIONS))}"
+            )
+        if isinstance(kind, str) and "options" in data and not isinstance(data["options"], BaseModel):
+            return {**data, "options": _TypedOptions(kind, data["options"])}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_the_driver(self) -> DeviceConfig:
+        if type(self.options) is not DRIVER_OPTIONS[self.type]:
+            raise ValueError(f"options are {type(self.options).__name__}, not the options of a "
+                             f"{self.type!r} device ({DRIVER_OPTIONS[self.type].__name__})")
+        host = getattr(self.options, "host", None)
+        if isinstance(host, str) and (problem := host_problem(host)) is not None:
+            raise ValueError(f"host {problem}")
+        if self.proxy_port is not None and not all(
+                hasattr(self.options, key) for key in ("host", "port", "unit_id")):
+            raise ValueError(f"proxy_port needs a Modbus TCP device; {self.type!r} is not one")
+        return self
+
+
+#: The keys of a device itself; every other key of a device belongs to its driver (``options:``).
+DEVICE_KEYS = frozenset(DeviceConfig.model_fields) - {"options"}
+
+
+class SiteConfig(_Strict):
+    energy_site_id: int = Field(ge=1, lt=2**53)
+    name: str = Field(min_length=1)
+    time_zone: str
+    installation_date: str | None = None
+    # The grid connection's limits in W at the site meter (+ import, - export), served in
+    # site_info as max/min_site_meter_power_ac; unknown unless configured (docs/api.md "site_info").
+    max_site_meter_power_w: int | None = Field(None, ge=0)
+    min_site_meter_power_w: int | None = Field(None, le=0)
+    devices: list[DeviceConfig] = Field(min_length=1)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _iana(cls, value: str) -> str:
+        if value not in _KNOWN_ZONES:
+            raise ValueError(f"{value!r} is not an IANA time zone")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_device_names(self) -> SiteConfig:
+        names = [d.name for d in self.devices]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate device names: {', '.join(dupes)}")
+        return self
+
+
+#: Top-level sections other programs read from the same file: the gateway accepts and ignores
+#: them (``simulator:`` is read by the CLI's demo, simulate and check-config).
+FOREIGN_SECTIONS = ("simulator",)
+
+
+class Config(_Strict):
+    """The gateway's configuration (a file's ``simulator:`` section is not part of it)."""
+
+    gateway: GatewaySection = GatewaySection()
+    sites: list[SiteConfig] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_foreign_sections(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and any(key in data for key in FOREIGN_SECTIONS):
+            return {k: v for k, v in data.items() if k not in FOREIGN_SECTIONS}
+        return data
+
+    @model_validator(mode="after")
+    def _unique_site_ids(self) -> Config:
+        ids = [s.energy_site_id for s in self.sites]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate energy_site_id: {', '.join(map(str, dupes))}")
+        return self
+
+    def jwt_secret(self) -> str:
+        """The token signing secret: the environment wins over the file; never a built-in value."""
+        secret = os.environ.get(JWT_SECRET_ENV) or self.gateway.jwt_secret
+        if not secret:
+            raise ConfigError([f"no JWT secret; {SECRET_FIX}"])
+        return secret
+
+    def site(self, energy_site_id: int) -> SiteConfig:
+        """The site with this id (KeyError when absent)."""
+        for site in self.sites:
+            if site.energy_site_id == energy_site_id:
+                return site
+        raise KeyError(energy_site_id)
+
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a configuration for a purpose, at a key path."""
+
+    loc: Loc
+    message: str
+    severity: Severity = "error"

@@ -112,15 +112,18 @@ async def run(n: int, profile: Path | None) -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-cmd-") as tmp:
         tmpdir = Path(tmp)
-        async with helper("bench._simproc", "--homes", "1", log_path=tmpdir / "sim.log") as sim:
-            endpoint = sim.hello["endpoints"][0]
+        # Two identical simulated inverters: the gateway manages the first; the bare pymodbus
+        # baselines write the second's reserve, which the gateway would otherwise see as drift
+        # and set back while the baseline reads it (it re-applies on the next reading).
+        async with helper("bench._simproc", "--homes", "2", log_path=tmpdir / "sim.log") as sim:
+            endpoint, twin = sim.hello["endpoints"][:2]
             (tmpdir / "endpoints.json").write_bytes(orjson.dumps([endpoint]))
             args = ["--endpoints", str(tmpdir / "endpoints.json"), "--data-dir", str(tmpdir / "data")]
             if profile is not None:
                 args += ["--profile", str(profile)]
             async with helper("bench._gwproc", *args, log_path=tmpdir / "gateway.log") as gw:
                 await gw.ask("wait_online")
-                bare = BareDevice(endpoint["host"], endpoint["port"], endpoint["unit_id"])
+                bare = BareDevice(twin["host"], twin["port"], twin["unit_id"])
                 await bare.setup()
                 url = f"{gw.hello['url']}/api/1/energy_sites/{FIRST_SITE_ID}/backup"
                 headers = {"Authorization": f"Bearer {bench_token()}"}

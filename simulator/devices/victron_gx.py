@@ -87,6 +87,23 @@ async def shutdown_broker(broker: Broker, timeout_s: float = 3.0) -> None:
             stuck = list(pending)
 
 
+class ClosingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type information
+    """An amqtt broker that closes every accepted socket when its connection handler ends.
+
+    amqtt leaves the socket of a client that goes away before its CONNECT packet open (its
+    NoDataError path never closes the writer), so it lingers until garbage collection and
+    surfaces as a ResourceWarning somewhere else entirely.
+    """
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str,
+    ) -> None:
+        try:
+            await super().stream_connected(reader, writer, listener_name)
+        finally:
+            writer.close()  # a second close of a closed writer is a no-op
+
+
 def broker_config(host: str, port: int) -> dict[str, Any]:
     """A quiet amqtt broker config: one TCP listener, anonymous access, no $SYS or packet logging."""
     return {
@@ -243,7 +260,7 @@ class VictronGxDevice(FrontedFaults):
         self._disconnected = asyncio.Event()
         self._batch = asyncio.Lock()
         try:
-            broker = Broker(broker_config(self.host, self.port))
+            broker = ClosingBroker(broker_config(self.host, self.port))
             await broker.start()
             self._broker = broker
             self.port = broker_port(broker)
@@ -297,7 +314,7 @@ class VictronGxDevice(FrontedFaults):
         async with asyncio.timeout(_RESTART_TIMEOUT_S):
             await self._disconnected.wait()
             while True:
-                fresh = Broker(broker_config(self.host, self.port))
+                fresh = ClosingBroker(broker_config(self.host, self.port))
                 try:
                     await fresh.start()
                 except BrokerError:

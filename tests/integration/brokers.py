@@ -14,7 +14,7 @@ from typing import Literal
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
 
-from simulator.devices.victron_gx import broker_config, shutdown_broker
+from simulator.devices.victron_gx import ClosingBroker, broker_config, shutdown_broker
 
 HOST = "127.0.0.1"
 MOSQUITTO_FALLBACK = "/usr/sbin/mosquitto"
@@ -88,7 +88,7 @@ class RunningBroker(tuple[str, int]):
         if self.running:
             return
         if self.kind == "amqtt":
-            broker = Broker(broker_config(self.host, self.port))
+            broker = ClosingBroker(broker_config(self.host, self.port))
             try:
                 await broker.start()
             except BrokerError as exc:

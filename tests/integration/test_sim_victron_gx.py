@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +19,13 @@ import pytest_asyncio
 from pymodbus.client import AsyncModbusTcpClient
 
 from simulator import HomeConfig, SimDeviceConfig, Simulator, SimulatorConfig, VictronGxConfig
-from simulator.devices.victron_gx import VictronGxDevice
+from simulator.devices.victron_gx import (
+    ClosingBroker,
+    VictronGxDevice,
+    broker_config,
+    broker_port,
+    shutdown_broker,
+)
 from simulator.physics import HomePhysics
 from tests.helpers import eventually
 
@@ -212,3 +220,23 @@ async def test_restart_binds_the_same_port(gx: VictronGxDevice) -> None:
     assert gx.port == port
     async with probe(port, "N/+/system/0/Serial") as p:
         await eventually(lambda: p.seen)
+
+
+async def test_a_client_that_leaves_before_connect_leaves_no_socket_open() -> None:
+    """amqtt keeps the socket of a client that goes before its CONNECT; the GX's broker closes
+    it (it used to surface as a ResourceWarning in whichever test ran at the next collection)."""
+    broker = ClosingBroker(broker_config("127.0.0.1", 0))
+    await broker.start()
+    try:
+        server = broker._servers["default"]
+        _, writer = await asyncio.open_connection("127.0.0.1", broker_port(broker))
+        await eventually(lambda: server.conn_count == 1)
+        writer.close()  # before any CONNECT packet
+        await writer.wait_closed()
+        await eventually(lambda: server.conn_count == 0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gc.collect()
+        assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    finally:
+        await shutdown_broker(broker)

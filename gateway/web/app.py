@@ -29,7 +29,7 @@ from gateway.web.errors import (
     error_response,
     to_fleet,
 )
-from gateway.web.handlers import commands, health, history, sites
+from gateway.web.handlers import commands, health, history, metrics, sites
 from gateway.web.keys import (
     BODIES,
     CLOCK,
@@ -75,6 +75,7 @@ async def fleet_middleware(request: web.Request, handler: Handler) -> web.Stream
             decision = app[LIMITER].hit(who.key, plan, now)
             ratelimit_headers = decision.headers()
             if not decision.allowed:
+                app[GATEWAY].metrics.rate_limited(who.plan or limits.default_plan)
                 raise RateLimited(  # noqa: TRY301 - the except below renders it like any
                                   "rate limit exceeded for this token",
                                   retry_after_s=decision.retry_after_s)
@@ -149,6 +150,7 @@ def create_app(
     app.router.add_routes(sites.routes)
     app.router.add_routes(commands.routes)
     app.router.add_routes(history.routes)
+    app.router.add_routes(metrics.routes)
     openapi_body = dumps(build_openapi())
 
     async def openapi(_: web.Request) -> web.Response:

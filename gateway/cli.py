@@ -215,6 +215,7 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
         "energy-gateway demo: simulated homes behind a local gateway, all on this machine",
         "",
         f"  gateway    {url}",
+        f"  status     {url}/ui  (in a browser; paste the token below)",
         f"  simulator  {control_url}  (control API: the homes' truth, faults, grid outages)",
         "",
     ]

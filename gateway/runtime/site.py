@@ -143,6 +143,10 @@ class Site:
         """live_status.storm_mode_active: the setting is on and an alert is active."""
         return policy.storm_mode_active(self.settings, policy.Alerts(storm=self.storm_alert(reading)))
 
+    async def journal(self, limit: int) -> list[dict[str, Any]]:
+        """The site's most recent commands and their outcomes, newest first."""
+        return await self._store.commands(self.id, limit)
+
     # ---- commands ----------------------------------------------------------------------------
 
     def sinks(self) -> list[DeviceView]:

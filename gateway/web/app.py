@@ -29,7 +29,7 @@ from gateway.web.errors import (
     error_response,
     to_fleet,
 )
-from gateway.web.handlers import commands, health, history, metrics, sites
+from gateway.web.handlers import commands, health, history, metrics, sites, ui
 from gateway.web.keys import (
     BODIES,
     CLOCK,
@@ -151,6 +151,7 @@ def create_app(
     app.router.add_routes(commands.routes)
     app.router.add_routes(history.routes)
     app.router.add_routes(metrics.routes)
+    app.router.add_routes(ui.routes)
     openapi_body = dumps(build_openapi())
 
     async def openapi(_: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""energy-gateway command line: demo | serve | simulate | token issue|list|revoke | check-config."""
+"""energy-gateway command line: demo | serve | simulate | init | token issue|list|revoke | check-config."""
 
 # Each command imports what it needs when it runs: `--help` loads argparse and little else, `serve`
 # never loads the simulator, and this is the only gateway module that may import `simulator`.
@@ -424,6 +424,35 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- init ------------------------------------------------------------------------------------
+
+
+def _init(args: argparse.Namespace) -> int:
+    """Write the starter config (and an environment file with a fresh secret); never overwrite."""
+    import secrets
+
+    from gateway.core.config import JWT_SECRET_ENV
+    from gateway.core.config.starter import STARTER
+
+    targets: list[tuple[Path, str, int]] = [(args.config, STARTER, 0o644)]
+    if args.env_file is not None:
+        line = f"{JWT_SECRET_ENV}={secrets.token_urlsafe(48)}\n"
+        targets.append((args.env_file, line, 0o600))  # the secret: readable by root alone
+    for path, _, _ in targets:
+        if path.exists():
+            raise UsageError(f"{path} exists; init never overwrites a file (move it away first)")
+    for path, text, mode in targets:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"wrote {path}")
+    print(f"next: edit {args.config}, then  energy-gateway check-config {args.config}")
+    return 0
+
+
 # ---- tokens ----------------------------------------------------------------------------------
 
 
@@ -582,6 +611,12 @@ def _parser() -> argparse.ArgumentParser:
     simulate = sub.add_parser("simulate", help="the simulated devices of a config, alone")
     simulate.add_argument("--config", type=Path, required=True,
                           help=f"{config_help}; its simulator section is run")
+    init = sub.add_parser("init", help="write a commented starter config (never overwrites)")
+    init.add_argument("--config", type=Path, default=Path("config.yaml"),
+                      help="where to write it (default: config.yaml)")
+    init.add_argument("--env-file", type=Path, default=None,
+                      help="also write an environment file holding a fresh JWT secret (mode "
+                           "0600), for systemd's EnvironmentFile= or docker --env-file")
     token = sub.add_parser("token", help="bearer tokens: issue, list, revoke")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     registry = ("recorded (jti, sub, scopes, sites, expiry; never the token) in the registry "
@@ -625,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.core.config import ConfigError  # every command reads a config
 
     commands = {"demo": _run_demo, "serve": _run_serve, "simulate": _run_simulate,
-                "check-config": _check_config}
+                "check-config": _check_config, "init": _init}
     token_commands = {"issue": _issue, "list": _list, "revoke": _revoke}
     try:
         if args.command == "token":

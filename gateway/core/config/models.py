@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from drivers.options import DRIVER_OPTIONS
+from gateway.core.config.paths import default_data_dir
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -98,7 +99,9 @@ class RateLimits(_Strict):
 class GatewaySection(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    data_dir: Path = Path("data")
+    # Default: the state directory (config/paths.py); a relative value in a file is taken
+    # relative to the file (loading.py::read_config), never to the working directory.
+    data_dir: Path = Field(default_factory=default_data_dir)
     jwt_secret: str | None = Field(None, min_length=32)  # RFC 7518: >= 256 bits for HS256
     rate_limits: RateLimits = RateLimits()
     command_timeout_s: float = Field(5.0, gt=0)
@@ -239,7 +242,7 @@ FOREIGN_SECTIONS = ("simulator",)
 class Config(_Strict):
     """The gateway's configuration (a file's ``simulator:`` section is not part of it)."""
 
-    gateway: GatewaySection = GatewaySection()
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
     sites: list[SiteConfig] = Field(min_length=1)
 
     @model_validator(mode="before")

@@ -337,15 +337,42 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: Config, path: Path) -> None:
+async def _serve(config: Config, path: Path, sandbox: SimulatorConfig | None = None) -> None:
     stop = _stop_event()
-    runner = await _start_gateway(config, path)
-    try:
-        print(f"energy-gateway serving http://{config.gateway.host}:{config.gateway.port}",
-              flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    async with contextlib.AsyncExitStack() as stack:
+        if sandbox is not None:  # the simulated homes of the sandbox sites, beside the real ones
+            from simulator import Simulator
+
+            try:
+                await stack.enter_async_context(Simulator(sandbox))
+            except OSError as exc:  # a port taken since the preflight check
+                raise _config_error([f"cannot start the sandbox simulator: {exc}"],
+                                    path) from None
+        runner = await _start_gateway(config, path)
+        try:
+            print(f"energy-gateway serving http://{config.gateway.host}:{config.gateway.port}",
+                  flush=True)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+
+def _sandbox_simulator(loaded: LoadedConfig) -> SimulatorConfig | None:
+    """The simulated homes that the sandbox sites' devices name (None without sandbox sites).
+
+    ``serve`` reads the ``simulator:`` section only for them: a real site's devices are never
+    simulated by ``serve``.
+    """
+    sandbox = [s for s in loaded.config.sites if s.sandbox]
+    if not sandbox:
+        return None
+    sim = _simulator(loaded)
+    if sim is None:
+        raise _config_error(["sites with sandbox: true need a simulator: section with the homes "
+                             "their devices name (see config.example.yaml)"],
+                            Path(loaded.source))
+    homes = {d.simulated.split("/")[0] for s in sandbox for d in s.devices if d.simulated}
+    return sim.model_copy(update={"homes": [h for h in sim.homes if h.id in homes]})
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -355,12 +382,21 @@ def _run_serve(args: argparse.Namespace) -> int:
     from gateway.runtime.logs import configure_logging
 
     loaded = _read(args.config)
-    _refuse(loaded, _deployment(loaded, "serve"))  # the simulator: section is not read
+    sandbox = _sandbox_simulator(loaded)
+    problems = _deployment(loaded, "serve", sandbox)
+    if sandbox is not None:
+        sandbox_sites = [s for s in loaded.config.sites if s.sandbox]
+        problems += [p for p in _simulated_problems(loaded.config, sandbox)
+                     if loaded.config.sites[int(p.loc[1])] in sandbox_sites]
+    _refuse(loaded, problems)
     config = loaded.config
-    _preflight(args.config, preflight.gateway_listens(config), config.gateway.data_dir)
+    listens = preflight.gateway_listens(config)
+    if sandbox is not None:
+        listens = _simulator_listens(sandbox) + listens
+    _preflight(args.config, listens, config.gateway.data_dir)
     configure_logging(args.log_format, args.log_level or "INFO")
     _log_deprecations(loaded)
-    asyncio.run(_serve(config, args.config))
+    asyncio.run(_serve(config, args.config, sandbox))
     return 0
 
 
@@ -524,8 +560,18 @@ def _issue(args: argparse.Namespace) -> int:
         ttl_s = parse_ttl(args.ttl)
     except ValueError as exc:
         raise UsageError(f"--ttl: {exc}") from None
+    sandbox = {s.energy_site_id for s in config.sites if s.sandbox}
+    test = args.env == "test"
+    if test and not sandbox:
+        raise UsageError("--env test: this config has no site with sandbox: true; a test token "
+                         "would reach nothing")
+    wrong = [s for s in sites or [] if (s in sandbox) != test]
+    if wrong:
+        kind = "not sandbox sites (a test token reaches sandbox sites only)" if test else \
+            "sandbox sites (only a token issued with --env test reaches them)"
+        raise UsageError(f"--sites: {', '.join(map(str, wrong))} are {kind}")
     claims = token_claims(sub=args.sub.strip(), scopes=scopes, sites=sites, ttl_s=ttl_s,
-                          now_s=time.time(), plan=args.plan)
+                          now_s=time.time(), plan=args.plan, env=args.env)
     token = sign(secret, claims)
     _registry_call(args.config, lambda: tokens.record(config.gateway.data_dir,
                                                       tokens.IssuedToken.from_claims(claims)))
@@ -560,8 +606,8 @@ def _list(args: argparse.Namespace) -> int:
     if not issued:
         print("no unexpired tokens issued")
         return 0
-    rows = [("jti", "sub", "scopes", "sites", "plan", "expires", "status")]
-    rows += [(t.jti, t.sub, ",".join(t.scopes),
+    rows = [("jti", "sub", "env", "scopes", "sites", "plan", "expires", "status")]
+    rows += [(t.jti, t.sub, t.env, ",".join(t.scopes),
               "*" if t.sites is None else ",".join(map(str, t.sites)), t.plan or "-",
               _when(t.expires_at), "revoked" if t.revoked_at is not None else "active")
              for t in issued]
@@ -634,6 +680,10 @@ def _parser() -> argparse.ArgumentParser:
                             f"(default 30d, at most {MAX_TTL_S // 86_400}d)")
     issue.add_argument("--sub", default="cli",
                        help="who the token is for, shown in logs and `token list` (default: cli)")
+    issue.add_argument("--env", choices=["live", "test"], default="live",
+                       help="live (the default): the real sites; test: a sandbox token that "
+                            "reaches only sites with sandbox: true (simulated), and never the "
+                            "real ones")
     issue.add_argument("--plan", default=None,
                        help="rate-limit plan from gateway.rate_limits.plans (default: its "
                             "default_plan)")

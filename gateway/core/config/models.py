@@ -216,6 +216,9 @@ class SiteConfig(_Strict):
     # site_info as max/min_site_meter_power_ac; unknown unless configured (docs/api.md "site_info").
     max_site_meter_power_w: int | None = Field(None, ge=0)
     min_site_meter_power_w: int | None = Field(None, le=0)
+    # A test-mode site: only `token issue --env test` tokens reach it, and `serve` runs the
+    # simulator devices its devices name (docs/api.md "Sandbox sites").
+    sandbox: bool = False
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @field_validator("time_zone")
@@ -231,6 +234,14 @@ class SiteConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate device names: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _sandbox_is_simulated(self) -> SiteConfig:
+        real = [d.name for d in self.devices if d.simulated is None]
+        if self.sandbox and real:
+            raise ValueError(f"a sandbox site is served by the built-in simulator: give every "
+                             f"device simulated: HOME/DEVICE (missing on {', '.join(real)})")
         return self
 
 

@@ -26,7 +26,7 @@ async function api(path) {
   if (response.status === 401) throw new AuthError("the token was refused");
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
-  return { status: response.status, body, sandbox: response.headers.get("X-Sandbox") === "true" };
+  return { status: response.status, body, sandbox: response.headers.get("Energy-Gateway-Sandbox") === "true" };
 }
 
 function watts(value) {

@@ -229,6 +229,8 @@ async def live_ok(http: aiohttp.ClientSession, demo: Demo, site: int) -> bool:
 async def test_the_page_holds_no_data_and_forbids_inline_script(
     demo: Demo, http: aiohttp.ClientSession,
 ) -> None:
+    async with http.get(f"{demo.url}/ui/") as resp:
+        assert resp.status == 200
     async with http.get(f"{demo.url}/ui") as resp:
         assert resp.status == 200
         assert resp.content_type == "text/html"

@@ -39,6 +39,7 @@ def _static(name: str) -> web.Response:
 
 
 @routes.get("/ui")
+@routes.get("/ui/")
 async def page(_: web.Request) -> web.Response:
     """The status page; it asks for a token and reads the API with it (no data in the HTML)."""
     return _static("status.html")

@@ -66,7 +66,11 @@ async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
     control, inverter, pv, broker = _free_ports(4)
     for old, new in (("port: 15000", f"port: {control}"), ("15020", str(inverter)),
                      ("15030", str(pv)), ("18830", str(broker)),
-                     ("data_dir: data", f"data_dir: {tmp_path / 'data'}")):
+                     ("data_dir: data", f"data_dir: {tmp_path / 'data'}"),
+                     # the fault below shows within 1.5 s rather than the demo's 5 s
+                     ("simulated: home-1001/inverter",
+                      "simulated: home-1001/inverter\n        stale_after_s: 1.5")):
+        assert old in text
         text = text.replace(old, new)
     loaded = parse(text)
     sim_config = loaded.section("simulator", SimulatorConfig)

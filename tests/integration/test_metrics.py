@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -20,7 +23,7 @@ async def scrape(http: aiohttp.ClientSession, gw: RunningGateway) -> list[Sample
     """Every sample of one unauthenticated scrape."""
     async with http.get(f"{gw.url}/metrics") as resp:
         assert resp.status == 200
-        assert resp.headers["Content-Type"].startswith("text/plain")
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = await resp.text()
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
 
@@ -70,6 +73,19 @@ async def test_metrics_show_polls_devices_site_flows_and_build(
 
     # a poll can land between the two requests: within a few polls they agree
     await eventually(both, agree, timeout=5)
+
+
+async def test_a_scraper_that_prefers_openmetrics_gets_it(
+    gateway: RunningGateway, http: aiohttp.ClientSession,
+) -> None:
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    async with http.get(f"{gateway.url}/metrics", headers={"Accept": accept}) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = await resp.text()
+    # the OpenMetrics parser (untyped) insists on the closing "# EOF"
+    names = {f.name for f in openmetrics_families(text)}  # type: ignore[no-untyped-call]
+    assert {"energy_gateway_poll_duration_seconds", "energy_gateway_device_online",
+            "energy_gateway_build"} <= names
 
 
 async def test_commands_are_timed_by_command_and_outcome(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.core.config import ConfigError, parse_config
+from gateway.core.config import ConfigError, Purpose, deployment_problems, parse_config
 from gateway.runtime.clock import FollowedClock, Timebase, timebase_for
 
 BASE = """\
@@ -63,3 +63,16 @@ def test_a_clock_that_cannot_work_is_refused(clock: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(config_with(clock), "test.yaml")
     assert any(expected in p for p in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize(("purpose", "says"), [
+    ("serve", "tariff periods, history and the journal run on simulated time"),
+    ("demo", "the demo follows its own simulator and does not read it"),
+])
+def test_check_config_warns_of_a_followed_clock(purpose: Purpose, says: str) -> None:
+    config = parse_config(config_with("  clock: {source: simulator, url: 'http://127.0.0.1:1'}\n"))
+    problems = [p for p in deployment_problems(config, purpose=purpose, env_secret=None)
+                if p.loc == ("gateway", "clock", "source")]
+    assert [(p.severity, says in p.message) for p in problems] == [("warning", True)]
+    assert not [p for p in deployment_problems(parse_config(config_with("")), purpose=purpose,
+                                               env_secret=None) if p.loc[:2] == ("gateway", "clock")]

@@ -260,11 +260,15 @@ class FollowedClock(Timebase):
         while True:
             await asyncio.sleep(self._sync_interval_s)
             speed = self.speed
-            if await self.sync() and self.speed != speed:
-                # the change happened somewhere between two reads: a read right after it
-                # anchors the new speed closely
-                await asyncio.sleep(min(0.1, self._sync_interval_s))
-                await self.sync()
+            try:
+                if await self.sync() and self.speed != speed:
+                    # the change happened somewhere between two reads: a read right after it
+                    # anchors the new speed closely
+                    await asyncio.sleep(min(0.1, self._sync_interval_s))
+                    await self.sync()
+            except Exception as exc:  # a bug in one read must not stop following for good
+                log.exception("clock.sync_crashed", url=self.url)
+                self._unreachable(f"{type(exc).__name__}: {exc}")
 
     async def sync(self) -> bool:
         """Read the source once and re-anchor on it; False (logged on a change) when it failed."""

@@ -223,3 +223,42 @@ async def test_the_demo_hands_its_simulator_clock_in_process(tmp_path: Path) -> 
             live = await get(http, f"{url}/api/1/energy_sites/{SITE_ID}/live_status")
             assert gap_s(datetime.fromisoformat(live["response"]["timestamp"]),
                          sim.clock.now()) < 60
+
+
+@pytest.mark.parametrize(("status", "body", "error"), [
+    (500, b'{"now": "2026-07-15T12:00:00+00:00", "speed": 1}', "GET /clock answered HTTP 500"),
+    (200, b"<html>", "GET /clock did not answer JSON"),
+    (200, b'{"now": "2026-07-15T12:00:00", "speed": 1}', "'now' has no UTC offset"),
+    (200, b'{"now": "2026-07-15T12:00:00Z", "speed": -5}', "speed -5 is outside 0..100000"),
+    (200, b"[" + b"1," * 5000 + b"1]", "answered more than 4096 bytes"),
+])
+async def test_an_answer_that_cannot_be_used_counts_as_unreachable(
+    status: int, body: bytes, error: str,
+) -> None:
+    # A clock source the simulator cannot play: one that answers, but wrongly.
+    answers = [(200, b'{"now": "2026-07-15T12:00:00+00:00", "speed": 60}')]
+
+    async def clock(_: web.Request) -> web.Response:
+        code, text = answers[-1]
+        return web.Response(status=code, body=text, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/clock", clock)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    timebase = FollowedClock(f"http://{host}:{port}", sync_interval_s=0.05, timeout_s=0.5)
+    try:
+        await timebase.start()
+        assert timebase.status().state == "ok"
+        before = timebase.now()
+        answers.append((status, body))
+        status_now = await eventually(timebase.status, lambda s: s.state == "unreachable")
+        assert status_now.error is not None
+        assert error in status_now.error
+        assert timebase.degraded
+        assert timebase.now() > before  # runs on at the last good speed
+    finally:
+        await timebase.stop()
+        await runner.cleanup()

@@ -27,7 +27,7 @@ from tests.log_capture import real_logging
 from tests.samples import pge_like_sample
 
 BERLIN = ZoneInfo("Europe/Berlin")
-SPEED = 120.0
+SPEED = 240.0
 
 
 def sim_config(start: datetime, speed: float = SPEED, *, homes: bool = True,
@@ -82,11 +82,11 @@ async def test_history_and_live_status_follow_the_simulated_day(tmp_path: Path) 
         config = following(gateway_config(sim, tmp_path / "data"), sim.control_url)
         async with serving(config) as (url, app):
             gateway = app[GATEWAY]
-            assert gap_s(gateway.clock(), sim.clock.now()) < 10  # 10 domain s: < 0.1 s real
+            assert gap_s(gateway.clock(), sim.clock.now()) < 10  # 10 domain s: < 0.05 s real
             base = f"{url}/api/1/energy_sites/{SITE_ID}"
             live = (await get(http, f"{base}/live_status"))["response"]
             assert gap_s(datetime.fromisoformat(live["timestamp"]), sim.clock.now()) < 30
-            # two 5-minute bucket boundaries pass in about 5 real seconds
+            # two 5-minute bucket boundaries pass in about 2 real seconds
             await eventually(lambda: sim.clock.now() >= start + timedelta(minutes=8), timeout=15)
             energy = (await get(http, f"{base}/calendar_history?kind=energy&period=day"))
             series = energy["response"]["time_series"]
@@ -118,7 +118,7 @@ async def test_the_tariff_period_is_the_simulated_one(tmp_path: Path, hour: int,
             assert command is not None
             assert (command < 0) is charging  # off-peak at 3:00 charges; on-peak at 18:00 not
             # The command's device-side revert timer (60 s) runs in simulated time: the gateway
-            # refreshes it in simulated time too, so it never lapses at 120x.
+            # refreshes it in simulated time too, so it never lapses at 240x.
             until = sim.clock.now() + timedelta(minutes=3)
 
             def held() -> bool:
@@ -185,18 +185,29 @@ async def test_a_source_that_goes_away_is_logged_and_shown_and_time_runs_on(
                     live = await get(http, f"{url}/api/1/energy_sites/{SITE_ID}/live_status")
                     assert gap_s(datetime.fromisoformat(live["response"]["timestamp"]),
                                  timebase.now()) < 30
-                    # the source comes back: followed again, said once
-                    source = Simulator(sim_config(timebase.now() + timedelta(seconds=5),
+                    # the source comes back 30 s behind (a restarted simulator): followed
+                    # again, and the gateway's time stands still until the source passes it
+                    source = Simulator(sim_config(timebase.now() - timedelta(seconds=30),
                                                   speed=60.0, homes=False, control_port=port))
                     await source.start()
-                    health = await eventually(lambda: get(http, f"{url}/health"),
-                                              lambda h: h["status"] == "ok")
-                    assert health["clock"]["error"] is None
+                    seen = [timebase.now()]
+
+                    def back_in_step() -> bool:
+                        seen.append(timebase.now())
+                        return (timebase.status().state == "ok"
+                                and gap_s(timebase.now(), source.clock.now()) < 5)
+
+                    await eventually(back_in_step)
+                    assert seen == sorted(seen)  # never backwards
+                    health = await get(http, f"{url}/health")
+                    assert (health["status"], health["clock"]["error"]) == ("ok", None)
                 events = [json.loads(line) for line in logs.getvalue().splitlines()]
                 gone = [e for e in events if e["event"] == "clock.source_unreachable"]
                 assert len(gone) == 1, gone  # once per change of state, not once per read
                 assert gone[0]["url"] == source.control_url
                 assert any(e["event"] == "clock.source_back" for e in events)
+                assert any(e["event"] == "clock.source_behind" and e["behind_s"] > 20
+                           for e in events), events
         finally:
             await source.stop()
 

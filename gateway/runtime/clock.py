@@ -168,7 +168,7 @@ class InProcessClock(Timebase):
         self._floor: datetime | None = None
 
     def now(self) -> datetime:
-        now = self._clock()
+        now = self._clock().astimezone(UTC)  # in UTC, as the wall clock's: stored times compare
         if self._floor is not None and now < self._floor:
             return self._floor
         self._floor = now
@@ -210,7 +210,7 @@ class FollowedClock(Timebase):
         self._held = False
 
     def now(self) -> datetime:
-        return self._followed.at(self._monotonic())
+        return self._followed.at(self._monotonic()).astimezone(UTC)
 
     @property
     def speed(self) -> float:

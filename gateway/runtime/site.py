@@ -10,7 +10,7 @@ import time
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -34,6 +34,9 @@ from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
+
+if TYPE_CHECKING:
+    from gateway.runtime.ocpp.state import ChargerState
 
 log = structlog.get_logger("gateway.runtime.site")
 
@@ -66,6 +69,7 @@ class Site:
         self._checking_held = False  # compare each reading with ``applied`` (after a good pass)
         self._last_storm = False
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
+        self.chargers: Sequence[ChargerState] = ()  # its OCPP charge points (set by the Gateway)
 
     async def load(self) -> None:
         """Restore persisted settings (defaults on first start)."""

@@ -5,6 +5,7 @@ the deprecated flat form of driver options); ``checks.py`` what a configuration 
 also satisfy.
 """
 
+from gateway.core.config.chargers import ChargePointConfig, OcppSection
 from gateway.core.config.checks import (
     BOUNDS_S,
     DRIVER_BOUNDS_S,
@@ -55,6 +56,7 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "PUBLISHED_SECRETS",
     "SECRET_FIX",
+    "ChargePointConfig",
     "Config",
     "ConfigError",
     "Deprecation",
@@ -63,6 +65,7 @@ __all__ = [
     "Listener",
     "LoadedConfig",
     "Loc",
+    "OcppSection",
     "Plan",
     "Problem",
     "Purpose",

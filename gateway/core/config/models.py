@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from drivers.options import DRIVER_OPTIONS
+from gateway.core.config.chargers import ChargePointConfig, OcppSection
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -105,6 +106,7 @@ class GatewaySection(_Strict):
     proxy_host: str = "127.0.0.1"  # where device proxies (``proxy_port``) listen
     reconcile_interval_s: float = Field(30.0, gt=0)
     journal_retention_days: int = Field(90, ge=1, le=36500)  # command journal entries kept
+    ocpp: OcppSection | None = None  # the OCPP central system for chargers (None: not started)
 
     check_hosts = field_validator("host", "proxy_host")(_valid_host)
 
@@ -214,6 +216,7 @@ class SiteConfig(_Strict):
     max_site_meter_power_w: int | None = Field(None, ge=0)
     min_site_meter_power_w: int | None = Field(None, le=0)
     devices: list[DeviceConfig] = Field(min_length=1)
+    chargers: list[ChargePointConfig] = Field(default_factory=list, max_length=64)  # OCPP
 
     @field_validator("time_zone")
     @classmethod
@@ -255,6 +258,10 @@ class Config(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate energy_site_id: {', '.join(map(str, dupes))}")
+        cps = [c.id for s in self.sites for c in s.chargers]
+        twice = sorted({i for i in cps if cps.count(i) > 1})
+        if twice:
+            raise ValueError(f"charge point id on more than one site or twice: {', '.join(twice)}")
         return self
 
     def jwt_secret(self) -> str:

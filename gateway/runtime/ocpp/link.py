@@ -1,0 +1,254 @@
+"""One charge point's OCPP 1.6J link: the calls it makes handled, the calls the gateway makes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+import structlog
+from ocpp.exceptions import OCPPError
+from ocpp.messages import unpack
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import (
+    Action,
+    AuthorizationStatus,
+    RegistrationStatus,
+)
+
+from gateway.core.charging.sessions import meter_samples, parse_timestamp
+from gateway.runtime.clock import Clock
+from gateway.runtime.ocpp.state import ChargerState
+from gateway.runtime.storage.charging import ChargeStore
+
+log = structlog.get_logger("gateway.runtime.ocpp")
+#: A sample stamped further back than this (after correcting the charge point's clock) is a
+#: replayed queue entry: it counts for sessions, not for the live power.
+LIVE_WINDOW_S = 120.0
+_MAX_ID_CHARS = 36  # OCPP-J unique ids are at most 36 characters
+
+
+class Connection(Protocol):
+    """What the ocpp library reads and writes: text frames."""
+
+    async def recv(self) -> str: ...
+
+    async def send(self, message: str) -> None: ...
+
+
+def _unique_id(raw: str) -> str:
+    """The unique id of a frame that could not be parsed, or "-1" when it has none."""
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        return "-1"
+    if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str):
+        return frame[1][:_MAX_ID_CHARS]
+    return "-1"
+
+
+class ChargerLink(ChargePoint):
+    """The central system's side of one connected charge point (a ``ocpp.v16.ChargePoint``)."""
+
+    def __init__(self, state: ChargerState, connection: Connection, store: ChargeStore,
+                 clock: Clock, *, heartbeat_s: int, response_timeout_s: float = 10.0) -> None:
+        super().__init__(state.id, connection, response_timeout=response_timeout_s,
+                         logger=logging.getLogger("ocpp"))
+        self.state = state
+        self._store = store
+        self._clock = clock
+        self._heartbeat_s = heartbeat_s
+        self._log = log.bind(site_id=state.site_id, charge_point_id=state.id)
+        self.booted = False
+
+    # ---- frames ---------------------------------------------------------------------------
+
+    async def route_message(self, raw_msg: str) -> None:
+        """Answer a frame that is not OCPP-J with the CallError the standard names (the library
+        only logs those), and keep one bad message from ending the link."""
+        self.state.last_seen = self._clock()
+        try:
+            unpack(raw_msg)
+        except OCPPError as exc:
+            self._log.warning("ocpp.malformed_frame", code=exc.code, detail=str(exc.description),
+                              frame=raw_msg[:200])
+            await self._send(json.dumps([4, _unique_id(raw_msg), exc.code, exc.description, {}]))
+            return
+        try:
+            await super().route_message(raw_msg)
+        except (ConnectionError, OSError):
+            raise
+        except Exception as exc:  # a bug in one handler must not end every charge point's link
+            self._log.exception("ocpp.message_failed", error=repr(exc))
+
+    # ---- calls from the charge point ------------------------------------------------------
+
+    @on(Action.boot_notification)
+    def on_boot(self, charge_point_vendor: str, charge_point_model: str,
+                **extra: Any) -> call_result.BootNotification:
+        self.state.boot = {
+            "vendor": charge_point_vendor, "model": charge_point_model,
+            "serial": str(extra.get("charge_point_serial_number") or ""),
+            "firmware": str(extra.get("firmware_version") or ""),
+        }
+        self.booted = True
+        self._log.info("ocpp.boot", vendor=charge_point_vendor, model=charge_point_model)
+        return call_result.BootNotification(
+            current_time=self._now_text(), interval=self._heartbeat_s,
+            status=RegistrationStatus.accepted)
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=self._now_text())
+
+    @on(Action.status_notification)
+    def on_status(self, connector_id: int, error_code: str, status: str,
+                  **extra: Any) -> call_result.StatusNotification:
+        self._seen(extra.get("timestamp"))
+        targets = (self.state.connectors.values() if connector_id == 0
+                   else [self.state.connectors[connector_id]]
+                   if connector_id in self.state.connectors else [])
+        if not targets:
+            self._log.warning("ocpp.unknown_connector", connector_id=connector_id)
+        for connector in targets:
+            if connector_id != 0 or status in ("Unavailable", "Faulted"):
+                connector.status = status
+                connector.error_code = error_code
+            if status not in ("Charging", "SuspendedEV", "SuspendedEVSE"):
+                connector.power_w = 0.0
+        self._log.info("ocpp.status", connector_id=connector_id, status=status,
+                       error_code=error_code)
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    def on_authorize(self, id_tag: str) -> call_result.Authorize:
+        return call_result.Authorize(id_tag_info={"status": self._authorised(id_tag)})
+
+    @on(Action.start_transaction)
+    async def on_start(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str,
+                       **extra: Any) -> call_result.StartTransaction:
+        received = self._clock()
+        stamped = parse_timestamp(timestamp) or received
+        self.state.clock.seen(stamped, received)
+        started = self.state.clock.corrected(stamped, received)
+        tx_id, new = await self._store.start(
+            site_id=self.state.site_id, charge_point_id=self.state.id, connector_id=connector_id,
+            id_tag=id_tag, stamped_start=timestamp, started_at=started,
+            meter_start_wh=float(meter_start))
+        status = self._authorised(id_tag)
+        connector = self.state.connectors.get(connector_id)
+        if connector is not None:
+            connector.transaction_id = tx_id
+            connector.limit_a = None
+            connector.energy_wh = float(meter_start)
+        self._log.info("ocpp.transaction_started" if new else "ocpp.transaction_replayed",
+                       transaction_id=tx_id, connector_id=connector_id, authorised=status)
+        return call_result.StartTransaction(transaction_id=tx_id,
+                                            id_tag_info={"status": status})
+
+    @on(Action.stop_transaction)
+    async def on_stop(self, meter_stop: int, timestamp: str, transaction_id: int,
+                      **extra: Any) -> call_result.StopTransaction:
+        received = self._clock()
+        stamped = parse_timestamp(timestamp) or received
+        self.state.clock.seen(stamped, received)
+        outcome = await self._store.stop(
+            charge_point_id=self.state.id, transaction_id=transaction_id,
+            stopped_at=self.state.clock.corrected(stamped, received),
+            meter_stop_wh=float(meter_stop), reason=str(extra.get("reason") or "Local"))
+        for connector in self.state.connectors.values():
+            if connector.transaction_id == transaction_id:
+                connector.transaction_id = None
+                connector.limit_a = None
+                connector.power_w = 0.0
+        if not outcome.known:
+            self._log.warning("ocpp.stop_unknown_transaction", transaction_id=transaction_id)
+        else:
+            self._log.info("ocpp.transaction_stopped" if outcome.counted
+                           else "ocpp.stop_replayed", transaction_id=transaction_id,
+                           meter_stop_wh=meter_stop)
+        id_tag = extra.get("id_tag")
+        if isinstance(id_tag, str):
+            return call_result.StopTransaction(id_tag_info={"status": self._authorised(id_tag)})
+        return call_result.StopTransaction()
+
+    @on(Action.meter_values)
+    def on_meter_values(self, connector_id: int, meter_value: list[Any],
+                        **extra: Any) -> call_result.MeterValues:
+        received = self._clock()
+        samples, skipped = meter_samples(meter_value)
+        if skipped:
+            self._log.warning("ocpp.meter_values_skipped", skipped=skipped)
+        connector = self.state.connectors.get(connector_id)
+        for sample in sorted(samples, key=lambda s: s.stamped):
+            self.state.clock.seen(sample.stamped, received)
+            if connector is None:
+                continue
+            at = self.state.clock.corrected(sample.stamped, received)
+            if (received - at).total_seconds() > LIVE_WINDOW_S:
+                continue  # a replayed sample: history, not the present
+            if sample.power_w is not None:
+                connector.power_w = max(sample.power_w, 0.0)
+            if sample.energy_wh is not None:
+                connector.energy_wh = sample.energy_wh
+            if sample.soc_pct is not None:
+                connector.soc_pct = sample.soc_pct
+        return call_result.MeterValues()
+
+    # ---- calls to the charge point --------------------------------------------------------
+
+    async def set_profile(self, connector_id: int, limit_a: float, *, purpose: str,
+                          transaction_id: int | None = None, duration_s: int | None = None,
+                          phases: int | None = None) -> bool:
+        """SetChargingProfile with one current limit (A); True when the charge point accepted."""
+        profile: dict[str, Any] = {
+            "chargingProfileId": 1 if purpose == "TxDefaultProfile" else 2,
+            "stackLevel": 0,
+            "chargingProfilePurpose": purpose,
+            "chargingProfileKind": "Relative" if transaction_id is None else "Absolute",
+            "chargingSchedule": {
+                "chargingRateUnit": "A",
+                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": round(limit_a, 1),
+                                            **({"numberPhases": phases} if phases else {})}],
+            },
+        }
+        if transaction_id is not None:
+            profile["transactionId"] = transaction_id
+            profile["chargingSchedule"]["startSchedule"] = self._now_text()
+        if duration_s is not None:
+            profile["chargingSchedule"]["duration"] = duration_s
+        answer = await self.call(call.SetChargingProfile(
+            connector_id=connector_id, cs_charging_profiles=profile))
+        accepted = answer is not None and answer.status == "Accepted"
+        self._log.info("ocpp.profile_set", connector_id=connector_id, purpose=purpose,
+                       limit_a=round(limit_a, 1), accepted=accepted)
+        return accepted
+
+    async def remote_start(self, id_tag: str, connector_id: int | None = None) -> bool:
+        """RemoteStartTransaction; True when accepted."""
+        answer = await self.call(call.RemoteStartTransaction(id_tag=id_tag,
+                                                             connector_id=connector_id))
+        return answer is not None and answer.status == "Accepted"
+
+    async def remote_stop(self, transaction_id: int) -> bool:
+        """RemoteStopTransaction; True when accepted."""
+        answer = await self.call(call.RemoteStopTransaction(transaction_id=transaction_id))
+        return answer is not None and answer.status == "Accepted"
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _authorised(self, id_tag: str) -> str:
+        cfg = self.state.config
+        if cfg.authorize == "accept_all" or id_tag in cfg.id_tags:
+            return str(AuthorizationStatus.accepted)
+        return str(AuthorizationStatus.invalid)
+
+    def _seen(self, timestamp: object) -> None:
+        stamped = parse_timestamp(timestamp)
+        if stamped is not None:
+            self.state.clock.seen(stamped, self._clock())
+
+    def _now_text(self) -> str:
+        return self._clock().isoformat().replace("+00:00", "Z")
+

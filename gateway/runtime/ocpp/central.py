@@ -249,6 +249,9 @@ class CentralSystem:
                                   battery_priority_pct=cfg.solar_battery_priority_pct)
             solar, state.solar = follow_surplus(available, state.solar, rating, cfg.solar_rule,
                                                 now)
+            log.debug("ocpp.surplus", charge_point_id=state.id, available_w=round(available),
+                      ev_w=round(state.power_w), grid_w=round(reading.grid_w),
+                      battery_w=round(reading.battery_w), limit_a=solar)
         return combined_limit(reserve, solar, rating=rating)
 
     # ---- commands and history -------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import structlog
 from ocpp.exceptions import OCPPError
-from ocpp.messages import unpack
+from ocpp.messages import MessageType, unpack
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import (
@@ -27,6 +27,9 @@ log = structlog.get_logger("gateway.runtime.ocpp")
 #: replayed queue entry: it counts for sessions, not for the live power.
 LIVE_WINDOW_S = 120.0
 _MAX_ID_CHARS = 36  # OCPP-J unique ids are at most 36 characters
+#: The ocpp library names some errors as OCPP 2.0 does; OCPP-J 1.6 (section 4.2.3) spells them so.
+_V16_CODES = {"FormatViolation": "FormationViolation",
+              "OccurrenceConstraintViolation": "OccurenceConstraintViolation"}
 
 
 class Connection(Protocol):
@@ -69,11 +72,20 @@ class ChargerLink(ChargePoint):
         only logs those), and keep one bad message from ending the link."""
         self.state.last_seen = self._clock()
         try:
-            unpack(raw_msg)
+            msg = unpack(raw_msg)
         except OCPPError as exc:
             self._log.warning("ocpp.malformed_frame", code=exc.code, detail=str(exc.description),
                               frame=raw_msg[:200])
             await self._send(json.dumps([4, _unique_id(raw_msg), exc.code, exc.description, {}]))
+            return
+        if msg.message_type_id == MessageType.Call and msg.action not in self.route_map:
+            # OCPP-J 1.6 section 4.2.3: NotImplemented = not known, NotSupported = known but not
+            # handled (the library answers the other way round)
+            known = msg.action in {a.value for a in Action}
+            code, why = (("NotSupported", "recognised but not supported by this central system")
+                         if known else ("NotImplemented", "not known by this central system"))
+            self._log.warning("ocpp.unhandled_action", action=str(msg.action)[:64], code=code)
+            await self._send(json.dumps([4, msg.unique_id, code, f"{msg.action}: {why}", {}]))
             return
         try:
             await super().route_message(raw_msg)
@@ -81,6 +93,17 @@ class ChargerLink(ChargePoint):
             raise
         except Exception as exc:  # a bug in one handler must not end every charge point's link
             self._log.exception("ocpp.message_failed", error=repr(exc))
+
+    async def _send(self, message: str) -> None:
+        """Send a frame; a CallError carries the OCPP 1.6 spelling of its code."""
+        if message.startswith("[4"):
+            frame = json.loads(message)
+            if len(frame) > 2 and frame[2] in _V16_CODES:
+                frame[2] = _V16_CODES[frame[2]]
+                message = json.dumps(frame)
+            self._log.warning("ocpp.call_error_sent", code=frame[2] if len(frame) > 2 else None,
+                              detail=str(frame[3])[:200] if len(frame) > 3 else None)
+        await super()._send(message)
 
     # ---- calls from the charge point ------------------------------------------------------
 

@@ -73,7 +73,7 @@ def _simulator_listeners(sim: SimulatorConfig) -> list[Listener]:
     for h, home in enumerate(sim.homes):
         for d, dev in enumerate(home.devices):
             key = ("simulator", "homes", h, "devices", d)
-            if dev.kind == "mqtt_battery":
+            if dev.kind in ("mqtt_battery", "ocpp_charger"):  # clients: they dial out
                 continue
             if dev.port:
                 out.append(Listener((*key, "port"), dev.host, dev.port))

@@ -83,6 +83,7 @@ class MeterSample:
     soc_pct: float | None = None
 
 
+_USED = frozenset({"Energy.Active.Import.Register", "Power.Active.Import", "SoC"})
 _SCALE = {"W": 1.0, "kW": 1000.0, "Wh": 1.0, "kWh": 1000.0, "Percent": 1.0}
 
 
@@ -113,6 +114,8 @@ def meter_samples(meter_value: object) -> tuple[list[MeterSample], int]:
         for value in values:
             try:
                 measurand = value.get("measurand", "Energy.Active.Import.Register")
+                if measurand not in _USED:
+                    continue  # currents, voltages, exports...: not what the gateway shows
                 unit = value.get("unit", "Percent" if measurand == "SoC" else
                                  "W" if measurand.startswith("Power") else "Wh")
                 number = float(value["value"]) * _SCALE[unit]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.core.charging.rules import ChargerRating, ReserveRule, SolarRule
 
@@ -23,6 +23,16 @@ class OcppSection(_Strict):
     # A charging profile the gateway sets lapses after this many seconds unless refreshed, and
     # the charge point falls back to its TxDefaultProfile (``safe_current_a``).
     profile_lease_s: int = Field(300, ge=10, le=86400)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        from gateway.core.config.models import host_problem  # here: models imports this module
+
+        problem = host_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class ChargePointConfig(_Strict):

@@ -23,6 +23,10 @@ from gateway.runtime.ocpp.state import ChargerState
 from gateway.runtime.storage.charging import ChargeStore
 
 log = structlog.get_logger("gateway.runtime.ocpp")
+#: The ocpp library logs every frame at INFO: only when this logger is set lower (frames may
+#: carry id tags). The central system logs what matters as its own ``ocpp.*`` events.
+FRAMES = logging.getLogger("gateway.runtime.ocpp.frames")
+FRAMES.setLevel(logging.WARNING)
 #: A sample stamped further back than this (after correcting the charge point's clock) is a
 #: replayed queue entry: it counts for sessions, not for the live power.
 LIVE_WINDOW_S = 120.0
@@ -57,7 +61,7 @@ class ChargerLink(ChargePoint):
     def __init__(self, state: ChargerState, connection: Connection, store: ChargeStore,
                  clock: Clock, *, heartbeat_s: int, response_timeout_s: float = 10.0) -> None:
         super().__init__(state.id, connection, response_timeout=response_timeout_s,
-                         logger=logging.getLogger("ocpp"))
+                         logger=FRAMES)
         self.state = state
         self._store = store
         self._clock = clock

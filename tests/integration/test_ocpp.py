@@ -78,7 +78,7 @@ def _sim_config(*, pv_peak_w: float = 0, soc: float = 60, phases: int = 3,
 
 
 def _config(sim: Simulator, data: Path, **charger: Any) -> Config:
-    base = gateway_config(sim, data)
+    base = gateway_config(sim, data, poll_interval_s=0.05)
     cp = ChargePointConfig(id=CP_ID, password=PASSWORD, **charger)
     site = base.sites[0].model_copy(update={"chargers": [cp]})
     gw = base.gateway.model_copy(update={"ocpp": OcppSection(port=0, control_interval_s=3600,
@@ -408,3 +408,70 @@ async def test_the_ocpp_librarys_own_charge_point_as_a_second_client(
         sessions = await b.central.store.sessions(SITE_ID, None, None, limit=10)
         assert [s.energy_wh for s in sessions] == [2500.0]
         b.charger.set_offline(False)
+
+
+async def test_a_skewed_charger_clock_is_corrected_and_a_meter_gap_loses_no_energy(
+    bench: BenchFactory, http: aiohttp.ClientSession,
+) -> None:
+    async with bench() as b:
+        control = f"{b.sim.control_url}/homes/home-1001/chargers/charger"
+        async with http.post(f"{control}/faults", json={"clock_skew_s": 7200}) as resp:
+            assert resp.status == 200
+        before = datetime.now(UTC)
+        await _plug_and_charge(b, http)
+        await _control(b)
+        await eventually(lambda: b.central.chargers[CP_ID].power_w > 10000)
+        # no MeterValues for a while: the live power goes stale, the session's energy does not
+        b.central.chargers[CP_ID].meter_stale_s = 0.3
+        async with http.post(f"{control}/faults", json={"meter_gap": True}) as resp:
+            assert resp.status == 200
+        b.step(600)
+        await eventually(lambda: b.central.chargers[CP_ID].power_w == 0)
+        async with http.post(f"{control}/plug", json={"plugged": False}) as resp:
+            assert resp.status == 200
+        energy = b.truth()["energy_wh"]
+        history = await eventually(
+            lambda: _get(http, f"{b.url}/api/1/energy_sites/{SITE_ID}/telemetry_history"
+                               "?kind=charge"),
+            lambda r: len(r["charge_history"]) == 1)
+        session = history["charge_history"][0]
+        assert session["energy_added_wh"] == round(energy)
+        start = session["charge_start_time"]["seconds"]
+        # stamped two hours ahead, served on the gateway's clock
+        assert abs(start - before.timestamp()) < 60, (start, before)
+
+
+async def test_remote_start_and_stop_from_the_gateway(
+    bench: BenchFactory, http: aiohttp.ClientSession,
+) -> None:
+    async with bench() as b:
+        async with http.post(f"{b.sim.control_url}/homes/home-1001/chargers/charger/plug",
+                             json={"plugged": True}) as resp:
+            assert resp.status == 200
+        link = b.central.link(CP_ID)
+        assert await link.remote_start("APP-USER", connector_id=1)
+        connector = b.central.chargers[CP_ID].connectors[1]
+        await eventually(lambda: connector.transaction_id is not None)
+        await eventually(lambda: b.truth()["status"] == "Charging")
+        tx = connector.transaction_id
+        assert tx is not None
+        assert not await link.remote_stop(tx + 1000)
+        assert await link.remote_stop(tx)
+        await eventually(lambda: connector.transaction_id is None)
+        assert b.truth()["status"] == "Finishing"
+        assert len(await b.central.store.sessions(SITE_ID, None, None, limit=10)) == 1
+
+
+async def test_a_second_connection_with_the_same_id_replaces_the_first(
+    bench: BenchFactory, http: aiohttp.ClientSession,
+) -> None:
+    async with bench() as b:
+        first = b.central.links[CP_ID]
+        boots = b.charger.boots
+        async with http.ws_connect(f"ws://127.0.0.1:{b.central.port}/{CP_ID}",
+                                   protocols=("ocpp1.6",),
+                                   headers=_basic(CP_ID, PASSWORD)):
+            await eventually(lambda: b.central.links.get(CP_ID) is not first)
+            assert len(b.central._sockets) == 1
+        # the simulated charger finds its link dead and dials again
+        await eventually(lambda: b.charger.boots > boots and CP_ID in b.central.links)

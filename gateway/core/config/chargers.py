@@ -23,6 +23,8 @@ class OcppSection(_Strict):
     # A charging profile the gateway sets lapses after this many seconds unless refreshed, and
     # the charge point falls back to its TxDefaultProfile (``safe_current_a``).
     profile_lease_s: int = Field(300, ge=10, le=86400)
+    # A charge point's power is no longer served (0) when its last MeterValues is this old.
+    meter_stale_s: float = Field(120.0, gt=0, le=86400)
 
     @field_validator("host")
     @classmethod

@@ -76,12 +76,13 @@ class CentralSystem:
         self.store = store
         self.clock = clock
         self.chargers: dict[str, ChargerState] = {
-            c.id: ChargerState(c, site.id) for site in sites.values() for c in site.config.chargers}
+            c.id: ChargerState(c, site.id, meter_stale_s=section.meter_stale_s)
+            for site in sites.values() for c in site.config.chargers}
         self.links: dict[str, ChargerLink] = {}
         self.port: int | None = None
         self.refused = 0
         self._runner: web.AppRunner | None = None
-        self._sockets: set[web.WebSocketResponse] = set()
+        self._sockets: dict[str, web.WebSocketResponse] = {}  # one per charge point
 
     def of_site(self, site_id: int) -> list[ChargerState]:
         """The site's chargers, in configuration order."""
@@ -106,7 +107,7 @@ class CentralSystem:
 
     async def stop(self) -> None:
         """Close every link and the listener."""
-        for ws in list(self._sockets):
+        for ws in list(self._sockets.values()):
             with contextlib.suppress(Exception):
                 await ws.close()
         if self._runner is not None:
@@ -144,13 +145,15 @@ class CentralSystem:
         ws = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=MAX_FRAME_BYTES,
                                    heartbeat=None)
         await ws.prepare(request)
-        old = self.links.get(cp_id)
-        if old is not None:  # the charge point reconnected: its old socket is dead
+        old = self._sockets.get(cp_id)
+        if old is not None:  # the charge point reconnected: its old socket is dead (one each)
             log.info("ocpp.replaced", charge_point_id=cp_id)
+            with contextlib.suppress(Exception):
+                await old.close()
         link = ChargerLink(state, _WebSocketConnection(ws), self.store, self.clock,
                            heartbeat_s=self.section.heartbeat_interval_s)
         self.links[cp_id] = link
-        self._sockets.add(ws)
+        self._sockets[cp_id] = ws
         await self._restore(state)
         state.connected = True
         log.info("ocpp.connected", site_id=state.site_id, charge_point_id=cp_id)
@@ -161,7 +164,8 @@ class CentralSystem:
         except* (_Closed, ConnectionError):
             pass
         finally:
-            self._sockets.discard(ws)
+            if self._sockets.get(cp_id) is ws:
+                del self._sockets[cp_id]
             if self.links.get(cp_id) is link:
                 del self.links[cp_id]
                 state.connected = False

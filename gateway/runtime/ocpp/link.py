@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Protocol
 
 import structlog
@@ -217,6 +218,7 @@ class ChargerLink(ChargePoint):
                 continue  # a replayed sample: history, not the present
             if sample.power_w is not None:
                 connector.power_w = max(sample.power_w, 0.0)
+                connector.power_at = time.monotonic()
             if sample.energy_wh is not None:
                 connector.energy_wh = sample.energy_wh
             if sample.soc_pct is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +18,7 @@ class ConnectorState:
     status: str | None = None
     error_code: str = "NoError"
     power_w: float = 0.0
+    power_at: float | None = None  # monotonic s of the sample ``power_w`` came from
     energy_wh: float | None = None
     soc_pct: float | None = None
     transaction_id: int | None = None
@@ -37,6 +39,7 @@ class ChargerState:
     solar: SolarState = field(default_factory=SolarState)
     reserve_stopped: bool = False
     last_seen: datetime | None = None
+    meter_stale_s: float = 120.0
 
     def __post_init__(self) -> None:
         for n in range(1, self.config.connectors + 1):
@@ -49,8 +52,12 @@ class ChargerState:
 
     @property
     def power_w(self) -> float:
-        """What the charge point draws now, over its connectors (0 while not charging)."""
-        return sum(c.power_w for c in self.connectors.values() if c.status == "Charging")
+        """What the charge point draws now, over its connectors (0 while not charging, and
+        once the last MeterValues is older than ``meter_stale_s``)."""
+        now = time.monotonic()
+        return sum(c.power_w for c in self.connectors.values()
+                   if c.status == "Charging" and c.power_at is not None
+                   and now - c.power_at <= self.meter_stale_s)
 
     @property
     def state(self) -> int:

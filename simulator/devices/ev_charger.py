@@ -169,9 +169,13 @@ class EvCharger:
         self.settle()
         return True
 
-    def confirm_start(self, local_tx: int, transaction_id: int) -> None:
-        """The central system's transactionId for a StartTransaction."""
+    def confirm_start(self, local_tx: int, transaction_id: int, *, accepted: bool = True) -> None:
+        """The central system's transactionId for a StartTransaction; a tag it did not accept
+        ends the transaction at once (reason DeAuthorized), as OCPP 1.6 has it by default."""
         self.tx_ids[local_tx] = transaction_id
+        if not accepted and self.local_tx == local_tx:
+            self._stop("DeAuthorized")
+            self.authorised_tag = None
 
     def meter_values(self) -> None:
         """Queue a MeterValues sample of the running transaction (register, power, car SoC)."""

@@ -205,7 +205,11 @@ class OcppChargerDevice:
                         error=str(exc))
             return
         if message.action == "StartTransaction" and message.local_tx is not None:
-            charger.confirm_start(message.local_tx, int(answer["transactionId"]))
+            info = answer.get("idTagInfo")
+            status = info.get("status") if isinstance(info, dict) else None
+            charger.confirm_start(message.local_tx, int(answer["transactionId"]),
+                                  accepted=status == "Accepted")
+            self.changed()
 
     async def _call(self, ws: aiohttp.ClientWebSocketResponse, action: str,
                     payload: dict[str, Any]) -> dict[str, Any]:

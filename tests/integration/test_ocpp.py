@@ -124,7 +124,7 @@ async def _gateway(sim: Simulator,
 async def _dial(bench: Bench) -> None:
     """Point the simulated charger at the gateway's central system and wait for its boot."""
     bench.charger.retarget(f"ws://127.0.0.1:{bench.central.port}")
-    await eventually(lambda: CP_ID in bench.central.links and bench.central.links[CP_ID].booted)
+    await eventually(lambda: CP_ID in bench.central.links and bench.central.links[CP_ID].booted.is_set())
     # the TxDefaultProfile the gateway sends after the boot
     await eventually(lambda: bench.charger.charger.default_profile is not None)
 
@@ -475,3 +475,18 @@ async def test_a_second_connection_with_the_same_id_replaces_the_first(
             assert len(b.central._sockets) == 1
         # the simulated charger finds its link dead and dials again
         await eventually(lambda: b.charger.boots > boots and CP_ID in b.central.links)
+
+
+async def test_a_tag_outside_the_local_list_is_refused_and_the_charger_stops(
+    bench: BenchFactory, http: aiohttp.ClientSession,
+) -> None:
+    async with bench(authorize="local_list", id_tags=["GOOD-TAG"]) as b:
+        control = f"{b.sim.control_url}/homes/home-1001/chargers/charger"
+        for what, body in (("plug", {"plugged": True}), ("authorize", {"id_tag": "BAD-TAG"})):
+            async with http.post(f"{control}/{what}", json=body) as resp:
+                assert resp.status == 200
+        await eventually(lambda: b.truth()["status"] == "Finishing")
+        assert b.truth()["power_w"] == 0
+        async with http.post(f"{control}/authorize", json={"id_tag": "GOOD-TAG"}) as resp:
+            assert resp.status == 200
+        await eventually(lambda: b.truth()["status"] == "Charging")

@@ -181,11 +181,7 @@ class CentralSystem:
 
     async def _configure(self, link: ChargerLink) -> None:
         """After the boot: the TxDefaultProfile a charge point keeps when the gateway is gone."""
-        deadline = time.monotonic() + 60
-        while not link.booted and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
-            await asyncio.sleep(0.05)
-        if not link.booted:
-            return
+        await link.booted.wait()
         cfg = link.state.config
         with contextlib.suppress(TimeoutError):
             await link.set_profile(0, cfg.safe_current_a, purpose="TxDefaultProfile",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -68,7 +69,7 @@ class ChargerLink(ChargePoint):
         self._clock = clock
         self._heartbeat_s = heartbeat_s
         self._log = log.bind(site_id=state.site_id, charge_point_id=state.id)
-        self.booted = False
+        self.booted = asyncio.Event()  # set by the first BootNotification on this link
 
     # ---- frames ---------------------------------------------------------------------------
 
@@ -120,7 +121,7 @@ class ChargerLink(ChargePoint):
             "serial": str(extra.get("charge_point_serial_number") or ""),
             "firmware": str(extra.get("firmware_version") or ""),
         }
-        self.booted = True
+        self.booted.set()
         self._log.info("ocpp.boot", vendor=charge_point_vendor, model=charge_point_model)
         return call_result.BootNotification(
             current_time=self._now_text(), interval=self._heartbeat_s,
@@ -170,6 +171,7 @@ class ChargerLink(ChargePoint):
             connector.transaction_id = tx_id
             connector.limit_a = None
             connector.energy_wh = float(meter_start)
+            connector.energy_at = None
         self._log.info("ocpp.transaction_started" if new else "ocpp.transaction_replayed",
                        transaction_id=tx_id, connector_id=connector_id, authorised=status)
         return call_result.StartTransaction(transaction_id=tx_id,
@@ -201,6 +203,8 @@ class ChargerLink(ChargePoint):
             return call_result.StopTransaction(id_tag_info={"status": self._authorised(id_tag)})
         return call_result.StopTransaction()
 
+    # ---- meter -----------------------------------------------------------------------------
+
     @on(Action.meter_values)
     def on_meter_values(self, connector_id: int, meter_value: list[Any],
                         **extra: Any) -> call_result.MeterValues:
@@ -216,11 +220,19 @@ class ChargerLink(ChargePoint):
             at = self.state.clock.corrected(sample.stamped, received)
             if (received - at).total_seconds() > LIVE_WINDOW_S:
                 continue  # a replayed sample: history, not the present
-            if sample.power_w is not None:
-                connector.power_w = max(sample.power_w, 0.0)
+            power = sample.power_w
+            if power is None and sample.energy_wh is not None and connector.energy_at is not None \
+                    and connector.energy_wh is not None:
+                # a charger that reports only its register: the power between two samples
+                span_s = (at - connector.energy_at).total_seconds()
+                if span_s >= 1:
+                    power = (sample.energy_wh - connector.energy_wh) * 3600 / span_s
+            if power is not None:
+                connector.power_w = max(power, 0.0)
                 connector.power_at = time.monotonic()
             if sample.energy_wh is not None:
                 connector.energy_wh = sample.energy_wh
+                connector.energy_at = at
             if sample.soc_pct is not None:
                 connector.soc_pct = sample.soc_pct
         return call_result.MeterValues()

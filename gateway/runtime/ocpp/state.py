@@ -20,6 +20,7 @@ class ConnectorState:
     power_w: float = 0.0
     power_at: float | None = None  # monotonic s of the sample ``power_w`` came from
     energy_wh: float | None = None
+    energy_at: datetime | None = None  # when ``energy_wh`` was sampled (our clock)
     soc_pct: float | None = None
     transaction_id: int | None = None
     limit_a: float | None = None  # what the gateway last set by TxProfile (None: not yet)

@@ -208,7 +208,7 @@ class SiteLine:
 
 
 def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token: str,
-                per_run_secret: bool) -> str:
+                per_run_secret: bool, charger_path: str | None = None) -> str:
     """What a newcomer sees once the demo is up: where things are, their state, what to try."""
     width = max(len(s.name) for s in sites)
     lines = [
@@ -235,6 +235,8 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
         f'    curl -s -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
         f"-d '{{\"backup_reserve_percent\": 40}}' {url}/api/1/energy_sites/{first}/backup",
         f"    curl -s {control_url}/homes  (what the simulator plays)",
+        *([f"    curl -s -X POST -d '{{\"plugged\": true}}' {control_url}{charger_path}/plug"
+           "  (plug a car into the simulated charger; docs/chargers.md)"] if charger_path else []),
         "",
         "  More log detail: energy-gateway --log-level info demo.  Ctrl-C stops the demo.",
     ]
@@ -253,7 +255,9 @@ def site_lines(app: web.Application) -> list[SiteLine]:
         devices = tuple(
             DeviceLine(d.name, d.config.type,
                        f"offline ({d.last_error or 'no data yet'})" if id(d) in offline else "online")
-            for d in site.devices)
+            for d in site.devices) + tuple(
+            DeviceLine(c.id, "ocpp charger", "connected" if c.connected else "not connected yet")
+            for c in site.chargers)
         summary = ""
         with contextlib.suppress(SiteOffline):
             reading = site.reading()
@@ -288,8 +292,11 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
             while time.monotonic() < deadline and any(  # noqa: ASYNC110 - bounded readiness poll
                     s.offline() for s in sites.values()):
                 await asyncio.sleep(0.1)
+            chargers = [f"/homes/{h.id}/chargers/{d.id}" for h in sim.homes.values()
+                        for d in h.devices.values() if d.kind == "ocpp_charger"]
             print(demo_banner(url=url, control_url=sim.control_url, sites=site_lines(runner.app),
-                              token=token, per_run_secret=per_run_secret), flush=True)
+                              token=token, per_run_secret=per_run_secret,
+                              charger_path=next(iter(chargers), None)), flush=True)
             await stop.wait()
         finally:
             await runner.cleanup()

@@ -26,6 +26,16 @@ _TICK_S = 0.05  # real seconds between looks at what the charger owes the centra
 class _CallFailed(Exception):
     """The central system answered a call with a CallError (or not at all)."""
 
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+#: OCPP 1.6 TransactionMessageAttempts / RetryInterval: a transaction message the central system
+#: failed to process (InternalError) is tried this many times, this many real seconds apart.
+TRANSACTION_ATTEMPTS = 3
+RETRY_INTERVAL_S = 1.0
+
 
 class _Charge:
     """The charger's view of the physics: the home draws its power, time moves its meter."""
@@ -198,11 +208,18 @@ class OcppChargerDevice:
             if tx_id is None:  # its StartTransaction was never answered: nothing to refer to
                 return
             payload["transactionId"] = tx_id
-        try:
-            answer = await self._call(ws, message.action, payload)
-        except _CallFailed as exc:  # refused, not lost: sending it again would be refused again
-            log.warning("ocpp charger message refused", device=self.id, action=message.action,
-                        error=str(exc))
+        for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+            try:
+                answer = await self._call(ws, message.action, payload)
+                break
+            except _CallFailed as exc:
+                log.warning("ocpp charger message refused", device=self.id,
+                            action=message.action, error=str(exc), attempt=attempt)
+                # the central system's own failure may pass; a refusal of the message would not
+                if exc.code != "InternalError" or attempt == TRANSACTION_ATTEMPTS:
+                    return
+                await asyncio.sleep(RETRY_INTERVAL_S)
+        else:
             return
         if message.action == "StartTransaction" and message.local_tx is not None:
             info = answer.get("idTagInfo")
@@ -223,7 +240,8 @@ class OcppChargerDevice:
         finally:
             self._pending.pop(unique_id, None)
         if not isinstance(answer, dict):
-            raise _CallFailed(f"{action}: {answer!r}")
+            code = str(answer[2]) if isinstance(answer, list) and len(answer) > 2 else ""
+            raise _CallFailed(f"{action}: {answer!r}", code)
         return answer
 
     async def _send(self, ws: aiohttp.ClientWebSocketResponse, frame: list[Any]) -> None:

@@ -199,8 +199,9 @@ async def test_a_full_session_shows_live_and_lands_in_charge_history_with_its_en
         assert session["energy_added_wh"] == round(energy)
         assert session == history["time_series"][0]
         assert 5400 <= energy <= 5600
-        live = await _get(http, f"{b.url}/api/1/energy_sites/{SITE_ID}/live_status")
-        assert live["wall_connectors"][0]["wall_connector_state"] == 2  # not connected
+        await eventually(  # unplugged: not connected (the status follows the stop)
+            lambda: _get(http, f"{b.url}/api/1/energy_sites/{SITE_ID}/live_status"),
+            lambda r: r["wall_connectors"][0]["wall_connector_state"] == 2)
 
 
 async def test_an_outage_limits_then_stops_charging_at_the_reserve_and_the_grid_restores_it(

@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import sqlite3
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -30,6 +31,7 @@ from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.ocpp.link import ChargerLink
 from gateway.runtime.ocpp.state import ChargerState
 from gateway.runtime.site import Site
+from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.charging import ChargeStore
 
 log = structlog.get_logger("gateway.runtime.ocpp")
@@ -154,7 +156,10 @@ class CentralSystem:
                            heartbeat_s=self.section.heartbeat_interval_s)
         self.links[cp_id] = link
         self._sockets[cp_id] = ws
-        await self._restore(state)
+        try:
+            await self._restore(state)
+        except (StorageError, sqlite3.Error) as exc:  # the link still works; stops reconcile
+            log.warning("ocpp.restore_failed", charge_point_id=cp_id, error=str(exc))
         state.connected = True
         log.info("ocpp.connected", site_id=state.site_id, charge_point_id=cp_id)
         try:
@@ -200,7 +205,10 @@ class CentralSystem:
         """Recompute and send each charging charger's limit, forever."""
         while True:
             await asyncio.sleep(self.section.control_interval_s)
-            await self.control_once()
+            try:
+                await self.control_once()
+            except Exception:  # one bad pass must not end charging control for good
+                log.exception("ocpp.control_failed")
 
     async def control_once(self) -> None:
         """One pass over every connected charger with a transaction."""

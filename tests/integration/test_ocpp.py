@@ -77,12 +77,12 @@ def _sim_config(*, pv_peak_w: float = 0, soc: float = 60, phases: int = 3,
                                        car_battery_wh=60000, car_soc_pct=20)])])
 
 
-def _config(sim: Simulator, data: Path, **charger: Any) -> Config:
+def _config(sim: Simulator, data: Path, *, lease_s: int = 86400, **charger: Any) -> Config:
     base = gateway_config(sim, data, poll_interval_s=0.05)
     cp = ChargePointConfig(id=CP_ID, password=PASSWORD, **charger)
     site = base.sites[0].model_copy(update={"chargers": [cp]})
     gw = base.gateway.model_copy(update={"ocpp": OcppSection(port=0, control_interval_s=3600,
-                                                                profile_lease_s=86400)})
+                                                                profile_lease_s=lease_s)})
     return base.model_copy(update={"gateway": gw, "sites": [site]})
 
 
@@ -491,3 +491,24 @@ async def test_a_tag_outside_the_local_list_is_refused_and_the_charger_stops(
         async with http.post(f"{control}/authorize", json={"id_tag": "GOOD-TAG"}) as resp:
             assert resp.status == 200
         await eventually(lambda: b.truth()["status"] == "Charging")
+
+
+async def test_a_gateway_gone_mid_outage_leaves_the_charger_at_its_safe_default(
+    tmp_path: Path, http: aiohttp.ClientSession,
+) -> None:
+    async with Simulator(_sim_config()) as sim:
+        device = sim.homes["home-1001"].devices["charger"]
+        assert isinstance(device, OcppChargerDevice)
+        config = _config(sim, tmp_path / "data", lease_s=300, safe_current_a=0)
+        async with _gateway(sim, config) as (url, app):
+            b = Bench(sim, url, app, device)
+            await _dial(b)
+            await _plug_and_charge(b, http)
+            await _control(b)
+            assert (b.truth()["limit_a"], b.truth()["status"]) == (16, "Charging")
+        # the gateway is gone: the car charges on at the last limit until its lease lapses,
+        # then the TxDefaultProfile (safe_current_a 0 here) stops it
+        b.step(290)
+        assert b.truth()["limit_a"] == 16
+        b.step(20)
+        assert (b.truth()["limit_a"], b.truth()["status"]) == (0, "SuspendedEVSE")

@@ -130,10 +130,13 @@ async def _dial(bench: Bench) -> None:
 
 
 async def _control(bench: Bench) -> None:
-    """One control pass on a reading that shows the home as it is now."""
+    """One control pass on readings that show the home as it is now (both meters reported
+    since the last limit change)."""
     site = bench.app[SITES][SITE_ID]
     version = site.telemetry_version
-    await eventually(lambda: site.telemetry_version >= version + 2)
+    state = bench.central.chargers[CP_ID]
+    await eventually(lambda: site.telemetry_version >= version + 2
+                     and state.settled(site.telemetry_version))
     await bench.central.control_once()
 
 

@@ -220,7 +220,8 @@ class CentralSystem:
                 reading = site.reading()
             except SiteOffline:
                 continue  # nothing known to decide on: the last profile (or default) holds
-            limit = self.limit_for(state, site, reading, now)
+            limit = self.limit_for(state, site, reading, now,
+                                   follow_solar=state.settled(site.telemetry_version))
             for n, connector in state.connectors.items():
                 if connector.transaction_id is None:
                     continue
@@ -237,13 +238,18 @@ class CentralSystem:
                     log.warning("ocpp.profile_not_sent", charge_point_id=cp_id, error=repr(exc))
                     continue
                 if accepted:
+                    if connector.limit_a is None or abs(connector.limit_a - limit) >= 0.5:
+                        state.changed_at = time.monotonic()
+                        state.changed_version = site.telemetry_version
                     connector.limit_a = limit
                     connector.limit_sent_at = time.monotonic()
 
     def limit_for(self, state: ChargerState, site: Site, reading: SiteReading,
-                  now: datetime) -> float:
+                  now: datetime, *, follow_solar: bool = True) -> float:
         """The current (A) this charger may draw now: the off-grid reserve and, in solar mode,
-        the surplus (docs/chargers.md "What limits a charger")."""
+        the surplus (docs/chargers.md "What limits a charger"). ``follow_solar`` False keeps the
+        solar rule's last answer (the meters have not shown the last change yet); the reserve
+        rule always decides afresh."""
         cfg: ChargePointConfig = state.config
         rating = cfg.rating
         reserve, state.reserve_stopped = outage_limit(
@@ -251,12 +257,15 @@ class CentralSystem:
             reserve_pct=site.settings.off_grid_ev_reserve_pct, stopped=state.reserve_stopped,
             rating=rating, rule=cfg.reserve_rule)
         solar = None
-        if cfg.mode == "solar" and site.settings.operation_mode != "backup":
+        if cfg.mode == "solar" and site.settings.operation_mode != "backup" and not follow_solar:
+            solar = state.solar_limit_a
+        elif cfg.mode == "solar" and site.settings.operation_mode != "backup":
             available = surplus_w(ev_w=state.power_w, grid_w=reading.grid_w,
                                   battery_w=reading.battery_w, soc_pct=reading.soc_pct,
                                   battery_priority_pct=cfg.solar_battery_priority_pct)
             solar, state.solar = follow_surplus(available, state.solar, rating, cfg.solar_rule,
                                                 now)
+            state.solar_limit_a = solar
             log.debug("ocpp.surplus", charge_point_id=state.id, available_w=round(available),
                       ev_w=round(state.power_w), grid_w=round(reading.grid_w),
                       battery_w=round(reading.battery_w), limit_a=solar)

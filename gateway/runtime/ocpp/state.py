@@ -38,6 +38,9 @@ class ChargerState:
     connectors: dict[int, ConnectorState] = field(default_factory=dict)
     clock: ClockOffset = field(default_factory=ClockOffset)
     solar: SolarState = field(default_factory=SolarState)
+    solar_limit_a: float | None = None  # the solar rule's last answer
+    changed_at: float = 0.0  # monotonic s of the last limit change the charger accepted
+    changed_version: int = 0  # the site's telemetry_version then
     reserve_stopped: bool = False
     last_seen: datetime | None = None
     meter_stale_s: float = 120.0
@@ -59,6 +62,17 @@ class ChargerState:
         return sum(c.power_w for c in self.connectors.values()
                    if c.status == "Charging" and c.power_at is not None
                    and now - c.power_at <= self.meter_stale_s)
+
+    def settled(self, telemetry_version: int) -> bool:
+        """Whether both the site's meter and this charger's have reported since the last limit
+        change (the surplus read before that mixes the old draw with the new)."""
+        if not self.changed_at:
+            return True
+        if telemetry_version < self.changed_version + 2:
+            return False
+        return all(c.power_at is not None and c.power_at > self.changed_at
+                   for c in self.connectors.values()
+                   if c.status == "Charging" and c.transaction_id is not None)
 
     @property
     def state(self) -> int:

@@ -11,6 +11,10 @@ from gateway.core.charging.sessions import ClockOffset, wall_connector_state
 from gateway.core.config import ChargePointConfig
 
 
+#: The longest the solar rule waits for the meters to show a limit change.
+SETTLE_MAX_S = 60.0
+
+
 @dataclass(slots=True)
 class ConnectorState:
     """One connector: its OCPP status, live meter, the open transaction and the limit in force."""
@@ -66,8 +70,8 @@ class ChargerState:
     def settled(self, telemetry_version: int) -> bool:
         """Whether both the site's meter and this charger's have reported since the last limit
         change (the surplus read before that mixes the old draw with the new)."""
-        if not self.changed_at:
-            return True
+        if not self.changed_at or time.monotonic() - self.changed_at > SETTLE_MAX_S:
+            return True  # (a charger that sends no MeterValues is not waited for forever)
         if telemetry_version < self.changed_version + 2:
             return False
         return all(c.power_at is not None and c.power_at > self.changed_at

@@ -10,7 +10,6 @@ from gateway.core.charging.rules import SolarState
 from gateway.core.charging.sessions import ClockOffset, wall_connector_state
 from gateway.core.config import ChargePointConfig
 
-
 #: The longest the solar rule waits for the meters to show a limit change.
 SETTLE_MAX_S = 60.0
 

@@ -355,6 +355,17 @@ async def test_malformed_frames_and_unknown_actions_get_ocpp_errors_and_the_link
             bad = await ask('[2, "u2", "StartTransaction", {"connectorId": "one"}]')
             assert bad[:2] == [4, "u2"]
             assert bad[2] in {"FormationViolation", "TypeConstraintViolation", "ProtocolError"}
+            garbage = ['[2, "u4", ["Heartbeat"], {}]', '[2, 5, "Heartbeat", {}]',
+                       '[2, "u5", "Heartbeat", []]', '[9, "u6"]', '[]', 'null', '[2]',
+                       "[" * 60000, '[2, "' + "x" * 40 + '", "Heartbeat", {}]']
+            for frame in garbage:
+                answer = await ask(frame)
+                assert answer[0] == 4, (frame[:40], answer)
+                assert answer[2] in {"FormationViolation", "ProtocolError",
+                                     "PropertyConstraintViolation"}, (frame[:40], answer)
+            # answers to no call of ours are dropped, not kept
+            for _ in range(3):
+                await ws.send_str('[3, "nobody", {}]')
             beat = await ask('[2, "u3", "Heartbeat", {}]')
             assert beat[:2] == [3, "u3"]
             assert "currentTime" in beat[2]

@@ -50,11 +50,23 @@ def _unique_id(raw: str) -> str:
     """The unique id of a frame that could not be parsed, or "-1" when it has none."""
     try:
         frame = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "-1"
     if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str):
         return frame[1][:_MAX_ID_CHARS]
     return "-1"
+
+
+def _shape_problem(msg: Any) -> tuple[str, str] | None:
+    """What makes an unpacked frame unusable: (error code, why), or None."""
+    if not isinstance(msg.unique_id, str) or len(msg.unique_id) > _MAX_ID_CHARS:
+        return "ProtocolError", "UniqueId must be a string of at most 36 characters"
+    if msg.message_type_id == MessageType.Call:
+        if not isinstance(msg.action, str):
+            return "ProtocolError", "Action must be a string"
+        if not isinstance(msg.payload, dict):
+            return "FormationViolation", "Payload must be a JSON object"
+    return None
 
 
 class ChargerLink(ChargePoint):
@@ -77,12 +89,23 @@ class ChargerLink(ChargePoint):
         """Answer a frame that is not OCPP-J with the CallError the standard names (the library
         only logs those), and keep one bad message from ending the link."""
         self.state.last_seen = self._clock()
+        msg: Any = None
         try:
             msg = unpack(raw_msg)
+            problem = _shape_problem(msg)
         except OCPPError as exc:
-            self._log.warning("ocpp.malformed_frame", code=exc.code, detail=str(exc.description),
+            problem = (exc.code, str(exc.description))
+        except RecursionError:  # nested deeper than the JSON decoder goes
+            problem = ("FormationViolation", "Message is nested too deeply")
+        if problem is not None or msg is None:
+            problem = problem or ("ProtocolError", "not an OCPP-J message")
+            self._log.warning("ocpp.malformed_frame", code=problem[0], detail=problem[1],
                               frame=raw_msg[:200])
-            await self._send(json.dumps([4, _unique_id(raw_msg), exc.code, exc.description, {}]))
+            await self._send(json.dumps([4, _unique_id(raw_msg), *problem, {}]))
+            return
+        if msg.message_type_id != MessageType.Call and not self._call_lock.locked():
+            # an answer to no call of ours: dropped (kept, it would pile up in the library's queue)
+            self._log.warning("ocpp.unexpected_answer", frame=raw_msg[:200])
             return
         if msg.message_type_id == MessageType.Call and msg.action not in self.route_map:
             # OCPP-J 1.6 section 4.2.3: NotImplemented = not known, NotSupported = known but not

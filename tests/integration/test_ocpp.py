@@ -172,6 +172,10 @@ async def test_a_full_session_shows_live_and_lands_in_charge_history_with_its_en
     bench: BenchFactory, http: aiohttp.ClientSession,
 ) -> None:
     async with bench() as b:
+        async with http.get(f"{b.url}/health") as resp:
+            charger = (await resp.json())["sites"][str(SITE_ID)]["chargers"][CP_ID]
+        assert (charger["connected"], charger["wall_connector_state"]) == (True, 2)
+        assert charger["last_seen"].endswith("Z") or charger["last_seen"].endswith("+00:00")
         info = await _get(http, f"{b.url}/api/1/energy_sites/{SITE_ID}/site_info")
         assert [w["din"] for w in info["components"]["wall_connectors"]] == [CP_ID]
         assert info["components"]["wall_connectors"][0]["is_active"] is True

@@ -441,11 +441,20 @@ class DeviceHealth(_Body):
     last_error: str | None
 
 
+class ChargerHealth(_Body):
+    """One OCPP charge point in ``/health`` (docs/chargers.md)."""
+
+    connected: bool
+    last_seen: Timestamp | None  # its last message, UTC
+    wall_connector_state: int
+
+
 class SiteHealth(_Body):
     name: str
     devices: dict[str, DeviceHealth]
     drift_count: int
     reconciliations: int
+    chargers: dict[str, ChargerHealth] | SkipJsonSchema[None] = absent_unless_set()
 
 
 class Health(_Body):

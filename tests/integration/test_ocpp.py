@@ -22,6 +22,12 @@ from gateway.runtime.gateway import Gateway
 from gateway.runtime.ocpp.central import CentralSystem
 from gateway.web.app import create_app
 from gateway.web.keys import GATEWAY, SITES
+from gateway.web.renderers.models import (
+    ChargeHistoryResponse,
+    Health,
+    LiveStatusResponse,
+    SiteInfoResponse,
+)
 from gateway.web.server import GatewayRunner
 from simulator import Simulator
 from simulator.config import (
@@ -32,6 +38,7 @@ from simulator.config import (
     SimulatorConfig,
 )
 from simulator.devices.ocpp_charger import OcppChargerDevice
+from tests.bodies import assert_body_is
 from tests.helpers import SITE_ID, eventually, gateway_config, token
 
 CP_ID = "SIM-WC-1"
@@ -191,6 +198,12 @@ async def test_a_full_session_shows_live_and_lands_in_charge_history_with_its_en
             > 10000 and r["load_power"] > 11000)
         wall = live["wall_connectors"][0]
         assert (wall["din"], wall["wall_connector_state"]) == (CP_ID, 1)
+        for model, path in ((LiveStatusResponse, "live_status"), (SiteInfoResponse, "site_info")):
+            async with http.get(f"{b.url}/api/1/energy_sites/{SITE_ID}/{path}",
+                                headers=AUTH) as resp:
+                assert_body_is(model, await resp.read())  # the models and /openapi.json
+        async with http.get(f"{b.url}/health") as resp:
+            assert_body_is(Health, await resp.read())
         assert wall["wall_connector_power"] == round(b.truth()["power_w"])
         for _ in range(6):
             b.step(300)  # half an hour at 11 kW
@@ -205,6 +218,9 @@ async def test_a_full_session_shows_live_and_lands_in_charge_history_with_its_en
         session = history["charge_history"][0]
         assert session["energy_added_wh"] == round(energy)
         assert session == history["time_series"][0]
+        async with http.get(f"{b.url}/api/1/energy_sites/{SITE_ID}/telemetry_history"
+                            "?kind=charge", headers=AUTH) as resp:
+            assert_body_is(ChargeHistoryResponse, await resp.read())
         assert 5400 <= energy <= 5600
         await eventually(  # unplugged: not connected (the status follows the stop)
             lambda: _get(http, f"{b.url}/api/1/energy_sites/{SITE_ID}/live_status"),

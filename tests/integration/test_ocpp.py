@@ -190,6 +190,16 @@ async def test_a_full_session_shows_live_and_lands_in_charge_history_with_its_en
         await _control(b)  # full power: the TxProfile lifts the 6 A default to 16 A
         assert b.truth()["limit_a"] == 16
         assert b.truth()["status"] == "Charging"
+        # half the lease gone: the same limit is sent again, its lease starting anew
+        until = b.charger.charger.tx_profile.until if b.charger.charger.tx_profile else None
+        b.step(10)
+        b.central.chargers[CP_ID].connectors[1].limit_sent_at -= 86400 / 2
+        await b.central.control_once()
+        renewed = b.charger.charger.tx_profile
+        assert until is not None
+        assert renewed is not None
+        assert renewed.until is not None
+        assert renewed.until > until
         b.step(1)
         live = await eventually(
             lambda: _get(http, f"{b.url}/api/1/energy_sites/{SITE_ID}/live_status"),

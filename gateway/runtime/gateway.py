@@ -21,6 +21,7 @@ from gateway.core.config import Config, DeviceConfig
 from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.devices import DeviceState, DeviceView, identity_from_json, identity_json
 from gateway.runtime.history import HistoryService
+from gateway.runtime.homeassistant import HomeAssistantBridge
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.proxy import ModbusProxy
 from gateway.runtime.site import Site
@@ -52,6 +53,7 @@ class Gateway:
         self.history = HistoryService(HistoryStore(self.storage), clock=clock)
         self.tokens = TokenRegistry(self.storage)
         self.first_started_at: datetime | None = None
+        self.northbound: HomeAssistantBridge | None = None  # config.mqtt_northbound, when set
         self._store = SiteStore(self.storage)
         self._transports = Transports(modbus=ModbusPool())
         self._states: list[DeviceState] = []
@@ -105,6 +107,10 @@ class Gateway:
             self._spawn(self.history.run(), "history")
             self._spawn(keep_journal(store, config.gateway.journal_retention_days, self.clock),
                         "journal")
+            if config.mqtt_northbound is not None:
+                self.northbound = HomeAssistantBridge(config.mqtt_northbound, self.sites,
+                                                      self.history)
+                self._spawn(self.northbound.run(), "ha-mqtt")
         except BaseException:
             await self.stop()
             raise
@@ -112,6 +118,9 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop every task, proxy and connection, flush history and close storage."""
+        if self.northbound is not None:  # first: it says "offline" while the broker is there
+            with contextlib.suppress(Exception):
+                await self.northbound.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()

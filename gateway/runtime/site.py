@@ -51,6 +51,9 @@ class Site:
         self.tz = tz or zoneinfo.ZoneInfo(config.time_zone)
         self.devices: Sequence[DeviceView] = devices
         self.settings = SiteSettings()
+        # The settings the devices last confirmed (a command's read-back or a reconciliation
+        # pass); what Home Assistant is shown: a command kept while offline is not in it yet.
+        self.confirmed = self.settings
         self.admin_storm_alert = False
         self.drift_count = 0
         self.reconciles = 0  # reconciliation passes that found every device online (health)
@@ -72,6 +75,7 @@ class Site:
         stored = await self._store.load_settings(self.id)
         if stored is not None:
             self.settings = SiteSettings.from_json(stored)
+        self.confirmed = self.settings  # what the devices were last told, until a pass checks
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -192,6 +196,7 @@ class Site:
                 exc.description = f"{exc.description}; {KEPT}"
                 await self._finish(journal_id, name, "kept", exc)
                 raise
+            self.confirmed = self.settings
             await self._store.finish(journal_id, "confirmed", "", self._clock())
             self._log.info("command.applied", command=name, verified=True,
                            latency_ms=round((time.perf_counter() - started) * 1000, 2))
@@ -278,6 +283,7 @@ class Site:
                 self._log_off(handle, held, wanted, reason)
             # Battery commands carry a revert timeout on the device: refresh them every cycle.
             if not off and self.applied == wanted and wanted.battery_w is None:
+                self.confirmed = self.settings
                 return self._settled(ok=True)
             try:
                 await self._apply(wanted)
@@ -287,6 +293,7 @@ class Site:
             if off and self._applied_once:
                 self._log.info("setpoints.reapplied", reason=reason)
             self._applied_once = True
+            self.confirmed = self.settings
             return self._settled(ok=True)
 
     def _log_off(self, handle: DeviceView, held: Setpoints, wanted: Setpoints, reason: str) -> None:

@@ -44,6 +44,7 @@ from gateway.core.config.models import (
     SiteConfig,
     host_problem,
 )
+from gateway.core.config.northbound import MqttNorthbound
 
 __all__ = [
     "BOUNDS_S",
@@ -63,6 +64,7 @@ __all__ = [
     "Listener",
     "LoadedConfig",
     "Loc",
+    "MqttNorthbound",
     "Plan",
     "Problem",
     "Purpose",

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from drivers.options import DRIVER_OPTIONS
+from gateway.core.config.northbound import MqttNorthbound
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -241,6 +242,8 @@ class Config(_Strict):
 
     gateway: GatewaySection = GatewaySection()
     sites: list[SiteConfig] = Field(min_length=1)
+    # Home Assistant discovery on an MQTT broker (docs/home-assistant.md); none by default.
+    mqtt_northbound: MqttNorthbound | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -78,12 +78,16 @@ class MqttBatteryConfig(_Strict):
         broker_port: Port of that broker.
         base_topic: Topic prefix (no trailing slash), e.g. "sim/battery1".
         publish_interval_s: Real seconds between state publishes.
+        broker_username: Login at the broker (None: anonymous), as a battery on a secured
+            broker has one; broker_password its password.
     """
 
     id: str = Field(min_length=1)
     kind: Literal["mqtt_battery"]
     broker_host: str = "127.0.0.1"
     broker_port: int = Field(ge=1, le=65535)
+    broker_username: str | None = None
+    broker_password: str | None = Field(default=None, repr=False)
     base_topic: str = Field(default="sim/battery1", pattern=r"^[^#+\s]+[^/#+\s]$")
     publish_interval_s: float = Field(default=1.0, gt=0, le=3600)
 

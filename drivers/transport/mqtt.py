@@ -169,6 +169,8 @@ class MqttBroker:
         self._fixed_id = client_id
         #: Why the last connection attempt failed (refused login, TLS, unreachable), None once up.
         self.last_error: str | None = None
+        self._refusal: str | None = None  # the broker said no (login, certificate): no use waiting
+        self._attempted = asyncio.Event()  # set after each connection attempt, whatever its end
         self.timeout_s = timeout_s
         self.backoff_max_s = backoff_max_s
         self.client_prefix = client_prefix
@@ -215,7 +217,13 @@ class MqttBroker:
         wait = self.timeout_s if timeout_s is None else timeout_s
         try:
             async with asyncio.timeout(wait):
-                await self._up.wait()
+                while not self._up.is_set():
+                    if self._refusal is not None:
+                        # A refused login or certificate will not change by waiting longer; the
+                        # reconnect loop keeps trying in the background all the same.
+                        raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: {self._refusal}")
+                    self._attempted.clear()
+                    await self._attempted.wait()
         except TimeoutError as exc:
             why = "" if self.last_error is None else f" ({self.last_error})"
             raise DeviceUnreachable(
@@ -360,7 +368,7 @@ class MqttBroker:
             # a renewed certificate is picked up without a restart.
             context = None if login.tls is None else await asyncio.to_thread(tls_context, login)
         except (OSError, ValueError) as exc:
-            self._note_failure(f"TLS setup failed: {exc}")
+            self._note_failure(f"TLS setup failed: {exc}", refused=True)
             raise aiomqtt.MqttError(str(exc)) from exc
         client = aiomqtt.Client(
             self.host, self.port, identifier=self.client_id, timeout=self.timeout_s,
@@ -371,17 +379,20 @@ class MqttBroker:
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
-            self._note_failure(_connect_failure(exc, login))
+            why, refused = _connect_failure(exc, login)
+            self._note_failure(why, refused=refused)
             raise
-        self.last_error = None
+        self.last_error = self._refusal = None
         return client
 
-    def _note_failure(self, why: str) -> None:
+    def _note_failure(self, why: str, *, refused: bool) -> None:
         # Logged once per distinct reason: a wrong password retried with backoff is one line.
         if why != self.last_error:
-            self._log.warning("mqtt.connect_refused", error=why, user=self.login.username,
-                              tls=self.login.tls is not None)
+            self._log.warning("mqtt.connect_refused" if refused else "mqtt.unreachable",
+                              error=why, user=self.login.username, tls=self.login.tls is not None)
         self.last_error = why
+        self._refusal = why if refused else None
+        self._attempted.set()
 
     async def _session(self, client: aiomqtt.Client) -> None:
         async with self._sub_lock:
@@ -390,6 +401,7 @@ class MqttBroker:
             self._client = client
             self.connections += 1
             self._up.set()
+            self._attempted.set()
         self._log.info("mqtt.connected", filters=len(self._filters), connections=self.connections)
         for callback in list(self._listeners):
             try:
@@ -420,6 +432,7 @@ def tls_context(login: BrokerLogin) -> ssl.SSLContext:
     if tls is None:
         raise ValueError("no tls section")
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+    context.sslsocket_class = _ClosingSSLSocket
     if not tls.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -428,17 +441,30 @@ def tls_context(login: BrokerLogin) -> ssl.SSLContext:
     return context
 
 
-def _connect_failure(exc: aiomqtt.MqttError, login: BrokerLogin) -> str:
-    """A connect failure in an installer's words (the broker's reason code, or the socket's)."""
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when its handshake fails: paho leaves such a socket open (a refused
+    certificate, retried with backoff, would leak one socket per attempt until collected)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def _connect_failure(exc: aiomqtt.MqttError, login: BrokerLogin) -> tuple[str, bool]:
+    """A connect failure in an installer's words, and whether the broker refused (a login or a
+    certificate: trying again will not help) rather than could not be reached."""
     text = str(exc)
     code = getattr(exc, "rc", None)
     code = getattr(code, "value", code)  # paho's ReasonCode (MQTT 5 numbering) or a 3.1.1 int
     if isinstance(exc, aiomqtt.MqttCodeError) and code in (4, 5, 134, 135):
         who = "anonymous client" if login.anonymous else f"user {login.username!r}"
-        return f"broker refused the login of {who}: {text}"
+        return f"broker refused the login of {who}: {text}", True
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return f"broker certificate not trusted (check tls.ca_file): {text}"
-    return text
+        return f"broker certificate not trusted (check tls.ca_file): {text}", True
+    return text, False
 
 
 def _payload_bytes(payload: object) -> bytes:

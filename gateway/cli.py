@@ -124,10 +124,12 @@ def _refuse(loaded: LoadedConfig, problems: Sequence[Problem]) -> None:
 def _deployment(loaded: LoadedConfig, purpose: Purpose,
                 sim: SimulatorConfig | None = None) -> list[Problem]:
     from gateway.core.config import JWT_SECRET_ENV, deployment_problems
+    from gateway.core.config.northbound import login_problems
 
     others = _simulator_listeners(sim) if sim is not None else []
     return deployment_problems(loaded.config, purpose=purpose, others=others,
-                               env_secret=os.environ.get(JWT_SECRET_ENV))
+                               env_secret=os.environ.get(JWT_SECRET_ENV)) \
+        + login_problems(loaded.config, lambda p: os.access(p, os.R_OK))
 
 
 def _preflight(path: Path, listens: list[preflight.Listen], data_dir: Path | None) -> None:

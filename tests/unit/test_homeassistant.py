@@ -192,3 +192,25 @@ def test_demo_flag_adds_or_overrides_the_section() -> None:
     for bad in ("1883", "host:", "host:0", "host:99999", ":1883"):
         with pytest.raises(UsageError):
             parse_host_port(bad, "--mqtt-northbound")
+
+
+def test_login_problems_name_unreadable_files_and_weak_settings(tmp_path: Path) -> None:
+    from gateway.core.config.northbound import login_problems
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    config = Config.model_validate({
+        "sites": [{"energy_site_id": 1, "name": "x", "time_zone": "UTC", "devices": [
+            {"name": "gx", "type": "victron_gx", "options": {
+                "host": "192.0.2.10", "username": "u", "password": "p"}},
+            {"name": "gx2", "type": "victron_gx", "options": {
+                "host": "127.0.0.1", "username": "u", "password": "p",
+                "tls": {"ca_file": str(tmp_path / "missing.pem"), "verify": False}}}]}],
+        "mqtt_northbound": {"host": "127.0.0.1", "tls": {"ca_file": str(ca)}},
+    })
+    found = {(p.loc, p.severity) for p in login_problems(config, Path.is_file)}
+    assert found == {
+        (("sites", 0, "devices", 0, "options", "password"), "warning"),
+        (("sites", 0, "devices", 1, "options", "tls", "ca_file"), "error"),
+        (("sites", 0, "devices", 1, "options", "tls", "verify"), "warning"),
+    }

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
 from drivers.mqtt_login import BrokerLoginOptions
 from drivers.topics import valid_topic
+
+if TYPE_CHECKING:
+    from gateway.core.config.models import Config, Loc, Problem
 
 _SEGMENTS = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
@@ -53,3 +60,46 @@ class MqttNorthbound(BrokerLoginOptions):
             raise ValueError(f"{value!r}: use letters, digits, '_' and '-' between single '/' "
                              "(no wildcards, no leading or trailing '/')")
         return value
+
+
+def login_problems(config: Config, readable: Callable[[Path], bool]) -> list[Problem]:
+    """What is wrong with the MQTT logins of ``config`` (devices and the northbound bridge).
+
+    ``readable(path)`` says whether a file can be read (the caller does the I/O): a TLS file
+    that cannot be read is an error; TLS verification switched off, or a password sent without
+    TLS to a host that is not this machine, are warnings.
+    """
+    clients: list[tuple[Loc, BrokerLoginOptions, str]] = []
+    for s, site in enumerate(config.sites):
+        for d, dev in enumerate(site.devices):
+            if isinstance(dev.options, BrokerLoginOptions):
+                clients.append((("sites", s, "devices", d, "options"), dev.options,
+                                getattr(dev.options, "host", "")))
+    if config.mqtt_northbound is not None:
+        clients.append((("mqtt_northbound",), config.mqtt_northbound, config.mqtt_northbound.host))
+    from gateway.core.config.models import Problem  # models imports this module
+
+    problems: list[Problem] = []
+    for loc, login, host in clients:
+        tls = login.tls
+        if tls is not None:
+            for key, path in tls.files().items():
+                if not readable(path):
+                    problems.append(Problem((*loc, *key.split(".")), f"{path}: cannot be read"))
+            if not tls.verify:
+                problems.append(Problem((*loc, "tls", "verify"), "false accepts any broker "
+                                        "certificate: give the broker's CA in tls.ca_file instead",
+                                        "warning"))
+        elif login.password is not None and not _loopback(host):
+            problems.append(Problem((*loc, "password"), f"is sent in clear text to {host}: add a "
+                                    "tls section (the broker's TLS port)", "warning"))
+    return problems
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

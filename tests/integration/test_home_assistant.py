@@ -290,3 +290,26 @@ async def test_an_unreachable_broker_blocks_neither_the_api_nor_polling(
         finally:
             await broker.stop()
         await live_status(gateway)
+
+
+async def test_an_unconfirmed_command_shows_only_once_the_device_confirms_it(
+    start_gateway: GatewayFactory, sim: Simulator, broker: RunningBroker, tmp_path: Path
+) -> None:
+    host, port = broker
+    config = with_bridge(gateway_config(sim, tmp_path / "data", command_timeout_s=1.0), host, port)
+    home = sim.homes["home-1001"]
+    device = home.device("inverter")
+    async with HaClient(host, port) as ha, start_gateway(config) as gateway:
+        await published(ha)
+        await device.apply_faults(ignore_writes=True)  # acknowledged, never applied
+        with capture_logs() as events:
+            ha.publish(f"energy-gateway/{SITE_ID}/set/backup_reserve", "44")
+            failed = await eventually(lambda: [e for e in events
+                                               if e["event"] == "ha.command_failed"])
+        assert failed[0]["outcome"] == "kept"
+        assert gateway.site.settings.backup_reserve_pct == 44  # kept, to apply later
+        ha.clear()
+        assert (await published(ha))["backup_reserve_pct"] == 20  # not confirmed: not shown
+        await device.apply_faults(ignore_writes=False)
+        await eventually(lambda: home.truth().reserve_pct == 44)  # reconciliation applies it
+        await published(ha, lambda s: s["backup_reserve_pct"] == 44)

@@ -224,7 +224,9 @@ class HomeAssistantBridge:
         if parsed is None:
             return
         site_text, control = parsed
-        site = self.sites.get(int(site_text)) if site_text.isdigit() else None
+        # at most 16 digits: site ids are < 2**53, and int() of a huge digit string raises
+        site = self.sites.get(int(site_text)) if site_text.isdigit() and len(site_text) <= 16 \
+            else None
         if retained:
             # A retained command would run again on every reconnect: never act on one.
             self._log.warning("ha.command_refused", topic=clip(topic, 120),

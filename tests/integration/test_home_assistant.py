@@ -313,3 +313,27 @@ async def test_an_unconfirmed_command_shows_only_once_the_device_confirms_it(
         await device.apply_faults(ignore_writes=False)
         await eventually(lambda: home.truth().reserve_pct == 44)  # reconciliation applies it
         await published(ha, lambda s: s["backup_reserve_pct"] == 44)
+
+
+async def test_commands_for_unknown_sites_or_retained_are_refused(
+    start_gateway: GatewayFactory, sim: Simulator, broker: RunningBroker, tmp_path: Path
+) -> None:
+    host, port = broker
+    config = with_bridge(gateway_config(sim, tmp_path / "data"), host, port)
+    command = f"energy-gateway/{SITE_ID}/set/backup_reserve"
+    async with HaClient(host, port) as ha:
+        # a command someone published retained: the bridge gets it replayed when it subscribes
+        ha.publish(command, "30", retain=True)
+        await message(ha, command)
+        with capture_logs() as events:
+            async with start_gateway(config) as gateway:
+                await published(ha)
+                ha.publish("energy-gateway/1002/set/backup_reserve", "30")
+                ha.publish(f"energy-gateway/{'9' * 5000}/set/backup_reserve", "30")
+                refused = await eventually(lambda: [e for e in events
+                                                    if e["event"] == "ha.command_refused"],
+                                           lambda found: len(found) == 3)
+                assert gateway.site.settings.backup_reserve_pct == 20
+        ha.publish(command, b"", retain=True)  # clean up
+    assert sorted(e["reason"].split(" ")[0] for e in refused) == ["retained", "unknown", "unknown"]
+    assert not [e for e in events if e["event"] == "mqtt.handler_failed"]

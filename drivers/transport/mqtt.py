@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
 import ssl
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -375,6 +376,9 @@ class MqttBroker:
             keepalive=max(5, int(self.timeout_s * 10)), username=login.username,
             password=login.password, tls_context=context,
             tls_insecure=None if login.tls is None else not login.tls.verify, will=self.will,
+            # Commands and their echoes are small packets: without TCP_NODELAY, Nagle's algorithm
+            # and the peer's delayed ACK hold them back (tens of ms per round trip).
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )  # fmt: skip
         try:
             await client.__aenter__()

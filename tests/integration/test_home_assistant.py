@@ -337,3 +337,25 @@ async def test_commands_for_unknown_sites_or_retained_are_refused(
         ha.publish(command, b"", retain=True)  # clean up
     assert sorted(e["reason"].split(" ")[0] for e in refused) == ["retained", "unknown", "unknown"]
     assert not [e for e in events if e["event"] == "mqtt.handler_failed"]
+
+
+async def test_energy_counters_grow_and_survive_a_restart(
+    start_gateway: GatewayFactory, sim: Simulator, broker: RunningBroker, tmp_path: Path
+) -> None:
+    host, port = broker
+    config = with_bridge(gateway_config(sim, tmp_path / "data"), host, port)
+    keys = ("grid_import_kwh", "grid_export_kwh", "solar_kwh", "battery_charged_kwh",
+            "battery_discharged_kwh")
+
+    def total(s: dict[str, Any]) -> float:
+        return sum(s[k] or 0.0 for k in keys)
+
+    async with HaClient(host, port) as ha:
+        async with start_gateway(config):
+            first = await published(ha, lambda s: total(s) > 0)
+            later = await published(ha, lambda s: total(s) > total(first))
+        assert all(later[k] >= first[k] for k in keys)
+        ha.clear()
+        async with start_gateway(config):  # the same storage: the history goes on
+            again = await published(ha, lambda s: s["grid_import_kwh"] is not None)
+        assert all(again[k] >= later[k] for k in keys)

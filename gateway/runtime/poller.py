@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import structlog
 
 from drivers.base import Capability, DeviceInfo
 from gateway.runtime.devices import DeviceState, DeviceView
+from gateway.runtime.observe import NO_OBSERVER, Observer
 
 log = structlog.get_logger("gateway.runtime.poller")
 
@@ -31,17 +34,23 @@ class DevicePoller:
 
     On each (re)connect it records what the device turned out to be (``on_identity`` persists it
     when it changed) and tells the site (``on_connect``); after each good read, ``on_telemetry``.
+    With ``stamp`` (a followed clock's ``now``), each reading is stamped with it when it
+    arrives: the gateway's domain time, not the driver's wall clock.
     """
 
     def __init__(
         self, handle: DeviceState, *, on_connect: OnConnect, on_telemetry: OnTelemetry,
         on_identity: OnIdentity | None = None, site_id: int,
+        stamp: Callable[[], datetime] | None = None, observer: Observer = NO_OBSERVER,
     ) -> None:
         self.handle = handle
+        self._stamp = stamp
         self._on_connect = on_connect
         self._on_telemetry = on_telemetry
         self._on_identity = on_identity
         self._log = log.bind(site_id=site_id, device=handle.name)
+        self._site_id = site_id
+        self._observer = observer
         self._rng = random.Random()  # noqa: S311 - jitter, not security
 
     async def run(self) -> None:
@@ -78,6 +87,7 @@ class DevicePoller:
     async def _poll_once(self) -> float | None:
         """One connect-if-needed + read. Returns a backoff delay after a failure, else None."""
         handle = self.handle
+        started = time.perf_counter()
         try:
             if not handle.connected:
                 handle.info = await handle.driver.connect()
@@ -86,6 +96,8 @@ class DevicePoller:
                 await self._on_connect(handle)
             telemetry = await handle.driver.read()
         except Exception as exc:  # a driver bug too: one bad reading must not end the polling
+            self._observer.poll_done(self._site_id, handle.name, time.perf_counter() - started,
+                                     type(exc).__name__)
             return self._failed(exc)
         held = telemetry.held
         if held is None and handle.is_sink:
@@ -95,6 +107,9 @@ class DevicePoller:
                 held = await handle.driver.read_back()
             except Exception:
                 held = None
+        self._observer.poll_done(self._site_id, handle.name, time.perf_counter() - started, None)
+        if self._stamp is not None:
+            telemetry = dataclasses.replace(telemetry, taken_at=self._stamp())
         handle.polls += 1
         handle.telemetry = telemetry
         handle.held = held

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import math
 import sqlite3
 import time
 import zoneinfo
@@ -30,8 +31,9 @@ from gateway.core.errors import (
 from gateway.core.reading import SiteReading, combine
 from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
-from gateway.runtime.clock import Clock, utc_now
+from gateway.runtime.clock import Clock, Timebase, utc_now
 from gateway.runtime.devices import DeviceView
+from gateway.runtime.observe import NO_OBSERVER, Observer
 from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
 
@@ -44,6 +46,7 @@ class Site:
     def __init__(
         self, config: SiteConfig, devices: Sequence[DeviceView], store: SiteStore, *,
         command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
+        timebase: Timebase | None = None, observer: Observer = NO_OBSERVER,
     ) -> None:
         self.config = config
         self.id = config.energy_site_id
@@ -60,7 +63,11 @@ class Site:
         self.applied: Setpoints | None = None
         self._store = store
         self._command_timeout_s = command_timeout_s
-        self._clock = clock
+        # domain time (runtime/clock.py): tariff periods, the journal, periodic reconciliation
+        self._timebase = timebase or Timebase(clock)
+        self._clock = self._timebase.now
+        self._refresh_s = DEFAULT_REFRESH_S  # the control loop's period, in domain seconds
+        self._observer = observer
         self._lock = asyncio.Lock()
         self._log = log.bind(site_id=self.id)
         self.changed = asyncio.Event()  # wakes the control loop
@@ -137,12 +144,25 @@ class Site:
         alerts = policy.Alerts(storm=self.storm_alert(reading))
         return policy.compute_setpoints(
             self.settings, self.policy_input(reading), self.settings.tariff,
-            now.astimezone(self.tz), alerts,
+            now.astimezone(self.tz), alerts, revert_s=self.revert_s(),
         )
+
+    def revert_s(self) -> int:
+        """Lifetime of a battery command on the device, in its (domain) seconds.
+
+        The control loop refreshes battery commands every pass; the lifetime covers two passes,
+        and a followed clock at high speed stretches a pass (``Timebase.domain_span_s``).
+        """
+        span_s = self._timebase.domain_span_s(self._refresh_s)
+        return min(MAX_REVERT_S, max(policy.DEFAULT_REVERT_S, math.ceil(2 * span_s)))
 
     def storm_mode_active(self, reading: SiteReading) -> bool:
         """live_status.storm_mode_active: the setting is on and an alert is active."""
         return policy.storm_mode_active(self.settings, policy.Alerts(storm=self.storm_alert(reading)))
+
+    async def journal(self, limit: int) -> list[dict[str, Any]]:
+        """The site's most recent commands and their outcomes, newest first."""
+        return await self._store.commands(self.id, limit)
 
     # ---- commands ----------------------------------------------------------------------------
 
@@ -160,6 +180,15 @@ class Site:
         confirmed (site offline, device unreachable, not confirmed in time) is kept: the gateway
         applies it when the device is back, and the error description says so.
         """
+        began = time.perf_counter()  # the latency a caller sees, a wait for the lock included
+        outcome = ["not_saved"]  # the journal status it ends with, set by _command
+        try:
+            await self._command(name, changes, outcome)
+        finally:
+            self._observer.command_done(self.id, name, outcome[0], time.perf_counter() - began)
+
+    async def _command(self, name: str, changes: Mapping[str, Any], outcome: list[str]) -> None:
+        """``command`` under the site's lock; ``outcome[0]`` becomes the journal's final status."""
         async with self._lock:
             now = self._clock()
             previous = self.settings
@@ -173,6 +202,7 @@ class Site:
                 raise Unavailable(f"site {self.id}: the new setting could not be saved ({exc}); "
                                   f"{ROLLED_BACK}") from exc
             self.settings = settings  # only once saved: a failed save changes nothing
+            outcome[0] = "interrupted"  # until the pipeline below ends (a cancel leaves it so)
             started = time.perf_counter()
             confirmed: list[DeviceView] = []
             reading: SiteReading | None = None
@@ -186,6 +216,7 @@ class Site:
                 if refused(exc):
                     await self._roll_back(previous, reading, confirmed, now)
                     exc.description = f"{exc.description}; {ROLLED_BACK}"
+                    outcome[0] = "rejected"
                     await self._finish(journal_id, name, "rejected", exc)
                     raise
                 if writing:  # some device may hold part of it: not what was last applied
@@ -194,9 +225,11 @@ class Site:
                 if unreachable(exc):
                     self._owe("command")  # applied as soon as every device reports again
                 exc.description = f"{exc.description}; {KEPT}"
+                outcome[0] = "kept"
                 await self._finish(journal_id, name, "kept", exc)
                 raise
             self.confirmed = self.settings
+            outcome[0] = "confirmed"
             await self._store.finish(journal_id, "confirmed", "", self._clock())
             self._log.info("command.applied", command=name, verified=True,
                            latency_ms=round((time.perf_counter() - started) * 1000, 2))
@@ -292,6 +325,7 @@ class Site:
                 return self._failed(reason, transient=unreachable(exc))
             if off and self._applied_once:
                 self._log.info("setpoints.reapplied", reason=reason)
+                self._observer.reapplied(self.id)
             self._applied_once = True
             self.confirmed = self.settings
             return self._settled(ok=True)
@@ -361,13 +395,16 @@ class Site:
 
     async def control_loop(self, interval_s: float) -> None:
         """Keep devices on the desired setpoints: on (re)connect, on drift seen in a reading, on
-        alerts, and periodically. A wake-up while a device is offline is kept, not dropped."""
+        alerts, and periodically. A wake-up while a device is offline is kept, not dropped.
+
+        ``interval_s`` is in domain time: following a fast simulator, the passes (which refresh
+        battery commands before their device-side timer reverts them) come as fast.
+        """
+        self._refresh_s = interval_s
         while True:
-            try:
-                async with asyncio.timeout(interval_s):  # not wait_for: see DevicePoller.run
-                    await self.changed.wait()
+            if await self._timebase.wait(self.changed, interval_s):
                 reason = self._owed or "event"
-            except TimeoutError:
+            else:
                 reason = self._owed or "periodic"
             # Taken now: a reason owed during the pass (another reconnect) makes another pass.
             self._owed = None
@@ -377,6 +414,9 @@ class Site:
             except Exception:  # a bug in one pass must not end the site's control for good
                 self._log.exception("reconcile.crashed", reason=reason)
 
+
+DEFAULT_REFRESH_S = 30.0  # gateway.reconcile_interval_s's default, until control_loop runs
+MAX_REVERT_S = 65_535  # SunSpec 124 InOutWRte_RvrtTms is a uint16
 
 ROLLED_BACK = "nothing was changed: the previous settings stay in force"
 KEPT = ("the new setting is saved and the gateway applies it when the device is back "

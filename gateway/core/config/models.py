@@ -24,6 +24,7 @@ from pydantic import (
 
 from drivers.options import DRIVER_OPTIONS
 from gateway.core.config.northbound import MqttNorthbound
+from gateway.core.config.paths import default_data_dir
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -96,16 +97,58 @@ class RateLimits(_Strict):
         return self
 
 
+_CLOCK_URL = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^/:\[\]]+)(:\d{1,5})?(/.*)?$")
+
+
+class ClockSection(_Strict):
+    """Where the gateway's domain time comes from (docs/api.md, "Clock").
+
+    ``wall``: the machine's clock. ``simulator``: a simulator's ``GET {url}/clock``, read every
+    ``sync_interval_s`` and extrapolated in between, so tariff periods, history buckets and
+    battery command timers run in simulated time (and as fast as it runs).
+    """
+
+    source: Literal["wall", "simulator"] = "wall"
+    url: str | None = None  # the simulator's control API, e.g. http://127.0.0.1:15000
+    sync_interval_s: float = Field(2.0, ge=0.1, le=3600)
+    timeout_s: float = Field(2.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _CLOCK_URL.match(value)
+        if match is None:
+            raise ValueError(f"{value[:80]!r} is not an http:// or https:// URL with a host")
+        problem = host_problem(match.group(1).strip("[]"))
+        if problem is not None:
+            raise ValueError(f"the host {problem}" if problem.startswith("is ") else problem)
+        if match.group(2) and not 0 < int(match.group(2)[1:]) <= 65535:
+            raise ValueError(f"port {match.group(2)[1:]} is outside 1..65535")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _url_for_simulator(self) -> ClockSection:
+        if self.source == "simulator" and self.url is None:
+            raise ValueError("source: simulator needs the simulator's control API url, "
+                             "e.g. url: http://127.0.0.1:15000")
+        return self
+
+
 class GatewaySection(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    data_dir: Path = Path("data")
+    # Default: the state directory (config/paths.py); a relative value in a file is taken
+    # relative to the file (loading.py::read_config), never to the working directory.
+    data_dir: Path = Field(default_factory=default_data_dir)
     jwt_secret: str | None = Field(None, min_length=32)  # RFC 7518: >= 256 bits for HS256
     rate_limits: RateLimits = RateLimits()
     command_timeout_s: float = Field(5.0, gt=0)
     proxy_host: str = "127.0.0.1"  # where device proxies (``proxy_port``) listen
     reconcile_interval_s: float = Field(30.0, gt=0)
     journal_retention_days: int = Field(90, ge=1, le=36500)  # command journal entries kept
+    clock: ClockSection = ClockSection()
 
     check_hosts = field_validator("host", "proxy_host")(_valid_host)
 
@@ -214,6 +257,9 @@ class SiteConfig(_Strict):
     # site_info as max/min_site_meter_power_ac; unknown unless configured (docs/api.md "site_info").
     max_site_meter_power_w: int | None = Field(None, ge=0)
     min_site_meter_power_w: int | None = Field(None, le=0)
+    # A test-mode site: only `token issue --env test` tokens reach it, and `serve` runs the
+    # simulator devices its devices name (docs/api.md "Sandbox sites").
+    sandbox: bool = False
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @field_validator("time_zone")
@@ -231,6 +277,14 @@ class SiteConfig(_Strict):
             raise ValueError(f"duplicate device names: {', '.join(dupes)}")
         return self
 
+    @model_validator(mode="after")
+    def _sandbox_is_simulated(self) -> SiteConfig:
+        real = [d.name for d in self.devices if d.simulated is None]
+        if self.sandbox and real:
+            raise ValueError(f"a sandbox site is served by the built-in simulator: give every "
+                             f"device simulated: HOME/DEVICE (missing on {', '.join(real)})")
+        return self
+
 
 #: Top-level sections other programs read from the same file: the gateway accepts and ignores
 #: them (``simulator:`` is read by the CLI's demo, simulate and check-config).
@@ -240,7 +294,7 @@ FOREIGN_SECTIONS = ("simulator",)
 class Config(_Strict):
     """The gateway's configuration (a file's ``simulator:`` section is not part of it)."""
 
-    gateway: GatewaySection = GatewaySection()
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
     sites: list[SiteConfig] = Field(min_length=1)
     # Home Assistant discovery on an MQTT broker (docs/home-assistant.md); none by default.
     mqtt_northbound: MqttNorthbound | None = None

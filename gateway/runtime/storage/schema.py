@@ -125,6 +125,11 @@ def _v5_meta(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
 
 
+def _v6_token_env(db: sqlite3.Connection) -> None:
+    """Which environment an issued token is for: live (every token before) or test (sandbox)."""
+    db.execute("ALTER TABLE issued_tokens ADD COLUMN env TEXT NOT NULL DEFAULT 'live'")
+
+
 #: Every migration in order; a database records how many it has had (``schema_version``).
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_settings_and_journal,
@@ -132,6 +137,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v3_issued_tokens,
     _v4_history,
     _v5_meta,
+    _v6_token_env,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -359,3 +359,20 @@ async def test_energy_counters_grow_and_survive_a_restart(
         async with start_gateway(config):  # the same storage: the history goes on
             again = await published(ha, lambda s: s["grid_import_kwh"] is not None)
         assert all(again[k] >= later[k] for k in keys)
+
+
+async def test_sandbox_sites_stay_out_of_home_assistant(broker: RunningBroker, tmp_path: Path) -> None:
+    from gateway.runtime.gateway import Gateway
+    from tests.integration.test_sandbox import LIVE_SITE, SANDBOX_SITE, sandbox_config
+
+    host, port = broker
+    homes = [HomeConfig(id=f"home-{kind}", initial_soc_pct=60, devices=[
+        SimDeviceConfig(id="inverter", kind="sunspec", port=0)]) for kind in ("live", "sandbox")]
+    async with Simulator(SimulatorConfig(control=ControlConfig(port=0), tick_s=0.05,
+                                         homes=homes)) as two:
+        config = with_bridge(sandbox_config(two, tmp_path / "data"), host, port)
+        async with HaClient(host, port) as ha, Gateway(config):
+            await message(ha, "energy-gateway/sites", lambda m: m.json() == [LIVE_SITE])
+            await message(ha, f"homeassistant/device/energy_gateway_{LIVE_SITE}/config")
+            await message(ha, f"energy-gateway/{LIVE_SITE}/state")
+        assert not [m for m in ha.messages if str(SANDBOX_SITE) in m.topic]

@@ -214,3 +214,15 @@ def test_login_problems_name_unreadable_files_and_weak_settings(tmp_path: Path) 
         (("sites", 0, "devices", 1, "options", "tls", "ca_file"), "error"),
         (("sites", 0, "devices", 1, "options", "tls", "verify"), "warning"),
     }
+
+
+def test_the_starter_configs_northbound_block_is_valid_once_uncommented() -> None:
+    import yaml
+
+    from gateway.core.config.starter import STARTER
+
+    block = STARTER[STARTER.index("# mqtt_northbound:"):]
+    lines = [line[2:] for line in block.splitlines() if not line.startswith("#   #")]
+    section = yaml.safe_load("\n".join(lines))["mqtt_northbound"]
+    nb = MqttNorthbound.model_validate(section)
+    assert (nb.host, nb.username) == ("127.0.0.1", "energy-gateway")

@@ -227,7 +227,8 @@ class ProfileDriver:
         """The endpoint, once the device's settle time after a connect (Huawei: about 1 s in
         which it ignores requests) has passed; the first transaction on a connection waits."""
         endpoint = self._joined()
-        settle = self.options.settle
+        # A margin: the device's clock starts when it has accepted, a moment after ours.
+        settle = self.options.settle * 1.1 + 0.02 if self.options.settle > 0 else 0.0
         if settle > 0:
             age = await endpoint.connection_age(self.options.timeout_s)
             if age < settle:

@@ -171,6 +171,11 @@ class ProfileDriver:
             self._log.info("profile.written", writes=dict(pending))
         self._arm_watchdog(setpoints, targets)
 
+    @property
+    def timer_running(self) -> bool:
+        """True while a battery command is being refreshed or waits for its revert."""
+        return self._watchdog is not None and not self._watchdog.done()
+
     # ----------------------------------------------------------------------- internals
 
     def _arm_watchdog(self, setpoints: Setpoints, targets: Sequence[tuple[str, int | float]]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -114,6 +113,7 @@ async def test_sungrow_forced_mode_is_released_by_the_driver_after_revert_s(tran
             await d.apply(Setpoints(reserve_pct=20, grid_charging=False, battery_w=-1500, revert_s=1))
             assert sim.homes["h"].truth().battery_command_w == -1500
             await eventually(lambda: sim.homes["h"].truth().battery_command_w is None, timeout=5)
+            assert not d.timer_running
         finally:
             await d.close()
 
@@ -153,4 +153,32 @@ async def test_a_write_the_device_ignores_is_not_confirmed(transports: Transport
         finally:
             await d.close()
         assert sim.homes["h"].truth().reserve_pct == 20
-    await asyncio.sleep(0)
+
+
+async def test_a_watchdog_command_is_refreshed_until_its_revert_time(
+    transports: Transports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A family whose device drops a battery command unless re-sent (SMA-style): the Sungrow
+    # map with a 0.2 s watchdog declared; the driver must re-send the command's registers.
+    from drivers.profile.catalog import PROFILES
+
+    base = PROFILES["sungrow_sh_rt"]
+    assert base.controls.battery_power is not None
+    battery = base.controls.battery_power.model_copy(update={"watchdog_s": 0.2})
+    watched = base.model_copy(update={
+        "family": "watchdog_test", "controls": base.controls.model_copy(update={"battery_power": battery}),
+    })  # fmt: skip
+    monkeypatch.setitem(PROFILES, "watchdog_test", watched)
+    async with twin(SungrowShConfig(id="d", kind="sungrow_sh", answer_delay_s=0)) as sim:
+        dev = sim.homes["h"].register_twin("d")
+        d = driver(sim, "watchdog_test", transports)
+        try:
+            await d.connect()
+            await d.apply(Setpoints(reserve_pct=20, grid_charging=False, battery_w=-1000, revert_s=1))
+            after_command = dev.stats.requests
+            await eventually(lambda: dev.stats.requests >= after_command + 4, timeout=2)  # refreshes
+            assert d.timer_running
+            await eventually(lambda: not d.timer_running, timeout=3)  # revert_s over: no more
+            assert sim.homes["h"].truth().battery_command_w == -1000  # (this twin has no watchdog)
+        finally:
+            await d.close()

@@ -169,7 +169,9 @@ class ProfileDriver:
             pause = min(pause * 2, 0.25)
         if pending:
             self._log.info("profile.written", writes=dict(pending))
-        self._arm_watchdog(setpoints, targets)
+        if pending or not self.timer_running:
+            # Nothing written is nothing re-sent: a running revert or refresh timer keeps its time.
+            self._arm_watchdog(setpoints, targets)
 
     @property
     def timer_running(self) -> bool:

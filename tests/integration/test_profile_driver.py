@@ -210,3 +210,17 @@ async def test_a_reading_outside_its_documented_range_is_logged_once_and_unavail
     assert len(events) == 1  # logged when it went out of range, not on every poll
     assert events[0]["point"] == "battery_level"
     assert events[0]["range"] == [0.0, 10.0]
+
+
+async def test_the_control_api_plays_faults_and_reboots_on_a_brand_twin() -> None:
+    import aiohttp
+
+    async with twin(HUAWEI) as sim, aiohttp.ClientSession(base_url=sim.control_url) as http:
+        async with http.post("/homes/h/devices/d/faults", json={"delay_s": 0.01}) as resp:
+            plan = await resp.json()
+        assert plan["single_client"] is True  # the Huawei twin's own default
+        assert plan["delay_s"] == 0.01
+        async with http.post("/homes/h/devices/d/reboot", json={"wait": True}) as resp:
+            assert (await resp.json()) == {"reboots": 1, "listening": True}
+        async with http.get("/homes/h/devices/d/stats") as resp:
+            assert (await resp.json())["reboots"] == 1

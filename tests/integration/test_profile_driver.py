@@ -224,3 +224,23 @@ async def test_the_control_api_plays_faults_and_reboots_on_a_brand_twin() -> Non
             assert (await resp.json()) == {"reboots": 1, "listening": True}
         async with http.get("/homes/h/devices/d/stats") as resp:
             assert (await resp.json())["reboots"] == 1
+
+
+async def test_a_re_sent_battery_command_rewrites_its_period_to_keep_it_alive(
+    transports: Transports,
+) -> None:
+    device = HuaweiSun2000Config(id="d", kind="huawei_sun2000", settle_s=0.02, answer_delay_s=0.002)
+    async with twin(device) as sim:
+        dev = sim.homes["h"].register_twin("d")
+        d = driver(sim, "huawei_sun2000", transports, settle_s=0.02)
+        command = Setpoints(reserve_pct=20, grid_charging=True, battery_w=-1000, revert_s=300)
+        try:
+            await d.connect()
+            await d.apply(command)
+            before = dev.stats.requests
+            await d.apply(command)  # the gateway's periodic re-send
+            used = dev.stats.requests - before
+        finally:
+            await d.close()
+        assert sim.homes["h"].truth().battery_command_w == -1000
+    assert used == 2  # the period (restarting the inverter's timer) and its read-back

@@ -21,6 +21,7 @@ from gateway.core.config import Config, DeviceConfig
 from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.devices import DeviceState, DeviceView, identity_from_json, identity_json
 from gateway.runtime.history import HistoryService
+from gateway.runtime.planner import PlannerService
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.proxy import ModbusProxy
 from gateway.runtime.site import Site
@@ -47,6 +48,7 @@ class Gateway:
         self.config = config
         self.clock = clock
         self.sites: dict[int, Site] = {}
+        self.planners: dict[int, PlannerService] = {}
         self.proxies: dict[tuple[int, str], ModbusProxy] = {}
         self.storage = Storage.in_data_dir(config.gateway.data_dir)
         self.history = HistoryService(HistoryStore(self.storage), clock=clock)
@@ -102,6 +104,8 @@ class Gateway:
                     self._spawn(self._poller(site, state).run(), f"poll-{site.id}-{state.name}")
                 self._spawn(site.control_loop(config.gateway.reconcile_interval_s),
                             f"control-{site.id}")
+                planner = self.planners[site.id] = PlannerService(site, clock=self.clock)
+                self._spawn(planner.run(), f"planner-{site.id}")
             self._spawn(self.history.run(), "history")
             self._spawn(keep_journal(store, config.gateway.journal_retention_days, self.clock),
                         "journal")

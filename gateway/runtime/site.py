@@ -27,6 +27,7 @@ from gateway.core.errors import (
     Unavailable,
     refused,
 )
+from gateway.core.planner import Action
 from gateway.core.reading import SiteReading, combine
 from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
@@ -66,6 +67,9 @@ class Site:
         self._checking_held = False  # compare each reading with ``applied`` (after a good pass)
         self._last_storm = False
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
+        # The planner's command for the current step (runtime/planner.py); None = no plan, so
+        # autonomous uses the two-level tariff rule.
+        self.plan_action: Action | None = None
 
     async def load(self) -> None:
         """Restore persisted settings (defaults on first start)."""
@@ -133,8 +137,13 @@ class Site:
         alerts = policy.Alerts(storm=self.storm_alert(reading))
         return policy.compute_setpoints(
             self.settings, self.policy_input(reading), self.settings.tariff,
-            now.astimezone(self.tz), alerts,
+            now.astimezone(self.tz), alerts, plan=self.plan_action,
         )
+
+    def set_plan_action(self, action: Action | None) -> None:
+        """The planner moved on to another command: apply it on the next control pass."""
+        self.plan_action = action
+        self._owe("plan")
 
     def storm_mode_active(self, reading: SiteReading) -> bool:
         """live_status.storm_mode_active: the setting is on and an alert is active."""

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from drivers.options import DRIVER_OPTIONS
+from gateway.core.config.planner import PlannerConfig
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -213,6 +214,10 @@ class SiteConfig(_Strict):
     # site_info as max/min_site_meter_power_ac; unknown unless configured (docs/api.md "site_info").
     max_site_meter_power_w: int | None = Field(None, ge=0)
     min_site_meter_power_w: int | None = Field(None, le=0)
+    # Where the site is (degrees): the planner's clear-sky PV model, storm watch's alert area.
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    planner: PlannerConfig = PlannerConfig()
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @field_validator("time_zone")

@@ -15,9 +15,16 @@ MAX_PRICE_PER_KWH: Final = 5.0
 MAX_PV_W: Final = 1_000_000.0
 """A home PV forecast above this is not watts."""
 PRICE_UNITS: Final[dict[str, float]] = {
-    "EUR/kWh": 1.0, "EUR/MWh": 0.001, "ct/kWh": 0.01,
-    "USD/kWh": 1.0, "USD/MWh": 0.001, "cent/kWh": 0.01,
-    "GBP/kWh": 1.0, "p/kWh": 0.01, "per_kWh": 1.0, "per_MWh": 0.001,
+    "EUR/kWh": 1.0,
+    "EUR/MWh": 0.001,
+    "ct/kWh": 0.01,
+    "USD/kWh": 1.0,
+    "USD/MWh": 0.001,
+    "cent/kWh": 0.01,
+    "GBP/kWh": 1.0,
+    "p/kWh": 0.01,
+    "per_kWh": 1.0,
+    "per_MWh": 0.001,
 }
 """Accepted ``unit`` values and the factor to the tariff's currency per kWh."""
 MIN_STEP: Final = timedelta(minutes=5)

@@ -75,8 +75,10 @@ def build_horizon(
         tariff_price = tariff.price_at(local) if tariff is not None else None
         if entry is not None:
             step_buy = entry.buy
-            step_sell = entry.sell if entry.sell is not None else (
-                tariff_price.sell if tariff_price is not None else 0.0
+            step_sell = (
+                entry.sell
+                if entry.sell is not None
+                else (tariff_price.sell if tariff_price is not None else 0.0)
             )
         elif tariff_price is not None:
             step_buy, step_sell = tariff_price.buy, tariff_price.sell

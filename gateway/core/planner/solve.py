@@ -75,8 +75,16 @@ def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
     pv = np.asarray(horizon.solar_w, dtype=np.float64).clip(min=0)
     load = np.asarray(horizon.load_w, dtype=np.float64).clip(min=0)
     buy = np.asarray(horizon.buy, dtype=np.float64)
-    # Importing and exporting in one step must never earn money (a meter nets them).
-    sell = np.minimum(np.asarray(horizon.sell, dtype=np.float64), buy)
+    sell = np.asarray(horizon.sell, dtype=np.float64)
+    big = pv + load + battery.max_charge_w + battery.max_discharge_w
+    # Two things the meter and the inverter cannot do at once would look like free money to an
+    # LP: importing while exporting where export pays more than import costs, and curtailing
+    # solar while importing at a negative price (a device only curtails what it would export).
+    # A binary per such step makes them exclusive: the only integer part, rare in practice.
+    exclusive = [(t, _IMP, _EXP) for t in range(n) if sell[t] > buy[t]]
+    # (Not where the inverter must clip solar anyway: there curtailing while importing is real.)
+    clip_free = pv <= (battery.inverter_max_w if battery.inverter_max_w is not None else _INF)
+    exclusive += [(t, _IMP, _CUR) for t in range(n) if buy[t] < 0 < pv[t] and clip_free[t]]
     surplus = np.maximum(pv - load, 0.0)
     deficit = np.maximum(load - pv, 0.0)
     cap = battery.capacity_wh
@@ -113,12 +121,14 @@ def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
 
     rows: list[tuple[list[int], list[float], float, float]] = []
     for t in range(n):
-        rows.append((
-            [col(_C, t), col(_D, t), col(_IMP, t), col(_EXP, t), col(_CUR, t)],
-            [-1.0, 1.0, 1.0, -1.0, -1.0],
-            load[t] - pv[t],
-            load[t] - pv[t],
-        ))
+        rows.append(
+            (
+                [col(_C, t), col(_D, t), col(_IMP, t), col(_EXP, t), col(_CUR, t)],
+                [-1.0, 1.0, 1.0, -1.0, -1.0],
+                load[t] - pv[t],
+                load[t] - pv[t],
+            )
+        )
         idx = [col(_E, t), col(_C, t), col(_D, t)]
         val = [1.0, -eta * dt_h, dt_h / eta]
         rhs = e0 if t == 0 else 0.0
@@ -127,12 +137,14 @@ def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
             val.append(-1.0)
         rows.append((idx, val, rhs, rhs))
         if battery.inverter_max_w is not None:
-            rows.append((
-                [col(_C, t), col(_D, t), col(_CUR, t)],
-                [-1.0, 1.0, -1.0],
-                -_INF,
-                battery.inverter_max_w - pv[t],
-            ))
+            rows.append(
+                (
+                    [col(_C, t), col(_D, t), col(_CUR, t)],
+                    [-1.0, 1.0, -1.0],
+                    -_INF,
+                    battery.inverter_max_w - pv[t],
+                )
+            )
         if t > 0:
             change = [col(_D, t), col(_C, t), col(_D, t - 1), col(_C, t - 1)]
             rows.append(([col(_R, t), *change], [1.0, -1.0, 1.0, 1.0, -1.0], 0.0, _INF))
@@ -144,8 +156,14 @@ def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
     h.setOptionValue("threads", 1)
     num_cols = _BLOCKS * n
     h.addCols(
-        num_cols, cost.ravel(), lower.ravel(), np.maximum(lower, upper).ravel(), 0,
-        np.array([], dtype=np.int32), np.array([], dtype=np.int32), np.array([], dtype=np.float64),
+        num_cols,
+        cost.ravel(),
+        lower.ravel(),
+        np.maximum(lower, upper).ravel(),
+        0,
+        np.array([], dtype=np.int32),
+        np.array([], dtype=np.int32),
+        np.array([], dtype=np.float64),
     )
     starts = np.zeros(len(rows), dtype=np.int32)
     indices: list[int] = []
@@ -163,12 +181,30 @@ def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
         np.array(indices, dtype=np.int32),
         np.array(values, dtype=np.float64),
     )
+    if exclusive:
+        count = len(exclusive)
+        h.addCols(
+            count,
+            np.zeros(count),
+            np.zeros(count),
+            np.ones(count),
+            0,
+            np.array([], dtype=np.int32),
+            np.array([], dtype=np.int32),
+            np.array([], dtype=np.float64),
+        )
+        for k, (t, first, second) in enumerate(exclusive):
+            y = num_cols + k
+            h.changeColIntegrality(y, highspy.HighsVarType.kInteger)
+            # first <= big * y ; second <= big * (1 - y)
+            h.addRow(-_INF, 0.0, 2, np.array([col(first, t), y], dtype=np.int32), np.array([1.0, -big[t]]))
+            h.addRow(-_INF, big[t], 2, np.array([col(second, t), y], dtype=np.int32), np.array([1.0, big[t]]))
     h.run()
     status = h.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
         return f"solver status: {h.modelStatusToString(status)}"
     solution = np.asarray(h.getSolution().col_value, dtype=np.float64)
-    return solution.reshape(_BLOCKS, n)
+    return solution[:num_cols].reshape(_BLOCKS, n)
 
 
 def _steps_from(problem: Problem, x: Floats) -> tuple[PlanStep, ...]:
@@ -180,14 +216,20 @@ def _steps_from(problem: Problem, x: Floats) -> tuple[PlanStep, ...]:
         curtail = max(0.0, float(x[_CUR, t]))
         grid = horizon.load_w[t] - (max(horizon.solar_w[t], 0.0) - curtail) + charge - discharge
         soc_pct = 100 * float(x[_E, t]) / cap
-        out.append(_step(
-            horizon, t, charge=charge, discharge=discharge, curtail=curtail, grid=grid, soc_pct=soc_pct
-        ))
+        out.append(
+            _step(horizon, t, charge=charge, discharge=discharge, curtail=curtail, grid=grid, soc_pct=soc_pct)
+        )
     return tuple(out)
 
 
 def _step(
-    horizon: Horizon, t: int, *, charge: float, discharge: float, curtail: float, grid: float,
+    horizon: Horizon,
+    t: int,
+    *,
+    charge: float,
+    discharge: float,
+    curtail: float,
+    grid: float,
     soc_pct: float,
 ) -> PlanStep:
     kwh = horizon.step_s / 3600 / 1000
@@ -225,17 +267,35 @@ def self_consumption_plan(problem: Problem, *, reason: str) -> Plan:
         else:
             discharge = min(load - pv, battery.max_discharge_w, (energy - floor) * battery.eta / dt_h)
         charge, discharge = max(charge, 0.0), max(discharge, 0.0)
+        over = (
+            pv - charge + discharge - (battery.inverter_max_w if battery.inverter_max_w is not None else _INF)
+        )
+        if over > 0:
+            # The inverter's AC cap clips battery output first, then solar.
+            cut = min(over, discharge)
+            discharge -= cut
+            curtail = over - cut
         energy += charge * dt_h * battery.eta - discharge * dt_h / battery.eta
-        grid = load - pv + charge - discharge
+        grid = load - (pv - curtail) + charge - discharge
         if rules.export_rule == "never" and grid < 0:
-            curtail, grid = -grid, 0.0
-        steps.append(_step(
-            horizon, t, charge=charge, discharge=discharge, curtail=curtail, grid=grid,
-            soc_pct=100 * energy / cap,
-        ))
+            curtail, grid = curtail - grid, 0.0
+        steps.append(
+            _step(
+                horizon,
+                t,
+                charge=charge,
+                discharge=discharge,
+                curtail=curtail,
+                grid=grid,
+                soc_pct=100 * energy / cap,
+            )
+        )
     total = sum(s.cost for s in steps)
     return Plan(
-        kind="self_consumption", reason=reason, steps=tuple(steps), cost=total,
-        self_consumption_cost=total, solve_ms=0.0,
+        kind="self_consumption",
+        reason=reason,
+        steps=tuple(steps),
+        cost=total,
+        self_consumption_cost=total,
+        solve_ms=0.0,
     )
-

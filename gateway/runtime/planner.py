@@ -46,7 +46,7 @@ from gateway.runtime.site import Site
 
 log = structlog.get_logger("gateway.runtime.planner")
 
-WAKE_S: Final = 5.0
+WAKE_S: Final = 2.0
 """How often (real seconds) the service looks at the clock, the SoC and the settings."""
 SOC_REPLAN_PCT: Final = 5.0
 """Re-plan within a step when the measured SoC left the plan by more than this."""

@@ -25,6 +25,7 @@ from gateway.web.renderers.models import (
     ProductsResponse,
     SiteInfoResponse,
 )
+from gateway.web.renderers.plan import PlanResponse
 from gateway.web.renderers.sites import VERSION
 
 REF_TEMPLATE: Final = "#/components/schemas/{model}"
@@ -37,6 +38,7 @@ READ_RESPONSES: Final[dict[str, tuple[type[BaseModel], ...]]] = {
     "site_info": (SiteInfoResponse,),
     "calendar_history": (EnergyHistoryResponse, BackupHistoryResponse),
     "telemetry_history": (ChargeHistoryResponse,),
+    "plan": (PlanResponse,),
 }
 
 
@@ -167,6 +169,10 @@ def build_openapi() -> dict[str, Any]:
                 *_WINDOW,
             ],
             "responses": {**_ok("telemetry_history", "charge sessions"), **read_errors}}},
+        "/api/1/energy_sites/{site_id}/plan": {"get": {
+            "operationId": "plan", "summary": "The autonomous planner's plan (not a Fleet path)",
+            "parameters": [_SITE_ID],
+            "responses": {**_ok("plan", "the plan"), **_errors(401, 403, 404, 429)}}},
     }
     for command in COMMANDS:
         name = command.name

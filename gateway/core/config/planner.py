@@ -15,7 +15,7 @@ class FeedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(min_length=1, max_length=2000)
-    refresh_s: float = Field(default=900.0, ge=10, le=86400)
+    refresh_s: float = Field(default=900.0, ge=1, le=86400)
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("url")

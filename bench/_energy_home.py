@@ -38,8 +38,8 @@ from simulator.config import HomeConfig
 from simulator.physics import FirmwareSettings, HomePhysics, with_export_limit_w
 
 MINUTE_S = 60
-STEP_S = 900
-SLOTS_PER_DAY = 96
+STEP_S = 1800  # the planner's default step (gateway/core/config/planner.py)
+SLOTS_PER_DAY = 86400 // STEP_S
 # The pure evaluation integrates one simulated minute at a time: the load noise moves on 5-minute
 # knots and the clouds per 15-minute step, so finer sub-steps change no figure but the run time.
 physics.SUBSTEP_MAX_S = float(MINUTE_S)
@@ -78,7 +78,7 @@ def mode_of(setpoints: Setpoints, settings: SiteSettings) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class World:
-    """Everything outside the home's control over the run, per 15-minute slot from ``start``.
+    """Everything outside the home's control over the run, per planner step ("slot") from ``start``.
 
     Attributes:
         start: aware start (local midnight).
@@ -176,7 +176,9 @@ class PlannerAgent:
         )
         self.site = PvSite(latitude=config.latitude, longitude=config.longitude, pv_w=config.pv_peak_w)
         self.learned = Learned(
-            load=DailyProfile(), pv_profile=DailyProfile(default=no_default), pv_correction=PvCorrection()
+            load=DailyProfile(slots=SLOTS_PER_DAY),
+            pv_profile=DailyProfile(slots=SLOTS_PER_DAY, default=no_default),
+            pv_correction=PvCorrection(),
         )
         self.cpu_ms: list[float] = []
         self.fallbacks = 0

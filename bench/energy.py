@@ -1,11 +1,11 @@
 """Energy: what ``autonomous`` saves, simulated days against self-consumption, the old rule and the limit.
 
-Run: ``.venv/bin/python -m bench.energy [--days 14] [--warmup 3] [--jobs 2] [--dev]``
+Run: ``.venv/bin/python -m bench.energy [--days 14] [--warmup 2] [--jobs 2] [--dev]``
 
 The pure evaluation: the simulator's physics (``simulator/physics.py``) and the gateway's policy
 (``gateway/core/policy.py``) with its planner, minute by minute, no sockets. Every scenario is a
-tariff x a weather pattern x ``--days`` days with seeded clouds (a daily level plus 15-minute
-noise), a seeded daily load scale and the physics' own load noise. Each scenario runs four
+tariff x a weather pattern x ``--days`` days with seeded clouds (a daily level plus noise per
+30-minute step), a seeded daily load scale and the physics' own load noise. Each scenario runs four
 times from the same start:
 
 - ``self``: self-consumption;
@@ -163,8 +163,9 @@ def build(
     if scenario.tariff == "dynamic":
         spot = dynamic_prices(rng, days, [1 - c for c in levels])
         fees = 0.15
-        buy = [round(spot[i // SLOTS_PER_DAY][(i % SLOTS_PER_DAY) // 4] + fees, 4) for i in range(slots)]
-        sell = [spot[i // SLOTS_PER_DAY][(i % SLOTS_PER_DAY) // 4] for i in range(slots)]
+        per_hour = SLOTS_PER_DAY // 24
+        sell = [spot[i // SLOTS_PER_DAY][(i % SLOTS_PER_DAY) // per_hour] for i in range(slots)]
+        buy = [round(p + fees, 4) for p in sell]
         # A Fleet tariff holds no negative price: the rule gets the day's prices floored at 0
         # (it only reads their levels); costs are counted at the true prices.
         daily = [
@@ -177,8 +178,8 @@ def build(
         ]
         known = []
         for i in range(slots):
-            day, hour = divmod(i, SLOTS_PER_DAY)
-            through = day + 2 if hour // 4 >= PUBLISH_HOUR else day + 1
+            day, slot_of_day = divmod(i, SLOTS_PER_DAY)
+            through = day + 2 if slot_of_day // per_hour >= PUBLISH_HOUR else day + 1
             known.append(through * SLOTS_PER_DAY)
         world = World(
             start=start, tz=tz, cloud=cloud, load_scale=load_scale, buy=buy, sell=sell, known_until=known
@@ -288,7 +289,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--days", type=int, default=14, help="counted days per scenario")
-    parser.add_argument("--warmup", type=int, default=3, help="days the planner learns before counting")
+    parser.add_argument("--warmup", type=int, default=2, help="days the planner learns before counting")
     parser.add_argument("--jobs", type=int, default=1, help="scenarios run in parallel processes")
     parser.add_argument("--dev", action="store_true", help="the development set (not the reported one)")
     parser.add_argument("--tariffs", default=",".join(TARIFFS))

@@ -37,7 +37,7 @@ class PlannerConfig(BaseModel):
 
     strategy: Literal["optimiser", "tou_rule"] = "optimiser"
     horizon_h: float = Field(default=24.0, ge=6, le=48)
-    step_min: int = Field(default=15, ge=5, le=60)
+    step_min: int = Field(default=30, ge=5, le=60)
     wear_cost_per_kwh: float = Field(default=DEFAULT_WEAR_COST_PER_KWH, ge=0, le=5)
     pv_kw: float | None = Field(default=None, ge=0, le=1000)
     price_feed: FeedConfig | None = None

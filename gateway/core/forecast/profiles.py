@@ -56,6 +56,7 @@ class DailyProfile:
     _all: list[float] | None = None
     _weekday: dict[int, list[float]] = field(default_factory=dict)
     _weekday_days: dict[int, int] = field(default_factory=dict)
+    _cache: dict[int, list[float]] = field(default_factory=dict)
     days: int = 0
 
     def learn_day(self, weekday: int, mean_w: Sequence[float]) -> None:
@@ -69,9 +70,16 @@ class DailyProfile:
         self._weekday[weekday] = day if seen is None else _blend(seen, day, WEEKDAY_LEARNING_RATE)
         self._weekday_days[weekday] = self._weekday_days.get(weekday, 0) + 1
         self.days += 1
+        self._cache.clear()
 
     def profile(self, weekday: int) -> list[float]:
         """Expected mean W per slot of a ``weekday`` (0 = Monday), smoothed."""
+        cached = self._cache.get(weekday)
+        if cached is None:
+            cached = self._cache[weekday] = self._profile(weekday)
+        return cached
+
+    def _profile(self, weekday: int) -> list[float]:
         if self._all is None:
             return [self.default((i + 0.5) * 24 / self.slots) for i in range(self.slots)]
         base = self._all

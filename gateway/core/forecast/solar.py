@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
 
@@ -47,6 +48,7 @@ def clear_sky_fraction(latitude: float, longitude: float, when: datetime) -> flo
     return min(1.0, 1.098 * sin_elev * math.exp(-0.057 / sin_elev))
 
 
+@functools.lru_cache(maxsize=4096)  # consecutive horizons share all but one step
 def mean_clear_sky_fraction(latitude: float, longitude: float, start: datetime, step_s: int) -> float:
     """Mean clear-sky share over ``[start, start + step_s)``, sampled at 5 points (midpoints)."""
     samples = 5

@@ -184,16 +184,16 @@ class PlannerAgent:
         self.fallbacks = 0
         self.last_plan: Plan | None = None
 
-    def learn_day(self, day_start: datetime, load_means: Sequence[float], solar_wh: float) -> None:
+    def learn_day(self, day_start: datetime, load_means: Sequence[float]) -> None:
         """What the gateway learns at local midnight from the day's readings."""
         self.learned.load.learn_day(day_start.astimezone(self.world.tz).weekday(), load_means)
-        clear_wh = 0.0
-        for minute in range(24 * 60):
-            at = day_start + timedelta(seconds=(minute + 0.5) * MINUTE_S)
-            clear_wh += (
-                clear_sky_fraction(self.config.latitude, self.config.longitude, at) * self.site.pv_w / 60
-            )
-        self.learned.pv_correction.learn_day(solar_wh, clear_wh)
+
+    def observe(self, now: datetime, solar_w: float, dt_s: float) -> None:
+        """One reading of the PV, as the gateway's planner service takes it."""
+        share = clear_sky_fraction(self.config.latitude, self.config.longitude, now)
+        self.learned.pv_correction.observe(
+            now.astimezone(self.world.tz).date(), solar_w * dt_s / 3600, share * self.site.pv_w * dt_s / 3600
+        )
 
     def _price_feed(self, slot: int) -> PriceFeed:
         from gateway.core.forecast.feeds import PriceEntry
@@ -277,7 +277,6 @@ def run_home(
     day_start_wh = home.soc_pct / 100 * config.battery_capacity_wh
     day_changes = 0
     load_sums = [0.0] * SLOTS_PER_DAY
-    solar_wh = 0.0
     minutes_per_slot = STEP_S // MINUTE_S
     slots = world.slots if days is None else min(world.slots, days * SLOTS_PER_DAY)
     for slot in range(slots):
@@ -320,7 +319,8 @@ def run_home(
             day_export += exported * world.sell[slot] / 1000
             day_discharge += after.battery_discharge_wh - before.battery_discharge_wh
             load_sums[slot_of_day] += after.load_w / minutes_per_slot
-            solar_wh += after.solar_w * MINUTE_S / 3600
+            if planner is not None and planner.truth is None:
+                planner.observe(now + timedelta(seconds=MINUTE_S / 2), after.solar_w, MINUTE_S)
             if check:
                 _check(out, settings, before, after, now)
         if slot_of_day == SLOTS_PER_DAY - 1:
@@ -333,8 +333,8 @@ def run_home(
             out.discharge_wh.append(day_discharge)
             out.mode_changes.append(day_changes)
             if planner is not None and planner.truth is None:
-                planner.learn_day(world.slot_start(slot - SLOTS_PER_DAY + 1), load_sums, solar_wh)
-            day_cost = day_import = day_export = day_discharge = solar_wh = 0.0
+                planner.learn_day(world.slot_start(slot - SLOTS_PER_DAY + 1), load_sums)
+            day_cost = day_import = day_export = day_discharge = 0.0
             day_changes = 0
             load_sums = [0.0] * SLOTS_PER_DAY
     if planner is not None:

@@ -344,7 +344,7 @@ def main() -> None:
     share = cpu_mean / (STEP_S * 1000)
     print(
         f"planner step CPU: mean {cpu_mean:.1f} ms, max {cpu_max:.1f} ms per {STEP_S // 60}-min step "
-        f"= {100 * share:.3f} % of one core (goal < {GOAL_CPU:.0%})"
+        f"= {100 * share:.4f} % of one core (goal < {GOAL_CPU:.0%})"
     )
     print(f"planner fallbacks to self-consumption: {sum(r['fallbacks'] for _, r in rows)}")
 

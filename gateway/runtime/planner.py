@@ -89,9 +89,8 @@ class PlannerService:
         self._action_step: datetime | None = None
         self._day: date | None = None
         self._load_sums = [0.0] * 96
-        self._load_counts = [0] * 96
-        self._solar_wh = 0.0
-        self._clear_wh = 0.0
+        self._solar_sums = [0.0] * 96
+        self._counts = [0] * 96
         self._last_sample: datetime | None = None
         self._feeds = {
             name: _FeedState(cfg, name)
@@ -249,27 +248,29 @@ class PlannerService:
         local = now.astimezone(self.site.tz)
         if self._day is not None and local.date() != self._day:
             self._close_day(self._day)
-        if self._day != local.date():
-            self._day = local.date()
+        self._day = local.date()
         last, self._last_sample = self._last_sample, now
         slot = (local.hour * 60 + local.minute) * 96 // 1440
-        if math.isfinite(load_w) and load_w >= 0:
+        if math.isfinite(load_w) and load_w >= 0 and math.isfinite(solar_w) and solar_w >= 0:
             self._load_sums[slot] += load_w
-            self._load_counts[slot] += 1
+            self._solar_sums[slot] += solar_w
+            self._counts[slot] += 1
         if last is None or not math.isfinite(solar_w):
             return
         dt_h = min(max((now - last).total_seconds(), 0.0), 900.0) / 3600
         site = self.pv_site()
-        self._solar_wh += max(solar_w, 0.0) * dt_h
         if site.latitude is not None and site.longitude is not None:
-            self._clear_wh += clear_sky_fraction(site.latitude, site.longitude, now) * site.pv_w * dt_h
+            clear_wh = clear_sky_fraction(site.latitude, site.longitude, now) * site.pv_w * dt_h
+            self.learned.pv_correction.observe(local.date(), max(solar_w, 0.0) * dt_h, clear_wh)
 
     def _close_day(self, day: date) -> None:
-        means = [s / c if c else math.nan for s, c in zip(self._load_sums, self._load_counts, strict=True)]
-        seen = sum(1 for c in self._load_counts if c)
+        counts = self._counts
+        seen = sum(1 for c in counts if c)
         if seen >= 72:  # learn from days seen for at least 18 hours
-            self.learned.load.learn_day(day.weekday(), means)
-            self.learned.pv_correction.learn_day(self._solar_wh, self._clear_wh)
+            load = [s / c if c else math.nan for s, c in zip(self._load_sums, counts, strict=True)]
+            solar = [s / c if c else math.nan for s, c in zip(self._solar_sums, counts, strict=True)]
+            self.learned.load.learn_day(day.weekday(), load)
+            self.learned.pv_profile.learn_day(day.weekday(), solar)
             self._log.info(
                 "planner.learned_day",
                 day=day.isoformat(),
@@ -277,8 +278,8 @@ class PlannerService:
                 pv_correction=round(self.learned.pv_correction.factor, 3),
             )
         self._load_sums = [0.0] * 96
-        self._load_counts = [0] * 96
-        self._solar_wh = self._clear_wh = 0.0
+        self._solar_sums = [0.0] * 96
+        self._counts = [0] * 96
 
     # ---- feeds --------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -97,10 +97,21 @@ def test_pv_correction_follows_recent_days() -> None:
     correction.learn_day(measured_wh=5000, clear_sky_wh=10000)
     assert correction.factor == pytest.approx(0.5)
     correction.learn_day(measured_wh=9000, clear_sky_wh=10000)
-    assert correction.factor == pytest.approx(0.7)
+    assert correction.factor == pytest.approx(0.7 * 0.5 + 0.3 * 0.9)
     correction.learn_day(measured_wh=-1, clear_sky_wh=10000)  # nonsense is ignored
     correction.learn_day(measured_wh=100, clear_sky_wh=0)
     assert correction.days == 2
+
+
+def test_what_today_delivered_moves_the_rest_of_today() -> None:
+    correction = PvCorrection()
+    day1, day2 = date(2026, 6, 1), date(2026, 6, 2)
+    correction.observe(day1, measured_wh=8000, clear_sky_wh=10000)
+    assert correction.factor_on(day1) == 0.7  # no whole day seen yet to weigh today against
+    correction.observe(day2, measured_wh=300, clear_sky_wh=3000)  # day 1 learned, a grey morning
+    assert correction.factor == pytest.approx(0.8)
+    assert correction.factor_on(day2) == pytest.approx(0.4 * 0.8 + 0.6 * 0.1)  # 30 % of the sun seen
+    assert correction.factor_on(date(2026, 6, 3)) == pytest.approx(0.8)  # tomorrow: learned
 
 
 # --- price feed --------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def problem(
             export_rule=export_rule,
             wear_cost_per_kwh=wear,
             flap_cost_per_kw=0.0,
-            early_storage_bonus_per_kwh=0.0,
+            self_consumption_pull_per_kwh=0.0,
         ),
         horizon=Horizon(
             start=T0,
@@ -369,7 +369,11 @@ def wear(p: Problem, plan: Plan) -> float:
 def tail_slack(p: Problem, plan: Plan) -> float:
     # The LP also values what is left stored at the end: it may pay a little money to keep it.
     stored = max(s.soc_pct for s in plan.steps) / 100 * p.battery.capacity_wh
-    return terminal_value_per_wh(p) * stored + 1e-6
+    # And the tie-breaks (pull towards self-consumption, no flapping) may cost a hair of money.
+    dt_h = p.horizon.step_s / 3600
+    energy_kwh = sum(s.charge_w + s.discharge_w + s.solar_w + s.load_w for s in plan.steps) * dt_h / 1000
+    tie_breaks = (p.rules.self_consumption_pull_per_kwh + p.rules.flap_cost_per_kw) * 2 * energy_kwh
+    return terminal_value_per_wh(p) * stored + tie_breaks + 1e-4  # + the solver's tolerances
 
 
 steps = st.builds(

@@ -45,7 +45,7 @@ def pv_forecast_w(site: PvSite, learned: Learned, start: datetime, step_s: int, 
     if site.latitude is None or site.longitude is None:
         return learned.pv_profile.at(start.astimezone(tz))
     share = mean_clear_sky_fraction(site.latitude, site.longitude, start, step_s)
-    return share * site.pv_w * learned.pv_correction.factor
+    return share * site.pv_w * learned.pv_correction.factor_on(start.astimezone(tz).date())
 
 
 def build_horizon(

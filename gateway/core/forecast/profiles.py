@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Final
 
 LOAD_LEARNING_RATE: Final = 0.3
@@ -14,8 +14,10 @@ WEEKDAY_LEARNING_RATE: Final = 0.5
 """Weight of the newest same-weekday day (weeks are few; the newest says most)."""
 WEEKDAY_SHARE: Final = 0.5
 """Share of the weekday profile in the forecast once that weekday was seen twice."""
-PV_LEARNING_RATE: Final = 0.5
+PV_LEARNING_RATE: Final = 0.3
 """Weight of the newest day in the PV correction (weather changes from day to day)."""
+NOWCAST_MAX_WEIGHT: Final = 0.8
+"""At most this weight for what today delivered so far (reached after 40 % of the day's sun)."""
 DEFAULT_DAILY_KWH: Final = 10.0
 """Day-one household consumption, before the site's own history says otherwise."""
 
@@ -104,11 +106,17 @@ class PvCorrection:
 
     It absorbs weather (the recent days' cloudiness), shading, orientation and a PV size that
     is only roughly known. Starts at ``initial`` (a fair sky) until the first day is learned.
+    Within a day, what the array has delivered so far moves the rest of that day's forecast
+    (a nowcast): after a grey morning the afternoon is not planned as sunny.
     """
 
     initial: float = 0.7
     value: float | None = None
     days: int = 0
+    today: date | None = None
+    today_measured_wh: float = 0.0
+    today_clear_wh: float = 0.0
+    last_day_clear_wh: float = 0.0
 
     def learn_day(self, measured_wh: float, clear_sky_wh: float) -> None:
         """Fold one finished day's measured energy and its clear-sky potential into the ratio."""
@@ -118,8 +126,28 @@ class PvCorrection:
         old = ratio if self.value is None else self.value
         self.value = (1 - PV_LEARNING_RATE) * old + PV_LEARNING_RATE * ratio
         self.days += 1
+        self.last_day_clear_wh = clear_sky_wh
+
+    def observe(self, day: date, measured_wh: float, clear_sky_wh: float) -> None:
+        """Add energy measured on local ``day`` and its clear-sky potential; a new day first
+        learns the one before."""
+        if day != self.today:
+            if self.today is not None:
+                self.learn_day(self.today_measured_wh, self.today_clear_wh)
+            self.today, self.today_measured_wh, self.today_clear_wh = day, 0.0, 0.0
+        if math.isfinite(measured_wh) and measured_wh >= 0 and clear_sky_wh >= 0:
+            self.today_measured_wh += measured_wh
+            self.today_clear_wh += clear_sky_wh
 
     @property
     def factor(self) -> float:
-        """The correction to apply to clear-sky potential."""
+        """The correction learned from whole days."""
         return self.initial if self.value is None else self.value
+
+    def factor_on(self, day: date) -> float:
+        """The correction for a step on local ``day``: today's blends in what today delivered."""
+        if day != self.today or self.today_clear_wh <= 0 or self.last_day_clear_wh <= 0:
+            return self.factor
+        seen = min(NOWCAST_MAX_WEIGHT, 2 * self.today_clear_wh / self.last_day_clear_wh)
+        today = min(1.3, self.today_measured_wh / self.today_clear_wh)
+        return (1 - seen) * self.factor + seen * today

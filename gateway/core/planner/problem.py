@@ -16,10 +16,11 @@ cycled. It also keeps the planner from trading stored energy on margins a foreca
 FLAP_COST_PER_KW: Final = 0.0001
 """Cost per kW of change in planned battery power between steps: enough to break ties in
 favour of steady plans (no oscillation around a threshold), too small to change a real decision."""
-EARLY_STORAGE_BONUS_PER_KWH: Final = 2e-5
-"""Reward per kWh stored per step: among plans of equal cost, store solar as early as possible
-(a forecast may overrate the afternoon; energy already stored is certain). At most ~0.002 per
-kWh over a day, far below any real price spread."""
+SELF_CONSUMPTION_PULL_PER_KWH: Final = 0.001
+"""Cost per kWh the battery does differently from self-consumption in a step: among plans of
+(nearly) equal cost the plan does what self-consumption would (charge from the surplus when it
+comes, cover the deficit when it comes), which is robust to forecast errors: the device's own
+fast control then follows the home. Far below any price spread worth acting on."""
 
 PlanKind = Literal["optimal", "self_consumption"]
 
@@ -68,7 +69,7 @@ class Rules:
             ``never`` (no export at all).
         wear_cost_per_kwh: cost of one kWh cycled through the battery.
         flap_cost_per_kw: cost of one kW of change between consecutive steps.
-        early_storage_bonus_per_kwh: tie-break reward per kWh held per step.
+        self_consumption_pull_per_kwh: tie-break cost per kWh deviating from self-consumption.
     """
 
     reserve_pct: float
@@ -76,7 +77,7 @@ class Rules:
     export_rule: ExportRule
     wear_cost_per_kwh: float = DEFAULT_WEAR_COST_PER_KWH
     flap_cost_per_kw: float = FLAP_COST_PER_KW
-    early_storage_bonus_per_kwh: float = EARLY_STORAGE_BONUS_PER_KWH
+    self_consumption_pull_per_kwh: float = SELF_CONSUMPTION_PULL_PER_KWH
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,9 +19,10 @@ price: enough not to dump it in the last steps, never more than using it within 
 
 _INF: Final = highspy.kHighsInf
 # Variable blocks, one entry per step each: charge, discharge, import, export, curtailment, energy
-# at the end of the step, and |change of battery power| (the flap term).
-_C, _D, _IMP, _EXP, _CUR, _E, _R = range(7)
-_BLOCKS: Final = 7
+# at the end of the step, |change of battery power| (the flap term) and |difference from what
+# self-consumption would do| (the pull term).
+_C, _D, _IMP, _EXP, _CUR, _E, _R, _V = range(8)
+_BLOCKS: Final = 8
 
 Floats = npt.NDArray[np.float64]
 
@@ -113,8 +114,10 @@ def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
     cost[_IMP] = buy * kwh
     cost[_EXP] = -sell * kwh
     cost[_R, 1:] = rules.flap_cost_per_kw / 1000
-    cost[_E] = -rules.early_storage_bonus_per_kwh / 1000
-    cost[_E, n - 1] -= terminal_value_per_wh(problem)
+    cost[_V] = rules.self_consumption_pull_per_kwh * kwh
+    cost[_E, n - 1] = -terminal_value_per_wh(problem)
+    # What self-consumption would charge (+) or discharge (-) in each step, SoC permitting.
+    own = np.minimum(surplus, battery.max_charge_w) - np.minimum(deficit, battery.max_discharge_w)
 
     def col(block: int, t: int) -> int:
         return block * n + t
@@ -145,6 +148,10 @@ def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
                     battery.inverter_max_w - pv[t],
                 )
             )
+        # v >= |(charge - discharge) - own|
+        pull = [col(_V, t), col(_C, t), col(_D, t)]
+        rows.append((pull, [1.0, -1.0, 1.0], -own[t], _INF))
+        rows.append((pull, [1.0, 1.0, -1.0], own[t], _INF))
         if t > 0:
             change = [col(_D, t), col(_C, t), col(_D, t - 1), col(_C, t - 1)]
             rows.append(([col(_R, t), *change], [1.0, -1.0, 1.0, 1.0, -1.0], 0.0, _INF))

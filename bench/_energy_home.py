@@ -246,7 +246,7 @@ class PlannerAgent:
         self.last_plan = plan
         if plan.kind != "optimal":
             self.fallbacks += 1
-        action = action_for(plan.steps[0], soc_pct, self.battery, self.rules)
+        action = action_for(plan.steps[0], soc_pct, self.battery, self.rules, plan.steps[1:])
         self.cpu_ms.append((time.process_time() - started) * 1000)
         return action
 

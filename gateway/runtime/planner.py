@@ -202,7 +202,7 @@ class PlannerService:
         if plan.kind != "optimal":
             self._fallback(plan.reason)
             return
-        action = action_for(plan.steps[0], soc, battery, rules)
+        action = action_for(plan.steps[0], soc, battery, rules, plan.steps[1:])
         previous = self.site.plan_action
         if (
             self._action_step == current

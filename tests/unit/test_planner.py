@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ def problem(
             wear_cost_per_kwh=wear,
             flap_cost_per_kw=0.0,
             self_consumption_pull_per_kwh=0.0,
+            early_per_kwh=0.0,
         ),
         horizon=Horizon(
             start=T0,
@@ -372,7 +374,8 @@ def tail_slack(p: Problem, plan: Plan) -> float:
     # And the tie-breaks (pull towards self-consumption, no flapping) may cost a hair of money.
     dt_h = p.horizon.step_s / 3600
     energy_kwh = sum(s.charge_w + s.discharge_w + s.solar_w + s.load_w for s in plan.steps) * dt_h / 1000
-    tie_breaks = (p.rules.self_consumption_pull_per_kwh + p.rules.flap_cost_per_kw) * 2 * energy_kwh
+    tie_breaks = (p.rules.self_consumption_pull_per_kwh + p.rules.flap_cost_per_kw + p.rules.early_per_kwh)
+    tie_breaks *= 2 * energy_kwh
     return terminal_value_per_wh(p) * stored + tie_breaks + 1e-4  # + the solver's tolerances
 
 
@@ -395,17 +398,18 @@ steps = st.builds(
 @settings(max_examples=300, deadline=None)
 @given(
     step=steps,
+    later=steps,
     soc=st.floats(0, 100),
     reserve=st.integers(0, 100),
     grid_charging=st.booleans(),
     rule=st.sampled_from(["battery_ok", "pv_only", "never"]),
 )
 def test_every_command_keeps_the_users_limits(
-    step: PlanStep, soc: float, reserve: int, grid_charging: bool, rule: ExportRule
+    step: PlanStep, later: PlanStep, soc: float, reserve: int, grid_charging: bool, rule: ExportRule
 ) -> None:
     battery = Battery(capacity_wh=13500, max_charge_w=5000, max_discharge_w=5000)
     rules = Rules(reserve_pct=reserve, grid_charging=grid_charging, export_rule=rule)
-    action = action_for(step, soc, battery, rules)
+    action = action_for(step, soc, battery, rules, [later])
     settings_ = SiteSettings(
         backup_reserve_pct=reserve,
         operation_mode="autonomous",
@@ -465,7 +469,10 @@ def test_hold_raises_the_reserve_to_the_soc_and_stops_grid_top_up() -> None:
         soc_pct=63.4,
         cost=0.0,
     )
-    action = action_for(step, 63.4, battery, rules)
+    # No later step is dearer: holding has no reason, self-consumption's timing is kept.
+    assert action_for(step, 63.4, battery, rules).kind == "self_consumption"
+    peak = dataclasses.replace(step, buy=0.5, discharge_w=800, grid_w=0)
+    action = action_for(step, 63.4, battery, rules, [peak])
     assert action.kind == "hold"
     sp = compute_setpoints(
         SiteSettings(operation_mode="autonomous"),

@@ -13,7 +13,7 @@ DEFAULT_WEAR_COST_PER_KWH: Final = 0.05
 """Battery wear per kWh cycled (half charged on the way in, half on the way out), in the
 tariff's currency: a 13.5 kWh LFP pack of ~5 kEUR over ~7000 cycles costs ~0.05 per kWh
 cycled. It also keeps the planner from trading stored energy on margins a forecast error eats."""
-FLAP_COST_PER_KW: Final = 0.0001
+FLAP_COST_PER_KW: Final = 0.00002
 """Cost per kW of change in planned battery power between steps: enough to break ties in
 favour of steady plans (no oscillation around a threshold), too small to change a real decision."""
 SELF_CONSUMPTION_PULL_PER_KWH: Final = 0.001
@@ -21,6 +21,10 @@ SELF_CONSUMPTION_PULL_PER_KWH: Final = 0.001
 (nearly) equal cost the plan does what self-consumption would (charge from the surplus when it
 comes, cover the deficit when it comes), which is robust to forecast errors: the device's own
 fast control then follows the home. Far below any price spread worth acting on."""
+EARLY_PER_KWH: Final = 0.0005
+"""Extra cost per kWh charged or discharged, growing linearly to this over the horizon: when
+the total is fixed (the battery fills up either way), do it as early as self-consumption would,
+not spread over the day, where a forecast error turns the plan into lost solar."""
 
 PlanKind = Literal["optimal", "self_consumption"]
 
@@ -70,6 +74,7 @@ class Rules:
         wear_cost_per_kwh: cost of one kWh cycled through the battery.
         flap_cost_per_kw: cost of one kW of change between consecutive steps.
         self_consumption_pull_per_kwh: tie-break cost per kWh deviating from self-consumption.
+        early_per_kwh: tie-break cost per kWh moved, growing over the horizon.
     """
 
     reserve_pct: float
@@ -78,6 +83,7 @@ class Rules:
     wear_cost_per_kwh: float = DEFAULT_WEAR_COST_PER_KWH
     flap_cost_per_kw: float = FLAP_COST_PER_KW
     self_consumption_pull_per_kwh: float = SELF_CONSUMPTION_PULL_PER_KWH
+    early_per_kwh: float = EARLY_PER_KWH
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -109,8 +109,9 @@ def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
     upper[_E] = cap
     upper[_R, 0] = 0.0
     wear = rules.wear_cost_per_kwh / 2 * kwh
-    cost[_C] = wear
-    cost[_D] = wear
+    later = rules.early_per_kwh * kwh * np.arange(n) / n
+    cost[_C] = wear + later
+    cost[_D] = wear + later
     cost[_IMP] = buy * kwh
     cost[_EXP] = -sell * kwh
     cost[_R, 1:] = rules.flap_cost_per_kw / 1000

@@ -58,6 +58,7 @@ GOAL_EVERY = 0.85
 GOAL_MEAN = 0.90
 GOAL_WORST_DAY = 0.02
 GOAL_CPU = 0.05
+NOTHING_TO_GAIN = 0.01
 
 
 def _seasons(periods: dict[str, Any]) -> dict[str, Any]:
@@ -257,12 +258,15 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     self_cost = sum(result["self"]["cost"])
     opt_cost = sum(result["optimum"]["cost"])
     achievable = self_cost - opt_cost
-    bill = sum(result["self"]["import_cost"])
+    bill = sum(result["self"]["import_cost"]) + sum(abs(x) for x in result["self"]["export_revenue"])
     row: dict[str, Any] = {"self": self_cost, "achievable": achievable, "bill": bill}
     for name in ("rule", "planner", "optimum"):
         cost = sum(result[name]["cost"])
         row[name] = cost
-        row[f"{name}_captured"] = (self_cost - cost) / achievable if achievable > 1e-9 else math.nan
+        # A share of (almost) nothing is noise: below 1 % of the money that changed hands the
+        # scenario has nothing to capture (a flat tariff: self-consumption is the optimum).
+        meaningful = achievable > NOTHING_TO_GAIN * bill
+        row[f"{name}_captured"] = (self_cost - cost) / achievable if meaningful else math.nan
         worst = 0.0
         for day in range(len(result[name]["cost"])):
             # A day is charged for the energy it leaves in the battery beyond what
@@ -314,16 +318,18 @@ def main() -> None:
     )
     print()
     print(
-        "| tariff | weather | self-cons. | rule | planner | optimum | rule captured | planner captured "
-        "| planner worst day | cycles/day self / planner / opt | mode changes/day rule / planner |"
+        "| tariff | weather | self-cons. | rule | planner | optimum (limit) | achievable | rule captured "
+        "| planner captured | planner worst day | cycles/day self / planner / opt "
+        "| mode changes/day rule / planner |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     captured = []
     for scenario, row in rows:
         captured.append(row["planner_captured"])
         print(
             f"| {scenario.tariff} | {scenario.weather} | {row['self']:.2f} | {row['rule']:.2f} "
-            f"| {row['planner']:.2f} | {row['optimum']:.2f} | {_pct(row['rule_captured'])} "
+            f"| {row['planner']:.2f} | {row['optimum']:.2f} | {row['achievable']:.2f} "
+            f"| {_pct(row['rule_captured'])} "
             f"| {_pct(row['planner_captured'])} | {100 * row['planner_worst']:+.1f} % "
             f"| {row['self_cycles']:.2f} / {row['planner_cycles']:.2f} / {row['optimum_cycles']:.2f} "
             f"| {row['rule_changes']:.1f} / {row['planner_changes']:.1f} |"

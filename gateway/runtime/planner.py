@@ -34,7 +34,6 @@ from gateway.core.planner import (
     SELF_CONSUMPTION,
     Action,
     Battery,
-    Horizon,
     Plan,
     Problem,
     Rules,
@@ -83,6 +82,7 @@ class PlannerService:
             pv_correction=PvCorrection(),
         )
         self.plan: Plan | None = None
+        self.fallback_reason = ""  # why the last pass fell back to self-consumption
         self.problem: Problem | None = None
         self.planned_at: datetime | None = None
         self._key: tuple[Any, ...] | None = None
@@ -193,6 +193,7 @@ class PlannerService:
             wear_cost_per_kwh=self.config.wear_cost_per_kwh,
         )
         if isinstance(horizon, str):
+            self.plan = None
             self._fallback(horizon)
             return
         problem = Problem(battery=battery, rules=rules, horizon=horizon, soc_pct=soc)
@@ -224,6 +225,7 @@ class PlannerService:
         self._set_action(action)
 
     def _fallback(self, reason: str) -> None:
+        self.fallback_reason = reason
         self._log.warning("planner.fallback", mode="self_consumption", reason=reason)
         self._set_action(SELF_CONSUMPTION)
 
@@ -348,7 +350,3 @@ class PlannerService:
         except orjson.JSONDecodeError:
             raise FeedError(cfg.url, "body is not JSON") from None
 
-
-def plan_horizon(service: PlannerService) -> Horizon | None:
-    """The horizon of the latest plan (for the plan endpoint)."""
-    return service.problem.horizon if service.problem is not None else None

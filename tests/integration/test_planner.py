@@ -77,3 +77,28 @@ async def test_autonomous_plans_from_the_price_feed_and_rejects_bad_ones(
         events = [e for e in logs if e.get("event") == "planner.feed_rejected"]
         assert [e["feed"] for e in events][:2] == ["price_feed", "price_feed"]
         assert all(sim.control_url not in str(e) for e in events)  # URLs may carry keys
+
+
+async def test_autonomous_without_prices_falls_back_to_self_consumption_and_says_so(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    headers = {"Authorization": f"Bearer {token()}"}
+    with capture_logs() as logs:
+        async with start_gateway() as gw, aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{gw.url}/api/1/energy_sites/{SITE_ID}/operation", headers=headers,
+                json={"default_real_mode": "autonomous"},
+            ) as resp:
+                assert resp.status == 200
+
+            async def plan() -> dict[str, Any]:
+                body: dict[str, Any] = (await get_json(http, gw.url + PLAN, headers=headers))["response"]
+                return body
+
+            body = await eventually(plan, lambda b: b["status"] == "fallback", timeout=20)
+            assert body["action"]["kind"] == "self_consumption"
+            assert "no prices" in body["reason"]
+            await eventually(lambda: gw.site.applied is not None and gw.site.applied.battery_w is None)
+    fallbacks = [e for e in logs if e.get("event") == "planner.fallback"]
+    assert fallbacks
+    assert "no prices" in fallbacks[0]["reason"]

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Final
-
-import highspy
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.core.planner.problem import Horizon, Plan, PlanStep, Problem
 
@@ -17,14 +14,17 @@ TERMINAL_VALUE_SHARE: Final = 0.9
 """Energy left at the horizon's end is worth this share of what it saves at the cheapest buy
 price: enough not to dump it in the last steps, never more than using it within the horizon."""
 
-_INF: Final = highspy.kHighsInf
+_INF: Final = math.inf  # HiGHS reads any bound >= 1e20 as infinite
 # Variable blocks, one entry per step each: charge, discharge, import, export, curtailment, energy
 # at the end of the step, |change of battery power| (the flap term) and |difference from what
 # self-consumption would do| (the pull term).
 _C, _D, _IMP, _EXP, _CUR, _E, _R, _V = range(8)
 _BLOCKS: Final = 8
 
-Floats = npt.NDArray[np.float64]
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    Floats = npt.NDArray[Any]
 
 
 def solve(problem: Problem, *, time_limit_s: float = DEFAULT_TIME_LIMIT_S) -> Plan:
@@ -68,6 +68,11 @@ def terminal_value_per_wh(problem: Problem) -> float:
 
 
 def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
+    # Imported here: numpy and the solver cost ~0.2 s to load, which `--help`, `check-config`
+    # and a gateway that never plans need not pay.
+    import highspy
+    import numpy as np
+
     battery, rules, horizon = problem.battery, problem.rules, problem.horizon
     n = horizon.steps
     dt_h = horizon.step_s / 3600

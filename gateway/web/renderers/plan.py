@@ -93,7 +93,7 @@ def plan_body(service: PlannerService) -> PlanResponse:
         operation_mode=site.settings.operation_mode,
         strategy=config.strategy,
         status=status,
-        reason=plan.reason if plan is not None else "",
+        reason=plan.reason if plan is not None else service.fallback_reason,
         planned_at=rfc3339(service.planned_at, tz) if service.planned_at is not None else None,
         step_min=config.step_min,
         horizon_h=config.horizon_h,

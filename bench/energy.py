@@ -267,7 +267,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         # scenario has nothing to capture (a flat tariff: self-consumption is the optimum).
         meaningful = achievable > NOTHING_TO_GAIN * bill
         row[f"{name}_captured"] = (self_cost - cost) / achievable if meaningful else math.nan
-        worst = 0.0
+        worst, worst_abs, worst_bill = 0.0, 0.0, 0.0
         for day in range(len(result[name]["cost"])):
             # A day is charged for the energy it leaves in the battery beyond what
             # self-consumption left (valued at the day's mean buy price, after losses), so
@@ -278,8 +278,11 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             # "That day's bill": the money that changed hands under self-consumption, imports
             # plus export credit (a net bill can be 0 or negative in summer).
             bill = result["self"]["import_cost"][day] + abs(result["self"]["export_revenue"][day])
-            worst = max(worst, (own - ref) / max(bill, 0.5))
+            share = (own - ref) / max(bill, 0.5)
+            if share > worst:
+                worst, worst_abs, worst_bill = share, own - ref, bill
         row[f"{name}_worst"] = worst
+        row[f"{name}_worst_abs"] = (worst_abs, worst_bill)
         row[f"{name}_cycles"] = statistics.fmean(result[name]["cycles"])
         row[f"{name}_changes"] = statistics.fmean(result[name]["changes"])
     row["self_cycles"] = statistics.fmean(result["self"]["cycles"])
@@ -353,6 +356,14 @@ def main() -> None:
         f"= {100 * share:.4f} % of one core (goal < {GOAL_CPU:.0%})"
     )
     print(f"planner fallbacks to self-consumption: {sum(r['fallbacks'] for _, r in rows)}")
+    print()
+    print("worst day vs self-consumption (share of that day's bill; excess / bill in currency):")
+    for scenario, row in rows:
+        cells = []
+        for name in ("rule", "planner", "optimum"):
+            excess, day_bill = row[f"{name}_worst_abs"]
+            cells.append(f"{name} {100 * row[f'{name}_worst']:+.1f} % ({excess:+.2f} / {day_bill:.2f})")
+        print(f"  {scenario.tariff} / {scenario.weather}: " + ", ".join(cells))
 
 
 def _pct(value: float) -> str:

@@ -341,7 +341,7 @@ def problems(draw: st.DrawFn) -> Problem:
     )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_every_plan_keeps_reserve_export_rule_and_grid_charging(p: Problem) -> None:
     plan = solve(p)
@@ -395,7 +395,7 @@ steps = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     step=steps,
     later=steps,

@@ -192,6 +192,9 @@ class PlannerService:
             export_rule=settings.export_rule,
             wear_cost_per_kwh=self.config.wear_cost_per_kwh,
         )
+        if battery.max_charge_w <= 0 or battery.max_discharge_w <= 0:
+            # Without the battery's power limits a plan would command a battery it cannot see.
+            horizon = "the battery's charge/discharge power limits are unknown (no nameplate)"
         if isinstance(horizon, str):
             self.plan = None
             self._fallback(horizon)
@@ -203,6 +206,9 @@ class PlannerService:
         if plan.kind != "optimal":
             self._fallback(plan.reason)
             return
+        if self.fallback_reason:
+            self._log.info("planner.recovered", after=self.fallback_reason)
+            self.fallback_reason = ""
         action = action_for(plan.steps[0], soc, battery, rules, plan.steps[1:])
         previous = self.site.plan_action
         if (
@@ -225,8 +231,9 @@ class PlannerService:
         self._set_action(action)
 
     def _fallback(self, reason: str) -> None:
+        if reason != self.fallback_reason:  # once per change, not every step
+            self._log.warning("planner.fallback", mode="self_consumption", reason=reason)
         self.fallback_reason = reason
-        self._log.warning("planner.fallback", mode="self_consumption", reason=reason)
         self._set_action(SELF_CONSUMPTION)
 
     def _set_action(self, action: Action | None) -> None:

@@ -347,7 +347,7 @@ def main() -> None:
         f"(goals >= {GOAL_EVERY:.0%} each, >= {GOAL_MEAN:.0%} mean)"
     )
     print(
-        f"planner worst day vs self-consumption: {100 * worst:+.1f} % of that day's import bill "
+        f"planner worst day vs self-consumption: {100 * worst:+.1f} % of that day's bill "
         f"(goal <= {GOAL_WORST_DAY:.0%})"
     )
     share = cpu_mean / (STEP_S * 1000)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 
@@ -40,9 +41,19 @@ from simulator.physics import FirmwareSettings, HomePhysics, with_export_limit_w
 MINUTE_S = 60
 STEP_S = 1800  # the planner's default step (gateway/core/config/planner.py)
 SLOTS_PER_DAY = 86400 // STEP_S
-# The pure evaluation integrates one simulated minute at a time: the load noise moves on 5-minute
-# knots and the clouds per 15-minute step, so finer sub-steps change no figure but the run time.
-physics.SUBSTEP_MAX_S = float(MINUTE_S)
+
+
+@contextlib.contextmanager
+def minute_substeps() -> Iterator[None]:
+    """Integrate one simulated minute at a time while a run lasts (the load noise moves on
+    5-minute knots and the clouds per step, so finer sub-steps change no figure but the run
+    time); restored afterwards, so nothing else in the process sees it."""
+    before = physics.SUBSTEP_MAX_S
+    physics.SUBSTEP_MAX_S = float(MINUTE_S)
+    try:
+        yield
+    finally:
+        physics.SUBSTEP_MAX_S = before
 
 
 def firmware_for(setpoints: Setpoints, config: HomeConfig, current: FirmwareSettings) -> FirmwareSettings:
@@ -267,6 +278,22 @@ def run_home(
     With ``check``, every minute is checked against the user's rules (reserve, export rule,
     grid charging) and breaches are listed in ``Outcome.violations``.
     """
+    with minute_substeps():
+        return _run_home(
+            config, world, settings, rule_tariff=rule_tariff, planner=planner, days=days, check=check
+        )
+
+
+def _run_home(
+    config: HomeConfig,
+    world: World,
+    settings: SiteSettings,
+    *,
+    rule_tariff: Callable[[int], Tariff | None],
+    planner: PlannerAgent | None,
+    days: int | None,
+    check: bool,
+) -> Outcome:
     home = HomePhysics(config, world.start, tz=world.tz)
     out = Outcome()
     fw = home.firmware

@@ -17,6 +17,7 @@ from simulator.devices.victron_gx import VictronGxDevice
 from simulator.faults import FaultPlanError
 from simulator.home import SimDevice, SimHome
 from simulator.physics import HomeTruth
+from simulator.prices import add_price_routes
 
 
 class ControlTarget(Protocol):
@@ -279,4 +280,5 @@ def create_control_app(target: ControlTarget) -> web.Application:
     app.router.add_get("/clock", _get_clock)
     app.router.add_post("/clock", _set_clock)
     add_charger_routes(app, lambda request: request.app[TARGET_KEY].homes)
+    add_price_routes(app, lambda: target.clock.now())  # noqa: PLW0108 - looked up per request
     return app

@@ -24,6 +24,7 @@ from gateway.runtime.history import HistoryService
 from gateway.runtime.homeassistant import HomeAssistantBridge
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.ocpp.central import CentralSystem
+from gateway.runtime.planner import PlannerService
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.proxy import ModbusProxy
 from gateway.runtime.site import Site
@@ -56,6 +57,7 @@ class Gateway:
         self.timebase = timebase or timebase_for(config.gateway.clock, clock)
         self.clock: Clock = self.timebase.now
         self.sites: dict[int, Site] = {}
+        self.planners: dict[int, PlannerService] = {}
         self.proxies: dict[tuple[int, str], ModbusProxy] = {}
         self.storage = Storage.in_data_dir(config.gateway.data_dir)
         self.history = HistoryService(HistoryStore(self.storage), timebase=self.timebase)
@@ -116,6 +118,8 @@ class Gateway:
                     self._spawn(self._poller(site, state).run(), f"poll-{site.id}-{state.name}")
                 self._spawn(site.control_loop(config.gateway.reconcile_interval_s),
                             f"control-{site.id}")
+                planner = self.planners[site.id] = PlannerService(site, clock=self.clock)
+                self._spawn(planner.run(), f"planner-{site.id}")
             self._spawn(self.history.run(), "history")
             if config.gateway.ocpp is not None:
                 self.history.charges = ChargeStore(self.storage)

@@ -28,6 +28,7 @@ from gateway.core.errors import (
     Unavailable,
     refused,
 )
+from gateway.core.planner import Action
 from gateway.core.reading import SiteReading, combine
 from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
@@ -80,6 +81,9 @@ class Site:
         self._last_storm = False
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
         self.chargers: Sequence[ChargerState] = ()  # its OCPP charge points (set by the Gateway)
+        # The planner's command for the current step (runtime/planner.py); None = no plan, so
+        # autonomous uses the two-level tariff rule.
+        self.plan_action: Action | None = None
 
     async def load(self) -> None:
         """Restore persisted settings (defaults on first start)."""
@@ -149,6 +153,7 @@ class Site:
         return policy.compute_setpoints(
             self.settings, self.policy_input(reading), self.settings.tariff,
             now.astimezone(self.tz), alerts, revert_s=self.revert_s(),
+            plan=self.plan_action,
         )
 
     def revert_s(self) -> int:
@@ -159,6 +164,11 @@ class Site:
         """
         span_s = self._timebase.domain_span_s(self._refresh_s)
         return min(MAX_REVERT_S, max(policy.DEFAULT_REVERT_S, math.ceil(2 * span_s)))
+
+    def set_plan_action(self, action: Action | None) -> None:
+        """The planner moved on to another command: apply it on the next control pass."""
+        self.plan_action = action
+        self._owe("plan")
 
     def storm_mode_active(self, reading: SiteReading) -> bool:
         """live_status.storm_mode_active: the setting is on and an alert is active."""

@@ -29,7 +29,7 @@ from gateway.web.errors import (
     error_response,
     to_fleet,
 )
-from gateway.web.handlers import commands, health, history, metrics, sites, ui
+from gateway.web.handlers import commands, health, history, metrics, plan, sites, ui
 from gateway.web.keys import (
     BODIES,
     CLOCK,
@@ -160,6 +160,7 @@ def create_app(
     app.router.add_routes(history.routes)
     app.router.add_routes(metrics.routes)
     app.router.add_routes(ui.routes)
+    app.router.add_routes(plan.routes)
     openapi_body = dumps(build_openapi())
 
     async def openapi(_: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from gateway.web.renderers.models import (
     ProductsResponse,
     SiteInfoResponse,
 )
+from gateway.web.renderers.plan import PlanResponse
 from gateway.web.renderers.sites import VERSION
 
 REF_TEMPLATE: Final = "#/components/schemas/{model}"
@@ -39,6 +40,7 @@ READ_RESPONSES: Final[dict[str, tuple[type[BaseModel], ...]]] = {
     "calendar_history": (EnergyHistoryResponse, BackupHistoryResponse),
     "telemetry_history": (ChargeHistoryResponse,),
     "gateway_status": (GatewayStatusResponse,),
+    "plan": (PlanResponse,),
 }
 
 
@@ -177,6 +179,10 @@ def build_openapi() -> dict[str, Any]:
                 _query("journal_limit", {"type": "integer", "minimum": 0, "maximum": 100}),
             ],
             "responses": {**_ok("gateway_status", "devices, alerts, journal"), **read_errors}}},
+        "/api/1/energy_sites/{site_id}/plan": {"get": {
+            "operationId": "plan", "summary": "The autonomous planner's plan (not a Fleet path)",
+            "parameters": [_SITE_ID],
+            "responses": {**_ok("plan", "the plan"), **_errors(401, 403, 404, 429)}}},
     }
     for command in COMMANDS:
         name = command.name

@@ -26,6 +26,7 @@ from drivers.options import DRIVER_OPTIONS
 from gateway.core.config.chargers import ChargePointConfig, OcppSection
 from gateway.core.config.northbound import MqttNorthbound
 from gateway.core.config.paths import default_data_dir
+from gateway.core.config.planner import PlannerConfig
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -262,6 +263,10 @@ class SiteConfig(_Strict):
     # A test-mode site: only `token issue --env test` tokens reach it, and `serve` runs the
     # simulator devices its devices name (docs/api.md "Sandbox sites").
     sandbox: bool = False
+    # Where the site is (degrees): the planner's clear-sky PV model, storm watch's alert area.
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    planner: PlannerConfig = PlannerConfig()
     devices: list[DeviceConfig] = Field(min_length=1)
     chargers: list[ChargePointConfig] = Field(default_factory=list, max_length=64)  # OCPP
 

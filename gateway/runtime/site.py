@@ -34,6 +34,7 @@ from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
+from gateway.runtime.storm import StormWatch
 
 log = structlog.get_logger("gateway.runtime.site")
 
@@ -44,6 +45,7 @@ class Site:
     def __init__(
         self, config: SiteConfig, devices: Sequence[DeviceView], store: SiteStore, *,
         command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
+        storm: StormWatch | None = None,
     ) -> None:
         self.config = config
         self.id = config.energy_site_id
@@ -51,7 +53,9 @@ class Site:
         self.tz = tz or zoneinfo.ZoneInfo(config.time_zone)
         self.devices: Sequence[DeviceView] = devices
         self.settings = SiteSettings()
-        self.admin_storm_alert = False
+        # every alert source of the site (docs/api.md, "Storm watch"); its changes wake the loop
+        self.storm = storm or StormWatch(config.energy_site_id, clock=clock)
+        self.storm.on_change = lambda: self._owe("alert")
         self.drift_count = 0
         self.reconciles = 0  # reconciliation passes that found every device online (health)
         self.applied: Setpoints | None = None
@@ -64,7 +68,6 @@ class Site:
         self._owed: str | None = "start"  # why a reconciliation pass is owed, until one completes
         self._applied_once = False  # whether this process has applied setpoints yet
         self._checking_held = False  # compare each reading with ``applied`` (after a good pass)
-        self._last_storm = False
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
 
     async def load(self) -> None:
@@ -105,10 +108,8 @@ class Site:
         return combine([d.telemetry for d in self.devices if d.telemetry is not None])
 
     def storm_alert(self, reading: SiteReading | None = None) -> bool:
-        """Whether a storm alert is active (from a device or the admin API)."""
-        if self.admin_storm_alert:
-            return True
-        return bool(reading and reading.storm_alert)
+        """Whether a storm alert is active (from any source: NWS, MQTT, the admin call, a device)."""
+        return self.storm.active(self._clock()) or bool(reading and reading.storm_alert)
 
     def capabilities(self) -> frozenset[Capability]:
         """Union of the capabilities of the site's devices (as discovered or learned before)."""
@@ -334,13 +335,9 @@ class Site:
     def on_telemetry(self, handle: DeviceView) -> None:
         """New telemetry arrived; wake the control loop when something policy-relevant changed."""
         self.telemetry_version += 1
-        # site-level: an alert reported by any device (or the admin API) is the site's alert
-        storm = self.admin_storm_alert or any(
-            d.telemetry is not None and bool(d.telemetry.storm_alert) for d in self.devices)
-        if storm != self._last_storm:
-            self._last_storm = storm
-            self._log.info("storm_alert.changed", active=storm)
-            self._owe("alert")
+        # a device's own storm bit (only where its driver options name one) is one more source
+        if handle.telemetry is not None:
+            self.storm.device_reading(handle.name, handle.telemetry.storm_alert)
         applied = self.applied
         if (applied is not None and self._checking_held and handle.held is not None
                 and not self._lock.locked()  # a write in progress shows half-applied values

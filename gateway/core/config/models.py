@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from drivers.options import DRIVER_OPTIONS
+from gateway.core.config.storm import StormWatch
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -213,6 +214,10 @@ class SiteConfig(_Strict):
     # site_info as max/min_site_meter_power_ac; unknown unless configured (docs/api.md "site_info").
     max_site_meter_power_w: int | None = Field(None, ge=0)
     min_site_meter_power_w: int | None = Field(None, le=0)
+    # The site's position (WGS84 degrees): where the storm watch asks for alerts.
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    storm_watch: StormWatch = StormWatch()
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @field_validator("time_zone")
@@ -228,6 +233,8 @@ class SiteConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate device names: {', '.join(dupes)}")
+        if self.storm_watch.nws is not None and (self.latitude is None or self.longitude is None):
+            raise ValueError("storm_watch.nws needs the site's latitude and longitude")
         return self
 
 

@@ -249,14 +249,14 @@ class BodyCache:
     """
 
     def __init__(self) -> None:
-        self._live: dict[int, tuple[int, SiteSettings, bool, bytes]] = {}
+        self._live: dict[int, tuple[int, SiteSettings, int, bytes]] = {}
 
     def live_status(self, site: Site) -> bytes:
         """The whole ``{"response": ...}`` body of the site's live_status (site online)."""
         cached = self._live.get(site.id)
         if (cached is not None and cached[0] == site.telemetry_version
-                and cached[1] is site.settings and cached[2] == site.admin_storm_alert):
+                and cached[1] is site.settings and cached[2] == site.storm.version):
             return cached[3]
         body = to_json(LiveStatusResponse.model_construct(response=live_status_body(site)))
-        self._live[site.id] = (site.telemetry_version, site.settings, site.admin_storm_alert, body)
+        self._live[site.id] = (site.telemetry_version, site.settings, site.storm.version, body)
         return body

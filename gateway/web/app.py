@@ -29,7 +29,7 @@ from gateway.web.errors import (
     error_response,
     to_fleet,
 )
-from gateway.web.handlers import commands, health, history, sites
+from gateway.web.handlers import commands, health, history, sites, storm
 from gateway.web.keys import (
     BODIES,
     CLOCK,
@@ -149,6 +149,7 @@ def create_app(
     app.router.add_routes(sites.routes)
     app.router.add_routes(commands.routes)
     app.router.add_routes(history.routes)
+    app.router.add_routes(storm.routes)
     openapi_body = dumps(build_openapi())
 
     async def openapi(_: web.Request) -> web.Response:

@@ -7,9 +7,11 @@ from gateway.core.storm.alerts import (
     MAX_ALERTS_PER_SOURCE,
     FeedError,
     StormAlert,
+    StormEpisode,
     active_alerts,
     alerts_from_json,
     alerts_to_json,
+    episode_at,
     primary,
 )
 from gateway.core.storm.mqtt import MAX_PAYLOAD_BYTES, parse_mqtt_payload
@@ -24,9 +26,11 @@ __all__ = [
     "FeedError",
     "NwsParse",
     "StormAlert",
+    "StormEpisode",
     "active_alerts",
     "alerts_from_json",
     "alerts_to_json",
+    "episode_at",
     "nws_point",
     "parse_mqtt_payload",
     "parse_nws",

@@ -130,6 +130,30 @@ def primary(alerts: Sequence[StormAlert]) -> StormAlert | None:
     return max(alerts, key=lambda a: (a.ends is None, a.ends.timestamp() if a.ends else 0.0))
 
 
+@dataclass(frozen=True, slots=True)
+class StormEpisode:
+    """A span storm mode was active: from ``start`` to ``end`` (None while it lasts), for which
+    alert (the one ending last when it began) from which source."""
+
+    start: datetime
+    end: datetime | None
+    event: str
+    source: str
+    alert_onset: datetime | None
+    alert_ends: datetime | None
+
+    def covers(self, when: datetime) -> bool:
+        """Whether storm mode was active at ``when``."""
+        return self.start <= when and (self.end is None or when <= self.end)
+
+
+def episode_at(episodes: Iterable[StormEpisode], when: datetime) -> StormEpisode | None:
+    """The storm-mode episode active at ``when`` (the latest to start), if any: an outage that
+    began then found the battery pre-charged for that alert."""
+    found = [e for e in episodes if e.covers(when)]
+    return max(found, key=lambda e: e.start) if found else None
+
+
 def _order(alert: StormAlert) -> tuple[float, str, str]:
     start = alert.onset.timestamp() if alert.onset is not None else float("-inf")
     return (start, alert.source, alert.id)

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 
-from gateway.core.storm import FeedError, StormAlert, alerts_from_json, alerts_to_json
+from gateway.core.storm import (
+    FeedError,
+    StormAlert,
+    StormEpisode,
+    alerts_from_json,
+    alerts_to_json,
+)
 from gateway.runtime.storage.db import Storage
-
-
-@dataclass(frozen=True, slots=True)
-class StormEpisode:
-    """A span storm mode was active: from ``start`` to ``end`` (None while it lasts), for which
-    alert (the one ending last when it began) from which source."""
-
-    start: datetime
-    end: datetime | None
-    event: str
-    source: str
-    alert_onset: datetime | None
-    alert_ends: datetime | None
 
 
 def _ts(when: datetime | None) -> float | None:

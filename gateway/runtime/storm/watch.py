@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
 import structlog
 
-from gateway.core.storm import StormAlert, active_alerts, primary
+from gateway.core.storm import StormAlert, StormEpisode, active_alerts, primary
 from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.storage import StorageError
-from gateway.runtime.storage.storm import StormEpisode, StormStore
+from gateway.runtime.storage.storm import StormStore
 
 log = structlog.get_logger("gateway.runtime.storm")
 
@@ -133,6 +133,15 @@ class StormWatch:
         """The storm-mode episode in progress, if any."""
         return self._episode
 
+    async def episodes(self, start: datetime | None, end: datetime) -> list[StormEpisode]:
+        """Storm-mode episodes overlapping ``[start, end)``, oldest first (the one in progress
+        included even before it is stored)."""
+        found = [] if self._store is None else await self._store.episodes(self.site_id, start, end)
+        current = self._episode
+        if current is not None and current.start < end and all(e.start != current.start for e in found):
+            found.append(current)
+        return found
+
     def _changed(self) -> None:
         self.version += 1
         self._woken.set()
@@ -185,13 +194,11 @@ class StormWatch:
                            duration_s=round((now - started).total_seconds()))
             await self._store_call(lambda s: s.close_episode(self.site_id, now))
 
-    async def _store_call(self, call: Callable[[StormStore], object]) -> None:
+    async def _store_call(self, call: Callable[[StormStore], Awaitable[None]]) -> None:
         if self._store is None:
             return
         try:
-            result = call(self._store)
-            if asyncio.iscoroutine(result):
-                await result
+            await call(self._store)
         except (sqlite3.Error, StorageError) as exc:
             self._log.warning("storm.episode_not_saved", error=str(exc))
 

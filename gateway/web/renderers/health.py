@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from drivers.base import Quality
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.site import Site
 from gateway.web.renderers.models import DeviceHealth, Health, SiteHealth
+from gateway.web.renderers.storm import storm_health
 
 
 def device_health(d: DeviceView, now_mono: float) -> DeviceHealth:
@@ -33,14 +35,17 @@ def device_health(d: DeviceView, now_mono: float) -> DeviceHealth:
     )
 
 
-def health_body(sites: Iterable[Site], now_mono: float) -> Health:
-    """``{"status": "ok" | "degraded", "sites": {...}}``: degraded unless every device is fresh."""
+def health_body(sites: Iterable[Site], now_mono: float, now: datetime) -> Health:
+    """``{"status": "ok" | "degraded", "sites": {...}}``: degraded unless every device is fresh
+    and every storm alert source answers."""
     out: dict[str, SiteHealth] = {}
     degraded = False
     for site in sites:
         devices = {d.name: device_health(d, now_mono) for d in site.devices}
         degraded |= any(d.quality is not Quality.FRESH for d in devices.values())
+        storm = storm_health(site, now)
+        degraded |= any(s.status == "failing" for s in storm.sources.values())
         out[str(site.id)] = SiteHealth.model_construct(
             name=site.config.name, devices=devices, drift_count=site.drift_count,
-            reconciliations=site.reconciles)
+            reconciliations=site.reconciles, storm_watch=storm)
     return Health.model_construct(status="degraded" if degraded else "ok", sites=out)

@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from simulator.alerts import add_alert_routes
 from simulator.clock import SimClock
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
@@ -254,7 +255,9 @@ def create_control_app(target: ControlTarget) -> web.Application:
     Routes: GET /homes, GET /homes/{id}/truth, POST /homes/{id}/weather|load|grid|storm,
     GET|POST /clock; faults (docs/simulator.md): GET /homes/{id}/devices,
     GET|POST /homes/{id}/devices/{dev}/faults, GET .../stats, POST .../reboot, POST .../drop,
-    POST .../broker_restart. Errors answer {"error": "..."} with 400 (bad body), 404 (unknown
+    POST .../broker_restart; weather alerts (docs/simulator.md, "Weather alerts"):
+    POST|GET|DELETE /homes/{id}/alerts, GET /alerts/active?point=LAT,LON, POST /alerts/feed.
+    Errors answer {"error": "..."} with 400 (bad body), 404 (unknown
     home or device) or 409 (the device kind does not support that fault).
     """
     app = web.Application()
@@ -272,4 +275,5 @@ def create_control_app(target: ControlTarget) -> web.Application:
     app.router.add_post(f"{dev}/broker_restart", _broker_restart)
     app.router.add_get("/clock", _get_clock)
     app.router.add_post("/clock", _set_clock)
+    add_alert_routes(app, target)  # weather alerts and their NWS-compatible feed
     return app

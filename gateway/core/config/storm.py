@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from drivers.topics import valid_filter
 from gateway.core.storm import DEFAULT_EVENTS
+
+if TYPE_CHECKING:  # models.py imports this module
+    from gateway.core.config.models import Config
 
 NWS_URL = "https://api.weather.gov"
 
@@ -72,3 +77,35 @@ class StormWatch(_Strict):
     def sources(self) -> tuple[str, ...]:
         """The names of the configured sources."""
         return tuple(name for name in ("nws", "mqtt") if getattr(self, name) is not None)
+
+
+#: How often a demo site polls the simulator's alert feed: a raised alert shows within seconds.
+DEMO_POLL_S = 2.0
+
+
+def demo_storm_feed(
+    config: Config, positions: Mapping[str, tuple[float, float]], feed_url: str,
+) -> Config:
+    """The demo's config: every simulated site that names no storm_watch source of its own
+    follows the simulator's NWS-compatible feed at ``feed_url`` every ``DEMO_POLL_S``.
+
+    ``positions`` are the simulated homes' (latitude, longitude); a site without a position of
+    its own takes its home's (the home of its first simulated device).
+    """
+    sites = []
+    for site in config.sites:
+        homes = [d.simulated.split("/")[0] for d in site.devices if d.simulated]
+        home = next((h for h in homes if h in positions), None)
+        if site.storm_watch.sources or home is None:
+            sites.append(site)  # its own sources, or not in the simulator: kept as written
+            continue
+        lat, lon = positions[home]
+        update = {
+            "latitude": lat if site.latitude is None else site.latitude,
+            "longitude": lon if site.longitude is None else site.longitude,
+            "storm_watch": StormWatch(nws=NwsSource(
+                base_url=feed_url, poll_interval_s=DEMO_POLL_S, timeout_s=2.0,
+                user_agent="energy-gateway demo")),
+        }
+        sites.append(site.model_copy(update=update))
+    return config.model_copy(update={"sites": sites})

@@ -205,6 +205,6 @@ class StormWatch:
 
 def _fields(alert: StormAlert) -> dict[str, str | None]:
     """An alert as log fields: which, from where, from when to when."""
-    return {"event": alert.event, "source": alert.source, "alert_id": alert.id or None,
+    return {"alert": alert.event, "source": alert.source, "alert_id": alert.id or None,
             "onset": None if alert.onset is None else alert.onset.isoformat(),
             "ends": None if alert.ends is None else alert.ends.isoformat()}

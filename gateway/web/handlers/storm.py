@@ -25,7 +25,7 @@ DEFAULT_DURATION_S: Final = 86_400
 MAX_DURATION_S: Final = 7 * 86_400
 
 
-class StormAlertBody(BaseModel):
+class RaiseStormAlertBody(BaseModel):
     """``POST .../storm_alert``: every key optional; ``ends`` wins over ``duration_s``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -52,7 +52,7 @@ async def get_storm_alert(request: web.Request) -> web.Response:
 async def raise_storm_alert(request: web.Request) -> web.Response:
     """Raise the admin alert (replacing an earlier one) until ``ends`` or for ``duration_s``."""
     site = site_for(request, STORM_ADMIN_SCOPE)
-    body = validate(StormAlertBody, await read_json(request))  # type: ignore[type-var]
+    body = validate(RaiseStormAlertBody, await read_json(request))  # type: ignore[type-var]
     now: datetime = request.app[CLOCK]()
     ends = body.ends or now + timedelta(seconds=body.duration_s)
     if not now < ends <= now + timedelta(seconds=MAX_DURATION_S):

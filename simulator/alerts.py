@@ -94,7 +94,7 @@ def raise_alert(home: AlertHome, body: RaiseBody, now: datetime) -> SimAlert:
     alert = SimAlert(
         id=f"urn:oid:2.49.0.1.840.0.sim.{home.id}.{next(_IDS)}", event=body.event, sent=now,
         onset=onset, ends=onset + timedelta(seconds=body.duration_s), severity=body.severity,
-        headline=body.headline or f"{body.event} issued for {home.id} until {onset:%H:%M}",
+        headline=body.headline or f"{body.event} issued for {home.id}",
         status=body.status, message_type=body.message_type)
     home.alerts.append(alert)
     del home.alerts[:-MAX_ALERTS_PER_HOME]

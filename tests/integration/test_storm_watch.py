@@ -292,3 +292,22 @@ async def test_an_outage_during_a_storm_shows_the_pre_charge_in_backup_history(
     assert (storm["event"], storm["source"]) == ("Hurricane Warning", "admin")
     assert datetime.fromisoformat(storm["since"]) <= datetime.fromisoformat(event["timestamp"])
     await control(http, sim, "POST", f"/homes/{HOME}/grid", {"up": True})
+
+
+async def test_a_devices_own_storm_bit_is_a_source_where_configured(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path, http: aiohttp.ClientSession,
+) -> None:
+    config = gateway_config(sim, tmp_path / "data")
+    site = config.sites[0]
+    device = site.devices[0].model_validate({
+        **site.devices[0].model_dump(), "options": {
+            **site.devices[0].options.model_dump(), "storm_alert": {"evtvnd1_bit": 0}}})
+    config = config.model_copy(update={"sites": [site.model_copy(update={"devices": [device]})]})
+    async with start_gateway(config) as gw:
+        sim.homes[HOME].set_storm_alert(True)  # the inverter's vendor bit
+        await eventually(lambda: storm_active(http, gw))
+        await eventually(lambda: charging_to_full(sim))
+        _, status = await api(http, gw, "GET", f"{SITE}/storm_alert")
+        assert [a["source"] for a in status["response"]["alerts"]] == ["device:inverter"]
+        sim.homes[HOME].set_storm_alert(False)
+        await eventually(lambda: back_to_user_mode(sim))

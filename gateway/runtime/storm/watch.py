@@ -113,7 +113,10 @@ class StormWatch:
         alerts = (StormAlert(event="Storm alert (device)", source=source),) if alert else ()
         if state is None:
             state = self.sources[source] = SourceState()
-        state.status = "ok" if alert is not None else "unknown"
+        if alert is None:
+            state.status = "unknown"
+        else:
+            state.status, state.last_ok_at = "ok", self._clock()
         if state.alerts != alerts:
             state.alerts = alerts
             self._changed()

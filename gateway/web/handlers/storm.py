@@ -61,6 +61,7 @@ async def raise_storm_alert(request: web.Request) -> web.Response:
     alert = StormAlert(event=body.event, source=SOURCE, onset=now, ends=ends,
                        id=f"admin:{principal(request).sub}"[:200], headline=body.headline)
     await site.storm.update(SOURCE, (alert,))
+    await site.storm.check(site.settings.storm_mode_enabled)  # logged and recorded before the answer
     return ok(StormStatusResponse.model_construct(response=storm_status(site, now)))
 
 
@@ -69,5 +70,6 @@ async def clear_storm_alert(request: web.Request) -> web.Response:
     """Clear the admin alert (alerts of other sources stay)."""
     site = site_for(request, STORM_ADMIN_SCOPE)
     await site.storm.update(SOURCE, ())
+    await site.storm.check(site.settings.storm_mode_enabled)
     return ok(StormStatusResponse.model_construct(
         response=storm_status(site, request.app[CLOCK]())))

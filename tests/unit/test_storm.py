@@ -9,7 +9,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from gateway.core.config import Config, SiteConfig
+from gateway.core.config import Config, SiteConfig, deployment_problems
 from gateway.core.config.storm import DEMO_POLL_S, NWS_URL, NwsSource, demo_storm_feed
 from gateway.core.storm import (
     DEFAULT_EVENTS,
@@ -221,3 +221,17 @@ def test_the_demo_follows_the_simulated_feed_unless_a_site_names_its_own() -> No
     assert second == config.sites[1]  # its own source kept
     assert (third.latitude, third.longitude) == (1.0, 2.0)
     assert demo_storm_feed(config, {}, "http://x").sites == config.sites  # not simulated
+
+
+def test_serving_against_the_real_nws_keeps_its_terms() -> None:
+    def problems(nws: dict[str, Any]) -> list[tuple[str, str]]:
+        config = Config.model_validate({"gateway": {}, "sites": [
+            site(latitude=30, longitude=-90, storm_watch={"nws": nws})]})
+        found = deployment_problems(config, purpose="serve", env_secret="s" * 40)
+        return [(str(p.loc[-1]), p.severity) for p in found if "storm_watch" in p.loc]
+
+    assert problems({"poll_interval_s": 5}) == [("poll_interval_s", "error"),
+                                                ("user_agent", "warning")]
+    assert problems({"user_agent": "me (me@example.com)"}) == []
+    # a feed of one's own (the simulator, a mirror) sets its own terms
+    assert problems({"base_url": "http://127.0.0.1:15000", "poll_interval_s": 1}) == []

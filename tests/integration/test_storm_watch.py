@@ -16,7 +16,7 @@ from gateway.core.config import Config
 from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, STORM_ADMIN_SCOPE
 from simulator import HomeTruth, Simulator
 from tests.helpers import SITE_ID, eventually, gateway_config, token
-from tests.integration.brokers import mqtt_broker
+from tests.integration.brokers import free_port, mqtt_broker
 from tests.integration.conftest import GatewayFactory, RunningGateway
 
 HOME = "home-1001"
@@ -311,3 +311,18 @@ async def test_a_devices_own_storm_bit_is_a_source_where_configured(
         assert [a["source"] for a in status["response"]["alerts"]] == ["device:inverter"]
         sim.homes[HOME].set_storm_alert(False)
         await eventually(lambda: back_to_user_mode(sim))
+
+
+async def test_an_unreachable_feed_is_shown_in_health_and_logged_once(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path, http: aiohttp.ClientSession,
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    with capture_logs() as logs:
+        config = storm_config(sim, tmp_path / "data", nws(sim, base_url=closed))
+        async with start_gateway(config) as gw:
+            await eventually(lambda: gw.site.storm.sources["nws"].failures >= 3, timeout=15)
+            health = await _health(http, gw)
+    source = health["sites"][str(SITE_ID)]["storm_watch"]["sources"]["nws"]
+    assert (health["status"], source["status"]) == ("degraded", "failing")
+    assert "ClientConnectorError" in source["last_error"]
+    assert len([e for e in logs if e["event"] == "storm.source_failed"]) == 1

@@ -50,7 +50,11 @@ class NwsPoller:
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout, headers=self._headers) as session:
             while True:
-                await self.poll_once(session)
+                try:
+                    await self.poll_once(session)
+                except Exception as exc:  # a bug in one poll must not end the storm watch
+                    log.exception("storm.nws_poll_crashed", site_id=self.watch.site_id)
+                    self.watch.failed(SOURCE, f"{self.url}: {type(exc).__name__}")
                 failures = self.watch.sources[SOURCE].failures
                 pause = backoff_s(self.config.poll_interval_s, failures)
                 if failures:

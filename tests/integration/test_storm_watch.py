@@ -115,6 +115,13 @@ async def test_the_nws_feed_raises_and_clears_storm_mode(
         await control(http, sim, "DELETE", f"/homes/{HOME}/alerts")
         await eventually(lambda: back_to_user_mode(sim))
         assert not await storm_active(http, gw)
+        # the history says which alert, from which source, from when to when
+        _, status = await eventually(lambda: api(http, gw, "GET", f"{SITE}/storm_alert"),
+                                     lambda r: r[1]["response"]["episodes"][0]["ended"])
+        (episode,) = status["response"]["episodes"]
+        assert (episode["event"], episode["source"]) == ("Tornado Warning", "nws")
+        assert same_second(episode["alert_ends"], raised["ends"])
+        assert episode["started"] <= episode["ended"]
 
 
 async def test_an_event_outside_the_configured_set_does_not_count(

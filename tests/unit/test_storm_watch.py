@@ -84,6 +84,13 @@ async def test_a_restart_keeps_the_alerts_and_the_open_episode(store: StormStore
     (stored,) = await again.episodes(None, clock.now + H)
     assert (stored.start, stored.end) == (NOW, NOW + 2 * H)
 
+    clock.now = NOW + 3 * H
+    await again.update("admin", (StormAlert(event="Wind Advisory", source="admin"),))
+    await again.check(enabled=True)
+    newest, oldest = await again.recent_episodes(5)
+    assert (newest.event, newest.end, oldest) == ("Wind Advisory", None, stored)
+    assert await again.recent_episodes(1) == [newest]
+
 
 async def test_episodes_follow_the_storm_mode_setting(store: StormStore) -> None:
     clock = Clock()

@@ -25,6 +25,12 @@ def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
+def _episode(row: tuple[float, float | None, str, str, float | None, float | None]) -> StormEpisode:
+    start, end, event, source, onset, ends = row
+    return StormEpisode(datetime.fromtimestamp(start, UTC), _dt(end), event, source, _dt(onset),
+                        _dt(ends))
+
+
 _COLUMNS = ("SELECT started_at, ended_at, event, source, alert_onset, alert_ends "
             "FROM storm_episodes ")
 
@@ -90,6 +96,16 @@ class StormStore:
         found = await self.episodes(site_id, None, None, open_only=True)
         return found[0] if found else None
 
+    async def recent_episodes(self, site_id: int, count: int) -> list[StormEpisode]:
+        """The site's last ``count`` episodes, newest first."""
+
+        def _query(db: sqlite3.Connection) -> list[tuple[float, float | None, str, str,
+                                                         float | None, float | None]]:
+            return db.execute(_COLUMNS + "WHERE site_id = ? ORDER BY started_at DESC LIMIT ?",
+                              (site_id, count)).fetchall()
+
+        return [_episode(row) for row in await self._storage.read(_query)]
+
     async def episodes(
         self, site_id: int, start: datetime | None, end: datetime | None, *,
         open_only: bool = False, limit: int = 10_000,
@@ -108,6 +124,4 @@ class StormStore:
                 "AND (ended_at IS NULL OR ended_at >= ?) ORDER BY started_at LIMIT ?",
                 (site_id, hi, lo, limit)).fetchall()
 
-        rows = await self._storage.read(_query)
-        return [StormEpisode(datetime.fromtimestamp(a, UTC), _dt(b), ev, src, _dt(o), _dt(e))
-                for a, b, ev, src, o, e in rows]
+        return [_episode(row) for row in await self._storage.read(_query)]

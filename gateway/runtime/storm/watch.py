@@ -145,6 +145,14 @@ class StormWatch:
             found.append(current)
         return found
 
+    async def recent_episodes(self, count: int) -> list[StormEpisode]:
+        """The last ``count`` storm-mode episodes, newest first (the one in progress included)."""
+        found = [] if self._store is None else await self._store.recent_episodes(self.site_id, count)
+        current = self._episode
+        if current is not None and all(e.start != current.start for e in found):
+            found = [current, *found][:count]
+        return found
+
     def _changed(self) -> None:
         self.version += 1
         self._woken.set()

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StrictInt, StringConstraints
 
 from gateway.core.storm import StormAlert
+from gateway.runtime.site import Site
 from gateway.web.auth import READ_SCOPE, STORM_ADMIN_SCOPE
 from gateway.web.errors import InvalidField, ok
 from gateway.web.handlers.commands import read_json, validate
@@ -22,6 +23,7 @@ routes = web.RouteTableDef()
 PATH: Final = r"/api/1/energy_sites/{site_id:\d+}/storm_alert"
 SOURCE: Final = "admin"
 DEFAULT_DURATION_S: Final = 86_400
+EPISODES_SHOWN: Final = 20  # the last storm-mode episodes in each answer
 MAX_DURATION_S: Final = 7 * 86_400
 
 
@@ -44,8 +46,7 @@ async def get_storm_alert(request: web.Request) -> web.Response:
     who = principal(request)
     scope = STORM_ADMIN_SCOPE if STORM_ADMIN_SCOPE in who.scopes else READ_SCOPE
     site = site_for(request, scope)
-    return ok(StormStatusResponse.model_construct(
-        response=storm_status(site, request.app[CLOCK]())))
+    return await _status(site, request.app[CLOCK]())
 
 
 @routes.post(PATH)
@@ -62,7 +63,7 @@ async def raise_storm_alert(request: web.Request) -> web.Response:
                        id=f"admin:{principal(request).sub}"[:200], headline=body.headline)
     await site.storm.update(SOURCE, (alert,))
     await site.storm.check(site.settings.storm_mode_enabled)  # logged and recorded before the answer
-    return ok(StormStatusResponse.model_construct(response=storm_status(site, now)))
+    return await _status(site, now)
 
 
 @routes.delete(PATH)
@@ -71,5 +72,9 @@ async def clear_storm_alert(request: web.Request) -> web.Response:
     site = site_for(request, STORM_ADMIN_SCOPE)
     await site.storm.update(SOURCE, ())
     await site.storm.check(site.settings.storm_mode_enabled)
-    return ok(StormStatusResponse.model_construct(
-        response=storm_status(site, request.app[CLOCK]())))
+    return await _status(site, request.app[CLOCK]())
+
+
+async def _status(site: Site, now: datetime) -> web.Response:
+    episodes = await site.storm.recent_episodes(EPISODES_SHOWN)
+    return ok(StormStatusResponse.model_construct(response=storm_status(site, now, episodes)))

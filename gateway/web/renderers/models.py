@@ -502,14 +502,27 @@ class SiteHealth(_Body):
     storm_watch: StormWatchHealth
 
 
+class StormEpisodeBody(_Body):
+    """A span storm mode acted: for which alert (the one ending last), from which source."""
+
+    event: str
+    source: str
+    started: Timestamp
+    ended: Timestamp | None
+    alert_onset: Timestamp | None
+    alert_ends: Timestamp | None
+
+
 class StormStatus(_Body):
-    """``GET /api/1/energy_sites/{id}/storm_alert``: what storm watch sees and does now."""
+    """``GET /api/1/energy_sites/{id}/storm_alert``: what storm watch sees and does now, and the
+    last storm-mode episodes (newest first)."""
 
     storm_mode_enabled: bool
     storm_mode_active: bool
     alerts: list[StormAlertBody]
     active_since: Timestamp | None
     sources: dict[str, StormSourceHealth]
+    episodes: list[StormEpisodeBody]
 
 
 class StormStatusResponse(_Body):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
-from gateway.core.storm import StormAlert
+from gateway.core.storm import StormAlert, StormEpisode
 from gateway.runtime.site import Site
 from gateway.runtime.storm import SourceState
 from gateway.web.renderers.models import (
     StormAlertBody,
+    StormEpisodeBody,
     StormSourceHealth,
     StormStatus,
     StormWatchHealth,
@@ -41,8 +43,20 @@ def storm_health(site: Site, now: datetime) -> StormWatchHealth:
         sources={name: source_body(s, site.tz) for name, s in sorted(site.storm.sources.items())})
 
 
-def storm_status(site: Site, now: datetime) -> StormStatus:
-    """``GET .../storm_alert``: the active alerts, since when storm mode acts, every source."""
+def episode_body(episode: StormEpisode, tz: tzinfo) -> StormEpisodeBody:
+    """One storm-mode episode, its times in the site's zone."""
+    return StormEpisodeBody.model_construct(
+        event=episode.event, source=episode.source,
+        started=rfc3339(episode.start, tz, timespec="seconds"),
+        ended=_when(episode.end, tz), alert_onset=_when(episode.alert_onset, tz),
+        alert_ends=_when(episode.alert_ends, tz))
+
+
+def storm_status(
+    site: Site, now: datetime, episodes: Sequence[StormEpisode] = (),
+) -> StormStatus:
+    """``GET .../storm_alert``: the active alerts, since when storm mode acts, every source, and
+    ``episodes`` (the last ones, newest first)."""
     alerts = site.storm.alerts(now)
     episode = site.storm.episode
     enabled = site.settings.storm_mode_enabled
@@ -52,4 +66,5 @@ def storm_status(site: Site, now: datetime) -> StormStatus:
         alerts=[alert_body(a, site.tz) for a in alerts],
         active_since=None if episode is None else _when(episode.start, site.tz),
         sources={name: source_body(s, site.tz) for name, s in sorted(site.storm.sources.items())},
+        episodes=[episode_body(e, site.tz) for e in episodes],
     )

@@ -56,6 +56,8 @@ __all__ = [
 INVERTER_MODELS = (103, 102, 101)
 METER_MODELS = (203, 204, 201, 202)
 _CONTROL_MODELS = (123, 124)
+# Writing it restarts the device's timer for a battery command (SunSpec 124): always re-sent.
+_REVERT_POINT = "InOutWRte_RvrtTms"
 # 123 rides along in the span that reads 103 (no extra round trip): the setpoints the device
 # holds come with every poll, so a reboot to factory values shows on the next read.
 _TELEMETRY_MODELS = (*INVERTER_MODELS, 123, 124, 802, *METER_MODELS)
@@ -383,8 +385,9 @@ class SunSpecDriver:
     async def apply(self, setpoints: Setpoints) -> None:
         """Write the setpoints this device supports, then read back until the device holds them.
 
-        Only points whose value differs are written (commands go ahead of queued polls).
-        Setpoints outside ``capabilities`` are ignored.
+        Only points whose value differs are written (commands go ahead of queued polls), except
+        a battery command's revert timeout: writing it restarts the device's revert timer, which
+        is how a re-sent command is kept alive. Setpoints outside ``capabilities`` are ignored.
 
         Raises:
             NotConfirmed: the read-back does not match within ``confirm_timeout_s``.
@@ -398,7 +401,7 @@ class SunSpecDriver:
         endpoint = self._joined()
         for target in targets:
             block = blocks[target.model_id]
-            if block.raw(target.point) == target.raw:
+            if block.raw(target.point) == target.raw and target.point != _REVERT_POINT:
                 continue
             write = block.encode_raw(target.point, target.raw)
             await endpoint.write(

@@ -123,6 +123,10 @@ class StormWatch:
 
     # ---- what it means ---------------------------------------------------------------------
 
+    def now(self) -> datetime:
+        """The site's time (the gateway's domain clock)."""
+        return self._clock()
+
     def alerts(self, now: datetime) -> tuple[StormAlert, ...]:
         """The alerts that count at ``now``, from every source."""
         return active_alerts({k: v.alerts for k, v in self.sources.items()}, now)

@@ -36,10 +36,10 @@ def source_body(state: SourceState, tz: tzinfo) -> StormSourceHealth:
         last_ok_at=_when(state.last_ok_at, tz), alerts=len(state.alerts))
 
 
-def storm_health(site: Site, now: datetime) -> StormWatchHealth:
+def storm_health(site: Site) -> StormWatchHealth:
     """The site's ``storm_watch`` entry in /health."""
     return StormWatchHealth.model_construct(
-        active=site.storm.active(now),
+        active=site.storm.active(site.storm.now()),
         sources={name: source_body(s, site.tz) for name, s in sorted(site.storm.sources.items())})
 
 

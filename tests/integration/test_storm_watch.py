@@ -333,3 +333,21 @@ async def test_an_unreachable_feed_is_shown_in_health_and_logged_once(
     assert (health["status"], source["status"]) == ("degraded", "failing")
     assert "ClientConnectorError" in source["last_error"]
     assert len([e for e in logs if e["event"] == "storm.source_failed"]) == 1
+
+
+async def test_alerts_run_in_simulated_time(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path, http: aiohttp.ClientSession,
+) -> None:
+    """The gateway on the simulator's clock: a 30-minute warning at 1800x passes in a second."""
+    config = storm_config(sim, tmp_path / "data", nws(sim))
+    async with start_gateway(config, clock=sim.clock.now) as gw:
+        raised = await control(http, sim, "POST", f"/homes/{HOME}/alerts",
+                               {"event": "Severe Thunderstorm Warning", "duration_s": 1800})
+        await eventually(lambda: storm_active(http, gw))
+        with capture_logs() as logs:
+            await control(http, sim, "POST", "/clock", {"speed": 1800})
+            await eventually(lambda: storm_active(http, gw), lambda active: not active)
+            await control(http, sim, "POST", "/clock", {"speed": 1})
+        ended = [e for e in logs if e["event"] == "storm.alert_ended"]
+        assert ended[0]["ends"] == raised["ends"]
+        assert sim.clock.now() >= datetime.fromisoformat(raised["ends"])

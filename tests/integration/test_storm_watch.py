@@ -100,6 +100,9 @@ async def test_the_nws_feed_raises_and_clears_storm_mode(
                                    {"event": "Tornado Warning", "duration_s": 3600})
             await eventually(lambda: storm_active(http, gw))
             await eventually(lambda: charging_to_full(sim))
+            # the watch's pass logs it and records the episode
+            started = await eventually(
+                lambda: [e for e in logs if e["event"] == "storm.mode_started"])
         _, status = await api(http, gw, "GET", f"{SITE}/storm_alert", headers=USER)
         (alert,) = status["response"]["alerts"]
         assert (alert["event"], alert["source"], alert["id"]) == (
@@ -107,7 +110,6 @@ async def test_the_nws_feed_raises_and_clears_storm_mode(
         assert same_second(alert["ends"], raised["ends"])
         assert status["response"]["storm_mode_active"] is True
         assert status["response"]["active_since"] is not None
-        started = [e for e in logs if e["event"] == "storm.mode_started"]
         assert [(e["alert"], e["source"]) for e in logs if e["event"] == "storm.alert_active"] \
             == [("Tornado Warning", "nws")]
         assert (started[0]["alert"], started[0]["ends"]) == ("Tornado Warning", raised["ends"])
@@ -187,7 +189,7 @@ async def test_a_restart_mid_storm_keeps_the_storm(
         await control(http, sim, "POST", f"/homes/{HOME}/alerts",
                       {"event": "Winter Storm Warning", "duration_s": 3600})
         await eventually(lambda: storm_active(http, gw))
-        since = gw.site.storm.episode
+        since = await eventually(lambda: gw.site.storm.episode)  # recorded by the watch's pass
     # the feed is down when the gateway comes back: the kept alert holds until its ends
     await control(http, sim, "POST", "/alerts/feed", {"mode": "error"})
     async with start_gateway(config) as gw:
@@ -216,10 +218,10 @@ async def test_the_mqtt_topic_raises_and_clears_storm_mode(
             await eventually(lambda: charging_to_full(sim))
             with capture_logs() as logs:
                 await client.publish(topic, b"{not json", qos=1)
-                await eventually(lambda: [e for e in logs
-                                          if e["event"] == "storm.mqtt_message_refused"])
-            assert logs[0]["topic"] == topic
-            assert await storm_active(http, gw)
+                refused = await eventually(lambda: [
+                    e for e in logs if e["event"] == "storm.mqtt_message_refused"])
+            assert refused[0]["topic"] == topic
+            assert await storm_active(http, gw)  # a bad message changes nothing
             await client.publish(topic, b"false", qos=1)
             await eventually(lambda: back_to_user_mode(sim))
 
@@ -348,6 +350,7 @@ async def test_alerts_run_in_simulated_time(
             await control(http, sim, "POST", "/clock", {"speed": 1800})
             await eventually(lambda: storm_active(http, gw), lambda active: not active)
             await control(http, sim, "POST", "/clock", {"speed": 1})
-        ended = [e for e in logs if e["event"] == "storm.alert_ended"]
+            # logged by the watch's next pass (live_status reads the alerts' ends at once)
+            ended = await eventually(lambda: [e for e in logs if e["event"] == "storm.alert_ended"])
         assert ended[0]["ends"] == raised["ends"]
         assert sim.clock.now() >= datetime.fromisoformat(raised["ends"])

@@ -21,6 +21,7 @@ from gateway.core.config import Config, DeviceConfig
 from gateway.runtime.clock import Clock, Timebase, timebase_for, utc_now
 from gateway.runtime.devices import DeviceState, DeviceView, identity_from_json, identity_json
 from gateway.runtime.history import HistoryService
+from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.proxy import ModbusProxy
 from gateway.runtime.site import Site
@@ -59,6 +60,7 @@ class Gateway:
         self.history = HistoryService(HistoryStore(self.storage), timebase=self.timebase)
         self.tokens = TokenRegistry(self.storage)
         self.first_started_at: datetime | None = None
+        self.metrics = GatewayMetrics(self.sites)  # this gateway's own Prometheus registry
         self._store = SiteStore(self.storage)
         self._transports = Transports(modbus=ModbusPool())
         self._states: list[DeviceState] = []
@@ -99,7 +101,7 @@ class Gateway:
                 await storm.load()
                 site = Site(site_config, states, store, tz=zones[site_config.time_zone],
                             command_timeout_s=config.gateway.command_timeout_s,
-                            timebase=self.timebase, storm=storm)
+                            timebase=self.timebase, observer=self.metrics, storm=storm)
                 await site.load()
                 self.history.add_site(site)
                 self.sites[site.id] = site
@@ -190,7 +192,8 @@ class Gateway:
 
         return DevicePoller(state, on_connect=site.on_connect, on_telemetry=on_telemetry,
                             on_identity=on_identity, site_id=site.id,
-                            stamp=self.clock if self.timebase.follows else None)
+                            stamp=self.clock if self.timebase.follows else None,
+                            observer=self.metrics)
 
     def _proxy(self, dev: DeviceConfig) -> ModbusProxy:
         """A proxy sharing the device's own endpoint (its one TCP connection)."""

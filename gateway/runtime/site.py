@@ -33,6 +33,7 @@ from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
 from gateway.runtime.clock import Clock, Timebase, utc_now
 from gateway.runtime.devices import DeviceView
+from gateway.runtime.observe import NO_OBSERVER, Observer
 from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
 from gateway.runtime.storm import StormWatch
@@ -46,7 +47,8 @@ class Site:
     def __init__(
         self, config: SiteConfig, devices: Sequence[DeviceView], store: SiteStore, *,
         command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
-        timebase: Timebase | None = None, storm: StormWatch | None = None,
+        timebase: Timebase | None = None, observer: Observer = NO_OBSERVER,
+        storm: StormWatch | None = None,
     ) -> None:
         self.config = config
         self.id = config.energy_site_id
@@ -66,6 +68,7 @@ class Site:
         self.storm = storm or StormWatch(config.energy_site_id, clock=self._clock)
         self.storm.on_change = lambda: self._owe("alert")
         self._refresh_s = DEFAULT_REFRESH_S  # the control loop's period, in domain seconds
+        self._observer = observer
         self._lock = asyncio.Lock()
         self._log = log.bind(site_id=self.id)
         self.changed = asyncio.Event()  # wakes the control loop
@@ -154,6 +157,10 @@ class Site:
         """live_status.storm_mode_active: the setting is on and an alert is active."""
         return policy.storm_mode_active(self.settings, policy.Alerts(storm=self.storm_alert(reading)))
 
+    async def journal(self, limit: int) -> list[dict[str, Any]]:
+        """The site's most recent commands and their outcomes, newest first."""
+        return await self._store.commands(self.id, limit)
+
     # ---- commands ----------------------------------------------------------------------------
 
     def sinks(self) -> list[DeviceView]:
@@ -170,6 +177,15 @@ class Site:
         confirmed (site offline, device unreachable, not confirmed in time) is kept: the gateway
         applies it when the device is back, and the error description says so.
         """
+        began = time.perf_counter()  # the latency a caller sees, a wait for the lock included
+        outcome = ["not_saved"]  # the journal status it ends with, set by _command
+        try:
+            await self._command(name, changes, outcome)
+        finally:
+            self._observer.command_done(self.id, name, outcome[0], time.perf_counter() - began)
+
+    async def _command(self, name: str, changes: Mapping[str, Any], outcome: list[str]) -> None:
+        """``command`` under the site's lock; ``outcome[0]`` becomes the journal's final status."""
         async with self._lock:
             now = self._clock()
             previous = self.settings
@@ -183,6 +199,7 @@ class Site:
                 raise Unavailable(f"site {self.id}: the new setting could not be saved ({exc}); "
                                   f"{ROLLED_BACK}") from exc
             self.settings = settings  # only once saved: a failed save changes nothing
+            outcome[0] = "interrupted"  # until the pipeline below ends (a cancel leaves it so)
             started = time.perf_counter()
             confirmed: list[DeviceView] = []
             reading: SiteReading | None = None
@@ -196,6 +213,7 @@ class Site:
                 if refused(exc):
                     await self._roll_back(previous, reading, confirmed, now)
                     exc.description = f"{exc.description}; {ROLLED_BACK}"
+                    outcome[0] = "rejected"
                     await self._finish(journal_id, name, "rejected", exc)
                     raise
                 if writing:  # some device may hold part of it: not what was last applied
@@ -204,8 +222,10 @@ class Site:
                 if unreachable(exc):
                     self._owe("command")  # applied as soon as every device reports again
                 exc.description = f"{exc.description}; {KEPT}"
+                outcome[0] = "kept"
                 await self._finish(journal_id, name, "kept", exc)
                 raise
+            outcome[0] = "confirmed"
             await self._store.finish(journal_id, "confirmed", "", self._clock())
             self._log.info("command.applied", command=name, verified=True,
                            latency_ms=round((time.perf_counter() - started) * 1000, 2))
@@ -300,6 +320,7 @@ class Site:
                 return self._failed(reason, transient=unreachable(exc))
             if off and self._applied_once:
                 self._log.info("setpoints.reapplied", reason=reason)
+                self._observer.reapplied(self.id)
             self._applied_once = True
             return self._settled(ok=True)
 

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from drivers.options import DRIVER_OPTIONS
+from gateway.core.config.paths import default_data_dir
 from gateway.core.config.storm import StormWatch
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
@@ -138,7 +139,9 @@ class ClockSection(_Strict):
 class GatewaySection(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    data_dir: Path = Path("data")
+    # Default: the state directory (config/paths.py); a relative value in a file is taken
+    # relative to the file (loading.py::read_config), never to the working directory.
+    data_dir: Path = Field(default_factory=default_data_dir)
     jwt_secret: str | None = Field(None, min_length=32)  # RFC 7518: >= 256 bits for HS256
     rate_limits: RateLimits = RateLimits()
     command_timeout_s: float = Field(5.0, gt=0)
@@ -258,6 +261,9 @@ class SiteConfig(_Strict):
     latitude: float | None = Field(None, ge=-90, le=90)
     longitude: float | None = Field(None, ge=-180, le=180)
     storm_watch: StormWatch = StormWatch()
+    # A test-mode site: only `token issue --env test` tokens reach it, and `serve` runs the
+    # simulator devices its devices name (docs/api.md "Sandbox sites").
+    sandbox: bool = False
     devices: list[DeviceConfig] = Field(min_length=1)
 
     @field_validator("time_zone")
@@ -277,6 +283,14 @@ class SiteConfig(_Strict):
             raise ValueError("storm_watch.nws needs the site's latitude and longitude")
         return self
 
+    @model_validator(mode="after")
+    def _sandbox_is_simulated(self) -> SiteConfig:
+        real = [d.name for d in self.devices if d.simulated is None]
+        if self.sandbox and real:
+            raise ValueError(f"a sandbox site is served by the built-in simulator: give every "
+                             f"device simulated: HOME/DEVICE (missing on {', '.join(real)})")
+        return self
+
 
 #: Top-level sections other programs read from the same file: the gateway accepts and ignores
 #: them (``simulator:`` is read by the CLI's demo, simulate and check-config).
@@ -286,7 +300,7 @@ FOREIGN_SECTIONS = ("simulator",)
 class Config(_Strict):
     """The gateway's configuration (a file's ``simulator:`` section is not part of it)."""
 
-    gateway: GatewaySection = GatewaySection()
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
     sites: list[SiteConfig] = Field(min_length=1)
 
     @model_validator(mode="before")

@@ -125,7 +125,12 @@ def _v5_meta(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
 
 
-def _v6_storm_watch(db: sqlite3.Connection) -> None:
+def _v6_token_env(db: sqlite3.Connection) -> None:
+    """Which environment an issued token is for: live (every token before) or test (sandbox)."""
+    db.execute("ALTER TABLE issued_tokens ADD COLUMN env TEXT NOT NULL DEFAULT 'live'")
+
+
+def _v7_storm_watch(db: sqlite3.Connection) -> None:
     """Storm watch: each alert source's latest alerts per site (a restart mid-storm keeps them),
     and the episodes storm mode was active (the backup history shows them with outages)."""
     _script(db, """
@@ -159,7 +164,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v3_issued_tokens,
     _v4_history,
     _v5_meta,
-    _v6_storm_watch,
+    _v6_token_env,
+    _v7_storm_watch,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

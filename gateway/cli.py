@@ -74,7 +74,7 @@ def _simulator_listeners(sim: SimulatorConfig) -> list[Listener]:
     for h, home in enumerate(sim.homes):
         for d, dev in enumerate(home.devices):
             key = ("simulator", "homes", h, "devices", d)
-            if dev.kind == "mqtt_battery":
+            if dev.kind in ("mqtt_battery", "ocpp_charger"):  # clients: they dial out
                 continue
             if dev.port:
                 out.append(Listener((*key, "port"), dev.host, dev.port))
@@ -212,7 +212,7 @@ class SiteLine:
 
 
 def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token: str,
-                per_run_secret: bool) -> str:
+                per_run_secret: bool, charger_path: str | None = None) -> str:
     """What a newcomer sees once the demo is up: where things are, their state, what to try."""
     width = max(len(s.name) for s in sites)
     lines = [
@@ -241,6 +241,8 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
         f"-d '{{\"backup_reserve_percent\": 40}}' {url}/api/1/energy_sites/{first}/backup",
         f"    curl -s {control_url}/homes  (what the simulator plays)",
         f"    curl -s -d '{{\"speed\": 600}}' {control_url}/clock  (homes and gateway 600x faster)",
+        *([f"    curl -s -X POST -d '{{\"plugged\": true}}' {control_url}{charger_path}/plug"
+           "  (plug a car into the simulated charger; docs/chargers.md)"] if charger_path else []),
         "",
         "  More log detail: energy-gateway --log-level info demo.  Ctrl-C stops the demo.",
     ]
@@ -259,7 +261,9 @@ def site_lines(app: web.Application) -> list[SiteLine]:
         devices = tuple(
             DeviceLine(d.name, d.config.type,
                        f"offline ({d.last_error or 'no data yet'})" if id(d) in offline else "online")
-            for d in site.devices)
+            for d in site.devices) + tuple(
+            DeviceLine(c.id, "ocpp charger", "connected" if c.connected else "not connected yet")
+            for c in site.chargers)
         summary = ""
         with contextlib.suppress(SiteOffline):
             reading = site.reading()
@@ -303,8 +307,11 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
             while time.monotonic() < deadline and any(  # noqa: ASYNC110 - bounded readiness poll
                     s.offline() for s in sites.values()):
                 await asyncio.sleep(0.1)
+            chargers = [f"/homes/{h.id}/chargers/{d.id}" for h in sim.homes.values()
+                        for d in h.devices.values() if d.kind == "ocpp_charger"]
             print(demo_banner(url=url, control_url=sim.control_url, sites=site_lines(runner.app),
-                              token=token, per_run_secret=per_run_secret), flush=True)
+                              token=token, per_run_secret=per_run_secret,
+                              charger_path=next(iter(chargers), None)), flush=True)
             await stop.wait()
         finally:
             await runner.cleanup()

@@ -98,9 +98,52 @@ class MqttBatteryConfig(_Strict):
         return self.broker_port
 
 
+class OcppChargerConfig(_Strict):
+    """An EV charger speaking OCPP 1.6J to a central system, and the car plugged into it.
+
+    Attributes:
+        id: Device id within its home, e.g. "charger".
+        kind: Always "ocpp_charger".
+        central_url: The central system's URL without the id, e.g. "ws://127.0.0.1:9000".
+        charge_point_id: The id appended to the URL (and the HTTP Basic user).
+        password: HTTP Basic password (OCPP security profile 1); None sends none.
+        max_current_a: The charger's hardware limit per phase; phases and voltage_v its wiring.
+        car_battery_wh, car_soc_pct, car_max_w: The car: battery size, SoC, onboard charger.
+        meter_interval_s: Real seconds between MeterValues while a transaction runs.
+        auto_authorize: Start a transaction on plug-in without an id tag ("free vend").
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["ocpp_charger"]
+    central_url: str = Field(default="ws://127.0.0.1:9000", pattern=r"^wss?://[^/\s]+(/[^\s]*)?$")
+    charge_point_id: str = Field(default="SIM-WC-1", pattern=r"^[A-Za-z0-9._\-:]{1,48}$")
+    password: str | None = Field(default=None, min_length=8, max_length=40)
+    max_current_a: float = Field(default=16, gt=0, le=80)
+    phases: Literal[1, 3] = 3
+    voltage_v: float = Field(default=230, gt=0, le=480)
+    car_battery_wh: float = Field(default=60000, gt=0, le=250000)
+    car_soc_pct: float = Field(default=40, ge=0, le=100)
+    car_max_w: float = Field(default=11000, gt=0, le=50000)
+    meter_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    auto_authorize: bool = False
+
+    @property
+    def host(self) -> str:
+        """The central system's host (as in the simulator's Endpoint)."""
+        return self.central_url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        """The central system's port (as in the simulator's Endpoint)."""
+        netloc = self.central_url.split("://", 1)[1].split("/", 1)[0]
+        _, _, port = netloc.rpartition(":")
+        return int(port) if port.isdigit() else (443 if self.central_url.startswith("wss") else 80)
+
+
 #: Any simulated device's configuration, told apart by `kind`.
 DeviceConfig = Annotated[
-    SimDeviceConfig | VictronGxConfig | MqttBatteryConfig, Field(discriminator="kind")
+    SimDeviceConfig | VictronGxConfig | MqttBatteryConfig | OcppChargerConfig,
+    Field(discriminator="kind"),
 ]
 
 

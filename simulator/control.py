@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from simulator.alerts import add_alert_routes
+from simulator.charger_control import add_charger_routes
 from simulator.clock import SimClock
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
@@ -275,5 +276,6 @@ def create_control_app(target: ControlTarget) -> web.Application:
     app.router.add_post(f"{dev}/broker_restart", _broker_restart)
     app.router.add_get("/clock", _get_clock)
     app.router.add_post("/clock", _set_clock)
+    add_charger_routes(app, lambda request: request.app[TARGET_KEY].homes)
     add_alert_routes(app, target)  # weather alerts and their NWS-compatible feed
     return app

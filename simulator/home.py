@@ -7,14 +7,21 @@ from typing import TypeVar
 
 from simulator.alerts import SimAlert
 from simulator.clock import SimClock
-from simulator.config import DeviceConfig, HomeConfig, MqttBatteryConfig, VictronGxConfig
+from simulator.config import (
+    DeviceConfig,
+    HomeConfig,
+    MqttBatteryConfig,
+    OcppChargerConfig,
+    VictronGxConfig,
+)
 from simulator.devices.mqtt_battery import MqttBatteryDevice
+from simulator.devices.ocpp_charger import OcppChargerDevice
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
 from simulator.physics import HomePhysics, HomeTruth
 
 #: Any simulated device (each has id, kind, host, port, unit_id and async start()/stop()).
-SimDevice = SunSpecDevice | VictronGxDevice | MqttBatteryDevice
+SimDevice = SunSpecDevice | VictronGxDevice | MqttBatteryDevice | OcppChargerDevice
 
 
 def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) -> SimDevice:
@@ -23,6 +30,8 @@ def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) ->
         return VictronGxDevice(home, config, physics)
     if isinstance(config, MqttBatteryConfig):
         return MqttBatteryDevice(home, config, physics)
+    if isinstance(config, OcppChargerConfig):
+        return OcppChargerDevice(home, config, physics)
     return SunSpecDevice(home, config, physics)
 
 

@@ -22,10 +22,12 @@ from gateway.runtime.clock import Clock, Timebase, timebase_for, utc_now
 from gateway.runtime.devices import DeviceState, DeviceView, identity_from_json, identity_json
 from gateway.runtime.history import HistoryService
 from gateway.runtime.metrics import GatewayMetrics
+from gateway.runtime.ocpp.central import CentralSystem
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.proxy import ModbusProxy
 from gateway.runtime.site import Site
 from gateway.runtime.storage import Storage
+from gateway.runtime.storage.charging import ChargeStore
 from gateway.runtime.storage.history import HistoryStore
 from gateway.runtime.storage.sites import SiteStore, keep_journal
 from gateway.runtime.storage.storm import StormStore
@@ -61,6 +63,7 @@ class Gateway:
         self.tokens = TokenRegistry(self.storage)
         self.first_started_at: datetime | None = None
         self.metrics = GatewayMetrics(self.sites)  # this gateway's own Prometheus registry
+        self.chargers: CentralSystem | None = None  # OCPP (gateway.ocpp configured)
         self._store = SiteStore(self.storage)
         self._transports = Transports(modbus=ModbusPool())
         self._states: list[DeviceState] = []
@@ -118,6 +121,14 @@ class Gateway:
                             f"control-{site.id}")
                 self._start_storm_watch(site)
             self._spawn(self.history.run(), "history")
+            if config.gateway.ocpp is not None:
+                self.history.charges = ChargeStore(self.storage)
+                self.chargers = CentralSystem(config.gateway.ocpp, self.sites,
+                                              self.history.charges, clock=self.clock)
+                await self.chargers.start()
+                for site in self.sites.values():
+                    site.chargers = self.chargers.of_site(site.id)
+                self._spawn(self.chargers.control_loop(), "ocpp-control")
             self._spawn(keep_journal(store, config.gateway.journal_retention_days, self.clock),
                         "journal")
         except BaseException:
@@ -137,6 +148,8 @@ class Gateway:
                 pass
             except Exception:  # a task that died must not keep the rest from closing
                 log.exception("gateway.task_failed", task=task.get_name())
+        if self.chargers is not None:
+            await self.chargers.stop()
         for proxy in self.proxies.values():
             await proxy.stop()
         self.proxies.clear()

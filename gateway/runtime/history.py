@@ -18,6 +18,7 @@ from gateway.core.history import (
     ChargeSession,
     EntryPlan,
     FlowEnergy,
+    HistoryQueryError,
     Outage,
     OutageTracker,
     PowerSample,
@@ -29,6 +30,7 @@ from gateway.core.history import (
 from gateway.runtime.clock import Timebase
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.site import Site
+from gateway.runtime.storage.charging import ChargeStore
 from gateway.runtime.storage.history import HistoryStore
 
 log = structlog.get_logger("gateway.runtime.history")
@@ -61,6 +63,7 @@ class HistoryService:
         self._sites: dict[int, _SiteHistory] = {}
         self._flush_lock = asyncio.Lock()
         self._query_slots = asyncio.Semaphore(QUERIES_AT_ONCE)
+        self.charges: ChargeStore | None = None  # charging sessions (set by the Gateway)
 
     def add_site(self, site: Site) -> None:
         """Start recording a site (its open outage is resumed on the first flush)."""
@@ -167,9 +170,22 @@ class HistoryService:
                 site.id, window.start, window.end, limit=MAX_EVENTS + 1)
             return events, window
 
-    def charge(
+    async def charge(
         self, site: Site, start: datetime | None, end: datetime | None
     ) -> list[ChargeSession]:
-        """``telemetry_history?kind=charge``: no wall connectors are modelled yet."""
-        del site, start, end
-        return []
+        """``telemetry_history?kind=charge``: the site's finished charging sessions starting in
+        the window, oldest first (none without chargers).
+
+        Raises:
+            HistoryQueryError: more than ``MAX_EVENTS`` sessions start in the window.
+        """
+        if self.charges is None or not site.config.chargers:
+            return []
+        async with self._query_slots:
+            sessions = await self.charges.sessions(site.id, start, end, limit=MAX_EVENTS + 1)
+        if len(sessions) > MAX_EVENTS:
+            raise HistoryQueryError(
+                "start_date",
+                f"the window holds more than {MAX_EVENTS} charging sessions; one answer lists at "
+                f"most {MAX_EVENTS}: ask for a later start_date or an earlier end_date")
+        return sessions

@@ -11,7 +11,7 @@ import time
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -37,6 +37,9 @@ from gateway.runtime.observe import NO_OBSERVER, Observer
 from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
 from gateway.runtime.storm import StormWatch
+
+if TYPE_CHECKING:
+    from gateway.runtime.ocpp.state import ChargerState
 
 log = structlog.get_logger("gateway.runtime.site")
 
@@ -76,6 +79,7 @@ class Site:
         self._applied_once = False  # whether this process has applied setpoints yet
         self._checking_held = False  # compare each reading with ``applied`` (after a good pass)
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
+        self.chargers: Sequence[ChargerState] = ()  # its OCPP charge points (set by the Gateway)
 
     async def load(self) -> None:
         """Restore persisted settings (defaults on first start)."""

@@ -5,6 +5,7 @@ the deprecated flat form of driver options); ``checks.py`` what a configuration 
 also satisfy.
 """
 
+from gateway.core.config.chargers import ChargePointConfig, OcppSection
 from gateway.core.config.checks import (
     BOUNDS_S,
     DRIVER_BOUNDS_S,
@@ -56,6 +57,7 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "PUBLISHED_SECRETS",
     "SECRET_FIX",
+    "ChargePointConfig",
     "ClockSection",
     "Config",
     "ConfigError",
@@ -65,6 +67,7 @@ __all__ = [
     "Listener",
     "LoadedConfig",
     "Loc",
+    "OcppSection",
     "Plan",
     "Problem",
     "Purpose",

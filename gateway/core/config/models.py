@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from drivers.options import DRIVER_OPTIONS
+from gateway.core.config.chargers import ChargePointConfig, OcppSection
 from gateway.core.config.paths import default_data_dir
 from gateway.core.config.storm import StormWatch
 
@@ -149,6 +150,7 @@ class GatewaySection(_Strict):
     reconcile_interval_s: float = Field(30.0, gt=0)
     journal_retention_days: int = Field(90, ge=1, le=36500)  # command journal entries kept
     clock: ClockSection = ClockSection()
+    ocpp: OcppSection | None = None  # the OCPP central system for chargers (None: not started)
 
     check_hosts = field_validator("host", "proxy_host")(_valid_host)
 
@@ -265,6 +267,7 @@ class SiteConfig(_Strict):
     # simulator devices its devices name (docs/api.md "Sandbox sites").
     sandbox: bool = False
     devices: list[DeviceConfig] = Field(min_length=1)
+    chargers: list[ChargePointConfig] = Field(default_factory=list, max_length=64)  # OCPP
 
     @field_validator("time_zone")
     @classmethod
@@ -316,6 +319,10 @@ class Config(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate energy_site_id: {', '.join(map(str, dupes))}")
+        cps = [c.id for s in self.sites for c in s.chargers]
+        twice = sorted({i for i in cps if cps.count(i) > 1})
+        if twice:
+            raise ValueError(f"charge point id on more than one site or twice: {', '.join(twice)}")
         return self
 
     def jwt_secret(self) -> str:

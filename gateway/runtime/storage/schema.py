@@ -128,9 +128,30 @@ def _v5_meta(db: sqlite3.Connection) -> None:
 def _v6_token_env(db: sqlite3.Connection) -> None:
     """Which environment an issued token is for: live (every token before) or test (sandbox)."""
     db.execute("ALTER TABLE issued_tokens ADD COLUMN env TEXT NOT NULL DEFAULT 'live'")
+def _v7_charge_sessions(db: sqlite3.Connection) -> None:
+    """OCPP transactions of the sites' chargers: open ones (no ``stopped_at``) and finished
+    sessions; ``id`` is the transactionId the central system hands out (never reused)."""
+    _script(db, """
+        CREATE TABLE charge_sessions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            site_id TEXT NOT NULL,
+            charge_point_id TEXT NOT NULL,
+            connector_id INTEGER NOT NULL,
+            id_tag TEXT NOT NULL,
+            stamped_start TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            meter_start_wh REAL NOT NULL,
+            stopped_at REAL,
+            meter_stop_wh REAL,
+            stop_reason TEXT
+        );
+        CREATE UNIQUE INDEX charge_sessions_replay
+            ON charge_sessions (charge_point_id, connector_id, stamped_start, meter_start_wh);
+        CREATE INDEX charge_sessions_site_start ON charge_sessions (site_id, started_at)
+    """)
 
 
-def _v7_storm_watch(db: sqlite3.Connection) -> None:
+def _v8_storm_watch(db: sqlite3.Connection) -> None:
     """Storm watch: each alert source's latest alerts per site (a restart mid-storm keeps them),
     and the episodes storm mode was active (the backup history shows them with outages)."""
     _script(db, """
@@ -165,7 +186,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v4_history,
     _v5_meta,
     _v6_token_env,
-    _v7_storm_watch,
+    _v7_charge_sessions,
+    _v8_storm_watch,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -164,7 +164,7 @@ class ProductsResponse(Envelope[list[ProductEntry]]):
 
 
 class WallConnectorStatus(_Body):
-    """One wall connector in ``live_status`` (none is modelled yet: the list is empty)."""
+    """One wall connector in ``live_status``: an OCPP charge point of the site (docs/chargers.md)."""
 
     din: str
     vin: str | SkipJsonSchema[None] = absent_unless_set()
@@ -242,7 +242,7 @@ class InverterComponent(_Body):
 
 
 class WallConnectorComponent(_Body):
-    """A wall connector of the site (none is modelled yet: the list is empty)."""
+    """A wall connector of the site: a configured OCPP charge point (docs/chargers.md)."""
 
     device_id: str
     din: str
@@ -494,12 +494,21 @@ class StormWatchHealth(_Body):
     sources: dict[str, StormSourceHealth]
 
 
+class ChargerHealth(_Body):
+    """One OCPP charge point in ``/health`` (docs/chargers.md)."""
+
+    connected: bool
+    last_seen: Timestamp | None  # its last message, UTC
+    wall_connector_state: int
+
+
 class SiteHealth(_Body):
     name: str
     devices: dict[str, DeviceHealth]
     drift_count: int
     reconciliations: int
     storm_watch: StormWatchHealth
+    chargers: dict[str, ChargerHealth] | SkipJsonSchema[None] = absent_unless_set()
 
 
 class StormEpisodeBody(_Body):

@@ -125,10 +125,12 @@ def _refuse(loaded: LoadedConfig, problems: Sequence[Problem]) -> None:
 def _deployment(loaded: LoadedConfig, purpose: Purpose,
                 sim: SimulatorConfig | None = None) -> list[Problem]:
     from gateway.core.config import JWT_SECRET_ENV, deployment_problems
+    from gateway.core.config.northbound import login_problems
 
     others = _simulator_listeners(sim) if sim is not None else []
     return deployment_problems(loaded.config, purpose=purpose, others=others,
-                               env_secret=os.environ.get(JWT_SECRET_ENV))
+                               env_secret=os.environ.get(JWT_SECRET_ENV)) \
+        + login_problems(loaded.config, lambda p: os.access(p, os.R_OK))
 
 
 def _preflight(path: Path, listens: list[preflight.Listen], data_dir: Path | None) -> None:
@@ -212,7 +214,8 @@ class SiteLine:
 
 
 def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token: str,
-                per_run_secret: bool, charger_path: str | None = None) -> str:
+                per_run_secret: bool, charger_path: str | None = None,
+                northbound: str | None = None) -> str:
     """What a newcomer sees once the demo is up: where things are, their state, what to try."""
     width = max(len(s.name) for s in sites)
     lines = [
@@ -221,8 +224,10 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
         f"  gateway    {url}",
         f"  status     {url}/ui  (in a browser; paste the token below)",
         f"  simulator  {control_url}  (control API: the homes' truth, faults, grid outages)",
-        "",
     ]
+    if northbound:
+        lines.append(f"  home assistant  {northbound}")
+    lines += [""]
     for site in sites:
         devices = ", ".join(f"{d.name} ({d.type}) {d.state}" for d in site.devices)
         summary = f"  [{site.summary}]" if site.summary else ""
@@ -311,11 +316,48 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
                         for d in h.devices.values() if d.kind == "ocpp_charger"]
             print(demo_banner(url=url, control_url=sim.control_url, sites=site_lines(runner.app),
                               token=token, per_run_secret=per_run_secret,
-                              charger_path=next(iter(chargers), None)), flush=True)
+                              charger_path=next(iter(chargers), None),
+                              northbound=northbound_line(config)), flush=True)
             await stop.wait()
         finally:
             await runner.cleanup()
     print("energy-gateway demo stopped.", flush=True)
+
+
+def northbound_line(config: Config) -> str | None:
+    """Where the demo publishes for Home Assistant, for the banner (None: nowhere)."""
+    nb = config.mqtt_northbound
+    if nb is None:
+        return None
+    return (f"mqtt://{nb.host}:{nb.port}  (discovery under {nb.discovery_prefix}/device/, "
+            f"state under {nb.base_topic}/)")
+
+
+def parse_host_port(text: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:1883`` for IPv6) of a command-line option, or a UsageError naming it."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"{option}: expected HOST:PORT (e.g. 127.0.0.1:1883), got {text!r}")
+    return host, int(port)
+
+
+def with_northbound(config: Config, text: str) -> Config:
+    """``config`` publishing to the broker at ``text`` (``--mqtt-northbound``); the section's other
+    keys (login, topics) are kept when the file has one."""
+    from pydantic import ValidationError
+
+    from gateway.core.config import MqttNorthbound
+
+    host, port = parse_host_port(text, "--mqtt-northbound")
+    try:
+        MqttNorthbound(host=host, port=port)  # validates the host
+    except ValidationError as exc:
+        raise UsageError(f"--mqtt-northbound: {exc.errors()[0]['msg']}") from None
+    current = config.mqtt_northbound
+    section = (MqttNorthbound(host=host, port=port) if current is None
+               else current.model_copy(update={"host": host, "port": port}))
+    return config.model_copy(update={"mqtt_northbound": section})
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -343,6 +385,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     if sim is None:
         raise _config_error(["demo needs a simulator section (see config.example.yaml)"], path)
     _refuse(loaded, _deployment(loaded, "demo", sim) + _simulated_problems(config, sim))
+    if args.mqtt_northbound:
+        config = with_northbound(config, args.mqtt_northbound)
     secret, from_env = effective_secret(config, os.environ.get(JWT_SECRET_ENV))
     per_run = secret is None or secret_problem(secret, from_env=from_env) is not None
     if per_run or secret is None:  # the published or a weak secret: never sign with it
@@ -680,6 +724,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulator and gateway in one process")
     demo.add_argument("--config", type=Path, default=None,
                       help=f"{config_help} (default: {DEFAULT_CONFIG}); needs a simulator section")
+    demo.add_argument("--mqtt-northbound", metavar="HOST:PORT", default=None,
+                      help="publish the sites to this MQTT broker with Home Assistant discovery "
+                           "(default: the config's mqtt_northbound section, else none)")
     serve = sub.add_parser("serve", help="the gateway against the configured devices")
     serve.add_argument("--config", type=Path, required=True, help=config_help)
     simulate = sub.add_parser("simulate", help="the simulated devices of a config, alone")

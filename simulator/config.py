@@ -56,6 +56,8 @@ class VictronGxConfig(_Strict):
         modbus_port: Port of the optional Modbus TCP face (units 100 and vebus_instance); None = off,
             0 = ephemeral.
         keepalive_timeout_s: Real seconds values keep flowing after the last keepalive (60 on Venus).
+        broker_username: With broker_password, the one login the embedded broker accepts (Venus
+            OS's secured profile refuses anonymous clients); None = anonymous clients welcome.
     """
 
     id: str = Field(min_length=1)
@@ -66,6 +68,8 @@ class VictronGxConfig(_Strict):
     vebus_instance: int = Field(default=227, ge=0, le=255)
     modbus_port: int | None = Field(default=None, ge=0, le=65535)
     keepalive_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    broker_username: str | None = None
+    broker_password: str | None = Field(default=None, repr=False)
 
 
 class MqttBatteryConfig(_Strict):
@@ -78,12 +82,16 @@ class MqttBatteryConfig(_Strict):
         broker_port: Port of that broker.
         base_topic: Topic prefix (no trailing slash), e.g. "sim/battery1".
         publish_interval_s: Real seconds between state publishes.
+        broker_username: Login at the broker (None: anonymous), as a battery on a secured
+            broker has one; broker_password its password.
     """
 
     id: str = Field(min_length=1)
     kind: Literal["mqtt_battery"]
     broker_host: str = "127.0.0.1"
     broker_port: int = Field(ge=1, le=65535)
+    broker_username: str | None = None
+    broker_password: str | None = Field(default=None, repr=False)
     base_topic: str = Field(default="sim/battery1", pattern=r"^[^#+\s]+[^/#+\s]$")
     publish_interval_s: float = Field(default=1.0, gt=0, le=3600)
 

@@ -21,6 +21,7 @@ from gateway.core.config import Config, DeviceConfig
 from gateway.runtime.clock import Clock, Timebase, timebase_for, utc_now
 from gateway.runtime.devices import DeviceState, DeviceView, identity_from_json, identity_json
 from gateway.runtime.history import HistoryService
+from gateway.runtime.homeassistant import HomeAssistantBridge
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.ocpp.central import CentralSystem
 from gateway.runtime.poller import DevicePoller
@@ -62,6 +63,7 @@ class Gateway:
         self.history = HistoryService(HistoryStore(self.storage), timebase=self.timebase)
         self.tokens = TokenRegistry(self.storage)
         self.first_started_at: datetime | None = None
+        self.northbound: HomeAssistantBridge | None = None  # config.mqtt_northbound, when set
         self.metrics = GatewayMetrics(self.sites)  # this gateway's own Prometheus registry
         self.chargers: CentralSystem | None = None  # OCPP (gateway.ocpp configured)
         self._store = SiteStore(self.storage)
@@ -131,6 +133,11 @@ class Gateway:
                 self._spawn(self.chargers.control_loop(), "ocpp-control")
             self._spawn(keep_journal(store, config.gateway.journal_retention_days, self.clock),
                         "journal")
+            if config.mqtt_northbound is not None:
+                # sandbox sites are simulated homes for app developers, not the house's devices
+                real = {i: s for i, s in self.sites.items() if not s.config.sandbox}
+                self.northbound = HomeAssistantBridge(config.mqtt_northbound, real, self.history)
+                self._spawn(self.northbound.run(), "ha-mqtt")
         except BaseException:
             await self.stop()
             raise
@@ -138,6 +145,9 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop every task, proxy and connection, flush history and close storage."""
+        if self.northbound is not None:  # first: it says "offline" while the broker is there
+            with contextlib.suppress(Exception):
+                await self.northbound.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -23,6 +23,7 @@ from gateway.core.history import (
     OutageTracker,
     PowerSample,
     Window,
+    bucket_start,
     plan_energy,
     resolve_window,
     sum_by_entry,
@@ -38,6 +39,8 @@ log = structlog.get_logger("gateway.runtime.history")
 # Real seconds: flushing is I/O. Buckets close by the readings' (domain) timestamps, and a query
 # counts the ones not yet flushed, so a fast followed clock needs no faster flushing.
 _FLUSH_INTERVAL_S = 5.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FAR = timedelta(days=1)  # past the bucket still filling, whatever the clocks disagree on
 # History queries run one at a time: each holds the storage's one reading connection, and
 # building a large answer holds the GIL in bursts: with two at once, device reads on the event
 # loop timed out under test. Waiting here costs a coroutine, not a thread.
@@ -169,6 +172,22 @@ class HistoryService:
             events = await self._store.outages_started(
                 site.id, window.start, window.end, limit=MAX_EVENTS + 1)
             return events, window
+
+    async def lifetime(self, site: Site) -> FlowEnergy:
+        """Every flow's energy (Wh) since the site's history began, stored and still in memory.
+
+        Summed in SQL from hourly totals (one row per hour; bounded work off the loop); under
+        the flush lock so no bucket is counted twice or missed while it moves to storage.
+        """
+        entry = self._sites[site.id]
+        edges = [_EPOCH, bucket_start(self._clock(), timedelta(hours=1)) + _FAR]
+        async with self._query_slots, self._flush_lock:
+            live = [*entry.pending, *entry.accumulator.open_buckets()]
+            stored = (await self._store.energy_by_entry(site.id, edges))[0]
+        total = stored
+        for bucket in live:
+            total = total + bucket.energy
+        return total
 
     async def charge(
         self, site: Site, start: datetime | None, end: datetime | None

@@ -59,6 +59,9 @@ class Site:
         self.tz = tz or zoneinfo.ZoneInfo(config.time_zone)
         self.devices: Sequence[DeviceView] = devices
         self.settings = SiteSettings()
+        # The settings the devices last confirmed (a command's read-back or a reconciliation
+        # pass); what Home Assistant is shown: a command kept while offline is not in it yet.
+        self.confirmed = self.settings
         self.drift_count = 0
         self.reconciles = 0  # reconciliation passes that found every device online (health)
         self.applied: Setpoints | None = None
@@ -86,6 +89,7 @@ class Site:
         stored = await self._store.load_settings(self.id)
         if stored is not None:
             self.settings = SiteSettings.from_json(stored)
+        self.confirmed = self.settings  # what the devices were last told, until a pass checks
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -229,6 +233,7 @@ class Site:
                 outcome[0] = "kept"
                 await self._finish(journal_id, name, "kept", exc)
                 raise
+            self.confirmed = self.settings
             outcome[0] = "confirmed"
             await self._store.finish(journal_id, "confirmed", "", self._clock())
             self._log.info("command.applied", command=name, verified=True,
@@ -316,6 +321,7 @@ class Site:
                 self._log_off(handle, held, wanted, reason)
             # Battery commands carry a revert timeout on the device: refresh them every cycle.
             if not off and self.applied == wanted and wanted.battery_w is None:
+                self.confirmed = self.settings
                 return self._settled(ok=True)
             try:
                 await self._apply(wanted)
@@ -326,6 +332,7 @@ class Site:
                 self._log.info("setpoints.reapplied", reason=reason)
                 self._observer.reapplied(self.id)
             self._applied_once = True
+            self.confirmed = self.settings
             return self._settled(ok=True)
 
     def _log_off(self, handle: DeviceView, held: Setpoints, wanted: Setpoints, reason: str) -> None:

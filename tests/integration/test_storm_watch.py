@@ -16,8 +16,15 @@ from gateway.core.config import Config
 from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, STORM_ADMIN_SCOPE
 from simulator import HomeTruth, Simulator
 from tests.helpers import SITE_ID, eventually, gateway_config, token
-from tests.integration.brokers import free_port, mqtt_broker
+from tests.integration.brokers import free_port, mosquitto_path, mqtt_broker
 from tests.integration.conftest import GatewayFactory, RunningGateway
+from tests.integration.secure_broker import (
+    PASSWORD,
+    make_pki,
+    password_file,
+    secured_mosquitto,
+)
+from tests.integration.secure_broker import USER as BROKER_USER
 
 HOME = "home-1001"
 SITE = f"/api/1/energy_sites/{SITE_ID}"
@@ -354,3 +361,23 @@ async def test_alerts_run_in_simulated_time(
             ended = await eventually(lambda: [e for e in logs if e["event"] == "storm.alert_ended"])
         assert ended[0]["ends"] == raised["ends"]
         assert sim.clock.now() >= datetime.fromisoformat(raised["ends"])
+
+
+@pytest.mark.skipif(mosquitto_path() is None, reason="needs the mosquitto binary (a password file)")
+async def test_the_mqtt_source_logs_in_to_a_secured_broker(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path, http: aiohttp.ClientSession,
+) -> None:
+    async with secured_mosquitto(tmp_path, make_pki(tmp_path), password_file(tmp_path)) as broker:
+        topic = "home/storm_alert"
+        config = storm_config(sim, tmp_path / "data", {"mqtt": {
+            "host": broker.host, "port": broker.plain_port, "topic": topic,
+            "username": BROKER_USER, "password": PASSWORD}})
+        with capture_logs() as logs:
+            async with start_gateway(config) as gw, aiomqtt.Client(
+                    broker.host, broker.plain_port, username=BROKER_USER, password=PASSWORD) as client:
+                await eventually(lambda: gw.site.storm.sources["mqtt"].status == "ok", timeout=15)
+                await client.publish(topic, b"true", qos=1)
+                await eventually(lambda: storm_active(http, gw))
+                health = await _health(http, gw)
+        assert PASSWORD not in repr(logs)
+        assert PASSWORD not in repr(health)

@@ -201,6 +201,7 @@ def test_storm_watch_config_defaults_and_checks() -> None:
                 {"latitude": 0, "longitude": 0, "storm_watch": {"nws": {"events": []}}},
                 {"storm_watch": {"mqtt": {"topic": "a/#/b"}}},
                 {"storm_watch": {"mqtt": {"host": "127.0.0.1"}}},
+                {"storm_watch": {"mqtt": {"topic": "t", "password": "pw"}}},  # no username
                 {"storm_watch": {"sms": {}}}):
         with pytest.raises(ValidationError):
             SiteConfig.model_validate(site(**bad))

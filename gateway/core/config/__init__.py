@@ -46,6 +46,7 @@ from gateway.core.config.models import (
     SiteConfig,
     host_problem,
 )
+from gateway.core.config.northbound import MqttNorthbound
 
 __all__ = [
     "BOUNDS_S",
@@ -67,6 +68,7 @@ __all__ = [
     "Listener",
     "LoadedConfig",
     "Loc",
+    "MqttNorthbound",
     "OcppSection",
     "Plan",
     "Problem",

@@ -24,6 +24,7 @@ from pydantic import (
 
 from drivers.options import DRIVER_OPTIONS
 from gateway.core.config.chargers import ChargePointConfig, OcppSection
+from gateway.core.config.northbound import MqttNorthbound
 from gateway.core.config.paths import default_data_dir
 from gateway.core.config.storm import StormWatch
 
@@ -305,6 +306,8 @@ class Config(_Strict):
 
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     sites: list[SiteConfig] = Field(min_length=1)
+    # Home Assistant discovery on an MQTT broker (docs/home-assistant.md); none by default.
+    mqtt_northbound: MqttNorthbound | None = None
 
     @model_validator(mode="before")
     @classmethod

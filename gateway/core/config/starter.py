@@ -42,4 +42,12 @@ sites:
           host: 192.168.1.50   # the inverter's address on your network
           port: 502
           unit_id: 1
+
+# Home Assistant: every site as a device over MQTT discovery (docs/home-assistant.md).
+# mqtt_northbound:
+#   host: 127.0.0.1             # the broker Home Assistant uses (e.g. its Mosquitto add-on)
+#   port: 1883                  # 8883 with tls
+#   username: energy-gateway    # the add-on refuses anonymous clients
+#   password: "change-me"
+#   # tls: {{ca_file: /etc/energy-gateway/broker-ca.pem}}
 """

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from drivers.mqtt_login import BrokerLoginOptions
 from drivers.topics import valid_filter
 from gateway.core.storm import DEFAULT_EVENTS
 
@@ -50,8 +51,9 @@ class NwsSource(_Strict):
         return value
 
 
-class MqttSource(_Strict):
-    """A topic carrying a storm flag (``true``/``false``) or a JSON alert (docs/api.md, "Storm watch")."""
+class MqttSource(BrokerLoginOptions):
+    """A topic carrying a storm flag (``true``/``false``) or a JSON alert (docs/api.md, "Storm
+    watch"); ``username``/``password``/``tls`` the broker's login as for MQTT devices."""
 
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)

@@ -28,7 +28,7 @@ async def run_mqtt_source(
     cannot be used is logged naming the topic and changes nothing. A lost broker is reported to
     the watch (shown in /health) and never clears an alert.
     """
-    broker = pool.acquire(config.host, config.port)
+    broker = pool.acquire(config.host, config.port, config.login())
     latest: dict[str, bytes] = {}
     woken = asyncio.Event()
 

@@ -10,18 +10,24 @@ from simulator.clock import SimClock
 from simulator.config import (
     DeviceConfig,
     HomeConfig,
+    HuaweiSun2000Config,
     MqttBatteryConfig,
     OcppChargerConfig,
+    SungrowShConfig,
     VictronGxConfig,
 )
+from simulator.devices.huawei_sun2000 import HuaweiSun2000Device
 from simulator.devices.mqtt_battery import MqttBatteryDevice
 from simulator.devices.ocpp_charger import OcppChargerDevice
+from simulator.devices.register_twin import RegisterTwin
+from simulator.devices.sungrow_sh import SungrowShDevice
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
 from simulator.physics import HomePhysics, HomeTruth
 
 #: Any simulated device (each has id, kind, host, port, unit_id and async start()/stop()).
-SimDevice = SunSpecDevice | VictronGxDevice | MqttBatteryDevice | OcppChargerDevice
+SimDevice = (SunSpecDevice | VictronGxDevice | MqttBatteryDevice | OcppChargerDevice
+             | SungrowShDevice | HuaweiSun2000Device)
 
 
 def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) -> SimDevice:
@@ -32,6 +38,10 @@ def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) ->
         return MqttBatteryDevice(home, config, physics)
     if isinstance(config, OcppChargerConfig):
         return OcppChargerDevice(home, config, physics)
+    if isinstance(config, SungrowShConfig):
+        return SungrowShDevice(home, config, physics)
+    if isinstance(config, HuaweiSun2000Config):
+        return HuaweiSun2000Device(home, config, physics)
     return SunSpecDevice(home, config, physics)
 
 
@@ -101,6 +111,13 @@ class SimHome:
     def victron_gx(self, device_id: str) -> VictronGxDevice:
         """The Victron GX device with this id (KeyError if none; TypeError if another kind)."""
         return _of_kind(self.devices[device_id], VictronGxDevice)
+
+    def register_twin(self, device_id: str) -> RegisterTwin:
+        """The brand twin (Sungrow, Huawei) with this id (KeyError if none; TypeError if another kind)."""
+        device = self.devices[device_id]
+        if not isinstance(device, RegisterTwin):
+            raise TypeError(f"device {device.id!r} is a {device.kind} device, not a brand twin")
+        return device
 
     def mqtt_battery(self, device_id: str) -> MqttBatteryDevice:
         """The MQTT battery with this id (KeyError if none; TypeError if another kind)."""

@@ -93,7 +93,11 @@ def compute_setpoints(
     mode = effective_mode(settings, alerts)
     if mode == "backup":
         # A 100 % reserve makes the device fill the battery (from the grid only if allowed)
-        # and discharge only during an outage.
+        # and discharge only during an outage. Storm watch fills it from the grid whatever the
+        # grid-charging setting (Tesla's Storm Watch; docs/api.md, "Storm watch"): the outage
+        # it prepares for will not wait for the sun.
+        if storm_mode_active(settings, alerts):
+            grid_charging = True
         return Setpoints(
             reserve_pct=100, grid_charging=grid_charging, export_limit_w=export_limit_w
         )

@@ -31,9 +31,12 @@ def _free_ports(count: int) -> list[int]:
 
 def _demo_config(tmp_path: Path) -> Path:
     text = (ROOT / "config.example.yaml").read_text()
-    gateway, control, inverter, pv, broker = _free_ports(5)
-    for old, new in (("port: 8080", f"port: {gateway}"), ("port: 15000", f"port: {control}"),
+    gateway, control, inverter, pv, broker, ocpp = _free_ports(6)
+    # every fixed port of the example moves (the control API also in the price feed's URL), so
+    # demos of tests running side by side never meet
+    for old, new in (("port: 8080", f"port: {gateway}"), ("15000", str(control)),
                      ("15020", str(inverter)), ("15030", str(pv)), ("18830", str(broker)),
+                     ("9000", str(ocpp)),
                      ("data_dir: data", f"data_dir: {tmp_path / 'data'}")):
         assert old in text
         text = text.replace(old, new)

@@ -63,9 +63,9 @@ class Demo:
 @pytest_asyncio.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
     text = (ROOT / "config.example.yaml").read_text()
-    control, inverter, pv, broker = _free_ports(4)
-    for old, new in (("port: 15000", f"port: {control}"), ("15020", str(inverter)),
-                     ("15030", str(pv)), ("18830", str(broker)),
+    control, inverter, pv, broker, ocpp = _free_ports(5)
+    for old, new in (("15000", str(control)), ("15020", str(inverter)),
+                     ("15030", str(pv)), ("18830", str(broker)), ("9000", str(ocpp)),
                      ("data_dir: data", f"data_dir: {tmp_path / 'data'}"),
                      # the fault below shows within 1.5 s rather than the demo's 5 s
                      ("simulated: home-1001/inverter",

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 from blockbuster import BlockBuster, blockbuster_ctx
+from hypothesis import settings
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -17,6 +18,15 @@ def state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.delenv("STATE_DIRECTORY", raising=False)
         mp.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
         yield
+
+
+# Property tests draw the same examples on every run and keep no example database: the suite
+# must be deterministic. Exploring with fresh random examples is a separate, deliberate run
+# (each run new seeds; a failure prints the example to add with @example):
+#   pytest --hypothesis-profile explore tests/unit/test_planner.py
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore", database=None)
+settings.load_profile("deterministic")
 
 
 @pytest.fixture(autouse=True)

@@ -98,9 +98,49 @@ class MqttBatteryConfig(_Strict):
         return self.broker_port
 
 
+class SungrowShConfig(_Strict):
+    """A Sungrow SH-RT hybrid inverter on its LAN port (Modbus TCP; simulator/devices/sungrow_sh.py).
+
+    Attributes:
+        device_type_code: Input register 5000: 0x0E03 SH10RT, 0x0E02 SH8.0RT, 0x0E00 SH5.0RT...
+        answer_delay_s: Real seconds each answer takes.
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["sungrow_sh"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    unit_id: int = Field(default=1, ge=1, le=247)
+    device_type_code: int = Field(default=0x0E03, ge=0, le=0xFFFF)
+    serial_number: str = Field(default="A2350415770", max_length=20)
+    answer_delay_s: float = Field(default=0.005, ge=0, le=5)
+
+
+class HuaweiSun2000Config(_Strict):
+    """A Huawei SUN2000 with LUNA2000 and power sensor (Modbus TCP; simulator/devices/huawei_sun2000.py).
+
+    Attributes:
+        settle_s: Real seconds after a connect during which requests go unanswered (about 1 s
+            on the SDongle).
+        answer_delay_s: Real seconds each answer takes (tens of ms on real hardware).
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["huawei_sun2000"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=247)
+    model: str = Field(default="SUN2000-10KTL-M1", max_length=30)
+    serial_number: str = Field(default="HV2150012345", max_length=20)
+    firmware: str = Field(default="V100R001C00SPC135", max_length=30)
+    settle_s: float = Field(default=1.0, ge=0, le=30)
+    answer_delay_s: float = Field(default=0.03, ge=0, le=5)
+
+
 #: Any simulated device's configuration, told apart by `kind`.
 DeviceConfig = Annotated[
-    SimDeviceConfig | VictronGxConfig | MqttBatteryConfig, Field(discriminator="kind")
+    SimDeviceConfig | VictronGxConfig | MqttBatteryConfig | SungrowShConfig | HuaweiSun2000Config,
+    Field(discriminator="kind"),
 ]
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from simulator.clock import SimClock
+from simulator.devices.register_twin import RegisterTwin
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
 from simulator.faults import FaultPlanError
@@ -130,7 +131,11 @@ async def _set_home(request: web.Request) -> web.Response:
 
 
 #: Devices with a Modbus TCP face that plays a FaultPlan.
-_FAULTY: tuple[type[SunSpecDevice | VictronGxDevice], ...] = (SunSpecDevice, VictronGxDevice)
+_FAULTY: tuple[type[SunSpecDevice | VictronGxDevice | RegisterTwin], ...] = (
+    SunSpecDevice, VictronGxDevice, RegisterTwin,
+)  # fmt: skip
+#: Devices that play a reboot (factory settings restored, port closed for a while).
+_REBOOTING: tuple[type[SunSpecDevice | RegisterTwin], ...] = (SunSpecDevice, RegisterTwin)
 
 
 def _device(request: web.Request) -> SimDevice | web.Response:
@@ -204,7 +209,7 @@ async def _stats(request: web.Request) -> web.Response:
 
 
 async def _reboot(request: web.Request) -> web.Response:
-    device = _device_for(request, SunSpecDevice, "reboot")
+    device = _device_for(request, _REBOOTING, "reboot")
     if isinstance(device, web.Response):
         return device
     try:

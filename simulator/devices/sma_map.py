@@ -5,6 +5,7 @@ information (SMA_Modbus-TI-en, the SMA Modbus profile) and the register list of 
 ("MODBUS-HTML_SBS3.7-6.0"), as cited by evcc's ``sma-sbs-modbus`` template:
 
 - unit id 3 (the SMA Modbus profile's first device), registers read with FC3 or FC4 alike;
+- 30231 the device's maximum active power: for a battery inverter, its battery power;
 - every value is 32 or 64 bits, high word first: U32, S32, U64, ENUM (U32);
 - "not available" is a sentinel, never a number: U32 and ENUM 0xFFFFFFFF, S32 0x80000000,
   U64 0xFFFFFFFFFFFFFFFF; the AC power reads NaN while the battery inverter stands by
@@ -73,6 +74,7 @@ REGISTERS: tuple[Register, ...] = (
     Register(30057, "serial_number", "U32"),
     Register(30059, "software_package", "U32"),
     Register(30201, "health", "ENUM"),
+    Register(30231, "max_power_w", "U32"),  # maximum active power of the device
     Register(30217, "grid_relay", "ENUM"),
     Register(30513, "total_yield_wh", "U64"),  # Metering.TotWhOut: energy out of the battery
     Register(30581, "grid_import_wh", "U32"),  # Metering.GridMs.TotWhIn
@@ -151,6 +153,7 @@ def values(plate: SmaPlate, settings: BmsSettings, truth: HomeTruth) -> dict[str
         "serial_number": plate.serial_number,
         "software_package": software_package(plate.firmware),
         "health": HEALTH_OK,
+        "max_power_w": round(max(plate.max_charge_w, plate.max_discharge_w)),
         "grid_relay": GRID_RELAY_CLOSED if truth.grid_up else GRID_RELAY_OPEN,
         "total_yield_wh": round(truth.battery_discharge_wh),
         "grid_import_wh": round(truth.grid_import_wh) if meter else None,

@@ -1,4 +1,4 @@
-"""energy-gateway command line: demo | serve | simulate | token issue|list|revoke | check-config."""
+"""energy-gateway command line: demo | serve | simulate | scan | token issue|list|revoke | check-config."""
 
 # Each command imports what it needs when it runs: `--help` loads argparse and little else, `serve`
 # never loads the simulator, and this is the only gateway module that may import `simulator`.
@@ -557,6 +557,46 @@ def _revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- scan ------------------------------------------------------------------------------------
+
+#: Most (port, unit) pairs one scan tries: a typo such as 1-65535 must not run for hours.
+MAX_SCAN_PAIRS = 1024
+
+
+def _numbers(text: str, flag: str, low: int, high: int) -> list[int]:
+    """``502,1502`` or ``1-3,5`` as a sorted list of distinct numbers within ``low..high``."""
+    out: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last or first)
+        except ValueError:
+            raise UsageError(f"{flag}: {part!r} is not a number or a range like 1-3") from None
+        if not low <= lo <= hi <= high:
+            raise UsageError(f"{flag}: {part!r} is outside {low}..{high}")
+        out.update(range(lo, hi + 1))
+    return sorted(out)
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from drivers.scan import render, scan
+    from gateway.runtime.logs import configure_logging
+
+    ports = _numbers(args.ports, "--ports", 1, 65535)
+    units = _numbers(args.units, "--units", 0, 255)
+    if len(ports) * len(units) > MAX_SCAN_PAIRS:
+        raise UsageError(f"--ports x --units is {len(ports) * len(units)} pairs; at most "
+                         f"{MAX_SCAN_PAIRS} per scan")
+    # stdout is the snippet alone; log lines and progress go to stderr.
+    configure_logging(args.log_format, args.log_level or "WARNING")
+    result = asyncio.run(scan(args.host, ports, units, timeout_s=args.timeout, total_s=args.total,
+                              say=lambda line: print(f"# {line}", file=sys.stderr, flush=True)))
+    print(render(result, total_s=args.total), end="")
+    return 0 if result.found else 1
+
+
 # ---- parser ----------------------------------------------------------------------------------
 
 
@@ -610,6 +650,16 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--config", type=Path, required=True,
                         help=f"{config_help}: its gateway.data_dir holds the registry")
     revoke.add_argument("jti", help="the token's jti, as `token list` shows it")
+    scan = sub.add_parser("scan", help="find SunSpec and profile devices on a host; prints a "
+                                       "devices: snippet")
+    scan.add_argument("host", help="the device's (or Modbus gateway's) address")
+    scan.add_argument("--ports", default="502", help="comma-separated ports or ranges "
+                                                     "(default: 502; Huawei's inverter AP: 6607)")
+    scan.add_argument("--units", default="1", help="comma-separated unit ids or ranges (default: 1)")
+    scan.add_argument("--timeout", type=float, default=1.0, help="seconds per request (default 1)")
+    scan.add_argument("--total", type=float, default=60.0,
+                      help="seconds for the whole scan; what was found by then is printed "
+                           "(default 60)")
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", type=Path, help="the YAML configuration file to check")
     check.add_argument("--for", dest="purpose", choices=["auto", "serve", "demo"], default="auto",
@@ -624,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.core.config import ConfigError  # every command reads a config
 
     commands = {"demo": _run_demo, "serve": _run_serve, "simulate": _run_simulate,
-                "check-config": _check_config}
+                "check-config": _check_config, "scan": _run_scan}
     token_commands = {"issue": _issue, "list": _list, "revoke": _revoke}
     try:
         if args.command == "token":

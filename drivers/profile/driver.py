@@ -167,7 +167,8 @@ class ProfileDriver:
                 )  # fmt: skip
             await asyncio.sleep(pause)  # the device applies writes on its own schedule
             pause = min(pause * 2, 0.25)
-        self._log.info("profile.written", targets=expected)
+        if pending:
+            self._log.info("profile.written", writes=dict(pending))
         self._arm_watchdog(setpoints, targets)
 
     # ----------------------------------------------------------------------- internals

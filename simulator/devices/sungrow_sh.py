@@ -5,12 +5,12 @@ document prints them (1-based) with the PDU address in brackets:
 
 - running data in **input registers (FC4)**: 4990-4999 (4989) serial number, 5000 (4999) device
   type code, 5001 (5000) nominal output power in 0.1 kW, 5017-5018 (5016) total DC power U32,
-  13001 (13000) running state bits (bit 1 battery charging, bit 2 discharging, bit 4 feeding
-  the grid, bit 5 importing), 13008 (13007) load power S32, 13010 (13009) export power S32
-  (negative = import), 13022 (13021) battery power U16 without sign, 13023 (13022) battery level
-  0.1 %, 13024 (13023) state of health 0.1 %, 13037 (13036) total import energy 0.1 kWh, 13039
-  (13038) battery capacity 0.1 kWh, 13046 (13045) total export energy 0.1 kWh. 32-bit values
-  send their **low word first**.
+  13000 (12999) system state (0x0040 running, 0x1000 off-grid mode), 13001 (13000) running state
+  bits (bit 1 battery charging, bit 2 discharging, bit 4 feeding the grid, bit 5 importing),
+  13008 (13007) load power S32, 13010 (13009) export power S32 (negative = import), 13022 (13021)
+  battery power U16 without sign, 13023 (13022) battery level 0.1 %, 13024 (13023) state of
+  health 0.1 %, 13037 (13036) total import energy 0.1 kWh, 13039 (13038) battery capacity
+  0.1 kWh, 13046 (13045) total export energy 0.1 kWh. 32-bit values send their **low word first**.
 - controls in **holding registers (FC3/FC6/FC16)**: 13050 (13049) EMS mode (0 self-consumption,
   2 forced mode, 3 external EMS, 4 VPP), 13051 (13050) charge/discharge command (0xAA charge,
   0xBB discharge, 0xCC stop), 13052 (13051) charge/discharge power W, 13058/13059 (13057/13058)
@@ -38,6 +38,7 @@ EMS_SELF_CONSUMPTION, EMS_FORCED = 0, 2
 EMS_MODES = frozenset({0, 2, 3, 4})
 CMD_CHARGE, CMD_DISCHARGE, CMD_STOP = 0xAA, 0xBB, 0xCC
 ENABLE, DISABLE = 0xAA, 0x55
+SYSTEM_RUNNING, SYSTEM_OFF_GRID = 0x0040, 0x1000
 
 _INPUT_BLOCKS = ((4989, 5050), (12999, 13100))
 _HOLDING_BLOCKS = ((13049, 13099),)
@@ -149,6 +150,7 @@ class SungrowShDevice(RegisterTwin):
             state |= 1 << 4
         elif t.grid_w > 0:
             state |= 1 << 5
+        regs[12999] = SYSTEM_RUNNING if t.grid_up else SYSTEM_OFF_GRID
         regs[13000] = state
         regs[13007], regs[13008] = split32(round(t.load_w), low_word_first=True)
         regs[13009], regs[13010] = split32(round(-t.grid_w), low_word_first=True)

@@ -87,8 +87,8 @@ def site_config(sim: Simulator, family: str, data_dir: Path) -> Config:
 @asynccontextmanager
 async def fleet_site(
     sim: Simulator, family: str, tmp_path: Path, clock: Clock = utc_now,
-) -> AsyncIterator[tuple[EnergySite, Site]]:
-    """A gateway serving the family's site on a free port, and a tesla-fleet-api client of it."""
+) -> AsyncIterator[tuple[EnergySite, Site, str]]:
+    """A gateway serving the family's site on a free port, a tesla-fleet-api client of it, its URL."""
     app = create_app(site_config(sim, family, tmp_path / "data"), clock=clock)
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()
@@ -98,8 +98,9 @@ async def fleet_site(
         site = app[SITES][SITE_ID]
         await eventually(lambda: not site.offline() and site.applied is not None)
         async with aiohttp.ClientSession() as session:
-            api = TeslaFleetApi(session=session, access_token=token(), server=f"http://{host}:{port}")
-            yield api.energySites.create(SITE_ID), site
+            url = f"http://{host}:{port}"
+            api = TeslaFleetApi(session=session, access_token=token(), server=url)
+            yield api.energySites.create(SITE_ID), site, url
     finally:
         await runner.cleanup()
 
@@ -114,7 +115,7 @@ def twin(sim: Simulator) -> SimHome:
 async def test_solaredge_site_live_status_and_commands(tmp_path: Path) -> None:
     async with brand_home("solaredge", SUNNY) as sim:
         home = twin(sim)
-        async with fleet_site(sim, "solaredge", tmp_path) as (site, gw_site):
+        async with fleet_site(sim, "solaredge", tmp_path) as (site, gw_site, _):
             truth = home.truth()
             live = (await site.live_status())["response"]
             assert live["solar_power"] == pytest.approx(truth.solar_w, abs=2)
@@ -153,7 +154,7 @@ async def test_solaredge_autonomous_charges_in_remote_control_mode(tmp_path: Pat
     fixed = NIGHT.astimezone(BERLIN)
     async with brand_home("solaredge", NIGHT) as sim:
         home = twin(sim)
-        async with fleet_site(sim, "solaredge", tmp_path, clock=lambda: fixed) as (site, _):
+        async with fleet_site(sim, "solaredge", tmp_path, clock=lambda: fixed) as (site, _, _):
             assert await site.time_of_use_settings(pge_like_sample()) == UPDATED
             assert await site.operation("autonomous") == UPDATED
             command = home.truth().battery_command_w
@@ -179,7 +180,7 @@ async def test_sma_site_follows_the_tariff_through_its_bms_mode(
     fixed = start.astimezone(BERLIN)
     async with brand_home("sma", start) as sim:
         home = twin(sim)
-        async with fleet_site(sim, "sma", tmp_path, clock=lambda: fixed) as (site, _):
+        async with fleet_site(sim, "sma", tmp_path, clock=lambda: fixed) as (site, _, _):
             truth = home.truth()
             live = (await site.live_status())["response"]
             assert live["battery_power"] == pytest.approx(truth.battery_w, abs=1)
@@ -199,6 +200,31 @@ async def test_sma_site_follows_the_tariff_through_its_bms_mode(
                 assert device.settings.op_mode == 2290
             assert await site.operation("self_consumption") == UPDATED
             assert home.truth().battery_command_w is None
+            assert device.settings.op_mode == 2424
+
+
+async def test_sma_refused_command_answers_540_and_rolls_back(tmp_path: Path) -> None:
+    fixed = NIGHT.astimezone(BERLIN)
+    async with brand_home("sma", NIGHT) as sim:
+        home = twin(sim)
+        async with fleet_site(sim, "sma", tmp_path, clock=lambda: fixed) as (site, gw_site, url):
+            assert await site.time_of_use_settings(pge_like_sample()) == UPDATED
+            device = home.sma("device")
+            await device.apply_faults(exception_code=3)  # ILLEGAL DATA VALUE on every request
+            async with aiohttp.ClientSession() as http, http.post(
+                f"{url}/api/1/energy_sites/{SITE_ID}/operation",
+                json={"default_real_mode": "autonomous"},
+                headers={"Authorization": f"Bearer {token()}"},
+            ) as resp:
+                status, body = resp.status, await resp.json()
+            assert status == 540, body
+            assert body["error"] == "device rejected"
+            await device.apply_faults(exception_code=None)
+            assert gw_site.settings.operation_mode == "self_consumption"  # rolled back
+            handle = gw_site.devices[0]
+            polls = handle.polls
+            await eventually(lambda: handle.polls >= polls + 5)
+            assert home.truth().battery_command_w is None  # and nothing applies it later
             assert device.settings.op_mode == 2424
 
 

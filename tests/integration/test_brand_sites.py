@@ -20,8 +20,10 @@ from pymodbus.client import AsyncModbusTcpClient
 from tesla_fleet_api import TeslaFleetApi
 from tesla_fleet_api.tesla.energysite import EnergySite
 
+from drivers.base import Capability
 from drivers.profile.driver import ProfileDriver
 from drivers.profile.options import ProfileOptions
+from drivers.scan import scan
 from drivers.transport import ModbusPool, Transports
 from gateway.core.config import Config, DeviceConfig, GatewaySection, SiteConfig
 from gateway.runtime.clock import Clock, utc_now
@@ -269,3 +271,19 @@ async def test_the_sma_twin_answers_only_unit_3() -> None:
             assert wrong.isError()
         finally:
             client.close()
+
+
+async def test_scan_names_both_families() -> None:
+    config = SimulatorConfig(start=NIGHT, tick_s=0, homes=[HomeConfig(id=HOME, devices=[
+        SolarEdgeStorEdgeConfig(id="se", kind="solaredge_storedge", serial_number="SE9"),
+        SmaSbsConfig(id="sma", kind="sma_sbs", serial_number=99)])])
+    async with Simulator(config) as sim:
+        se, sma = sim.endpoint(f"{HOME}/se").port, sim.endpoint(f"{HOME}/sma").port
+        result = await scan("127.0.0.1", [se, sma], [1, 3], timeout_s=0.5, total_s=20, settle_s=0)
+    by_port = {f.port: f for f in result.found}
+    # SolarEdge speaks SunSpec too; its profile also reaches its storage control, so it wins.
+    assert by_port[se].options["profile"] == "solaredge_storedge"
+    assert by_port[se].single_client
+    assert by_port[se].info.serial_number == "SE9"
+    assert (by_port[sma].unit_id, by_port[sma].options["profile"]) == (3, "sma_sunny_boy_storage")
+    assert Capability.BATTERY_POWER in by_port[sma].capabilities

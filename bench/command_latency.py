@@ -112,6 +112,12 @@ class BareDevice:
                                          device_id=self.unit_id)
         await self._read(*self.controls)
 
+    async def earlier_transactions(self, pct: int) -> None:
+        """What the driver did per command before it kept 123+124 from the last reading: a
+        pre-read of 123+124, the write, the read-back (3 transactions)."""
+        await self._read(*self.controls)
+        await self.same_transactions(pct)
+
     def close(self) -> None:
         self.client.close()
 
@@ -172,7 +178,10 @@ async def run(n: int, profile: Path | None) -> None:
                                 raise RuntimeError(f"{resp.status}: {body!r}")
 
                     kinds = {"baseline: pymodbus write + read": bare.write_read,
-                             "pymodbus, the driver's transactions": bare.same_transactions,
+                             "pymodbus, the driver's transactions (write, read 123+124)":
+                                 bare.same_transactions,
+                             "pymodbus, the driver's earlier 3 (pre-read, write, read)":
+                                 bare.earlier_transactions,
                              GATEWAY: command}
                     times: dict[str, list[float]] = {k: [] for k in kinds}
                     for fn in kinds.values():  # warm-up: connections, caches, JIT-free but lazy paths

@@ -144,9 +144,10 @@ async def _brand_of(  # noqa: PLR0917 - the probe's context
 async def _settled(endpoint: ModbusEndpoint, settle_s: float, timeout_s: float) -> None:
     """Wait out a device's deafness after a connect (Huawei) before any probe's first request."""
     if settle_s > 0:
+        wait_s = settle_s * 1.1 + 0.02  # the device's clock starts a moment after ours
         age = await endpoint.connection_age(timeout_s)
-        if age < settle_s:
-            await asyncio.sleep(settle_s - age)
+        if age < wait_s:
+            await asyncio.sleep(wait_s - age)
 
 
 async def _scan_port(  # noqa: PLR0917 - one port of one scan

@@ -169,7 +169,14 @@ class ProfileDriver:
             pause = min(pause * 2, 0.25)
         if pending:
             self._log.info("profile.written", writes=dict(pending))
-        self._arm_watchdog(setpoints, targets)
+        if pending or not self.timer_running:
+            # Nothing written is nothing re-sent: a running revert or refresh timer keeps its time.
+            self._arm_watchdog(setpoints, targets)
+
+    @property
+    def timer_running(self) -> bool:
+        """True while a battery command is being refreshed or waits for its revert."""
+        return self._watchdog is not None and not self._watchdog.done()
 
     # ----------------------------------------------------------------------- internals
 
@@ -227,7 +234,8 @@ class ProfileDriver:
         """The endpoint, once the device's settle time after a connect (Huawei: about 1 s in
         which it ignores requests) has passed; the first transaction on a connection waits."""
         endpoint = self._joined()
-        settle = self.options.settle
+        # A margin: the device's clock starts when it has accepted, a moment after ours.
+        settle = self.options.settle * 1.1 + 0.02 if self.options.settle > 0 else 0.0
         if settle > 0:
             age = await endpoint.connection_age(self.options.timeout_s)
             if age < settle:

@@ -55,6 +55,7 @@ class ProfileDriver:
         self.transactions = 0
         self._values = PointValues()
         self._scale_factors: dict[str, int] = {}
+        self._out_of_range: set[str] = set()  # points whose last reading was out of range
         self._transports = transports
         self._endpoint: ModbusEndpoint | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -258,10 +259,17 @@ class ProfileDriver:
                 )
             answers.append((read, registers))
         values = decode_answers(self.compiled.profile, answers, self._scale_factors)
+        # Logged when a point leaves its documented range and when it is back, not every poll.
+        bad_now = {bad.point for bad in values.out_of_range}
         for bad in values.out_of_range:
-            self._log.warning(
-                "profile.out_of_range", point=bad.point, value=bad.value, range=list(bad.range)
-            )
+            if bad.point not in self._out_of_range:
+                self._log.warning(
+                    "profile.out_of_range", point=bad.point, value=bad.value, range=list(bad.range)
+                )
+        covered = {name for r in reads for name in r.points}
+        for name in sorted((self._out_of_range & covered) - bad_now):
+            self._log.info("profile.back_in_range", point=name)
+        self._out_of_range = (self._out_of_range - covered) | bad_now
         return values
 
     async def _write(self, targets: Sequence[tuple[str, int | float]]) -> None:

@@ -239,6 +239,8 @@ class Profile(_Strict):
     points: Mapping[str, Point] = Field(min_length=1)
     telemetry: Telemetry
     controls: Controls = Controls()
+    #: Write-only points and the point that shows what they hold (read to confirm a write).
+    read_backs: Mapping[str, str] = Field(default_factory=dict)
     hooks: tuple[HookRef, ...] = ()
 
     def control_points(self) -> dict[str, tuple[str, ...]]:
@@ -263,6 +265,8 @@ class Profile(_Strict):
 
     def read_back_of(self, point: str) -> str:
         """The point read to confirm a write to ``point`` (itself unless write-only)."""
+        if point in self.read_backs:
+            return self.read_backs[point]
         rb = self.controls.backup_reserve
         if rb is not None and rb.point == point and rb.read_back is not None:
             return rb.read_back
@@ -314,6 +318,8 @@ def _check_references(profile: Profile) -> None:
     rb = profile.controls.backup_reserve
     if rb is not None and rb.read_back is not None:
         refs.append(("controls.backup_reserve.read_back", rb.read_back))
+    for written, shown in profile.read_backs.items():
+        refs += [("read_backs", written), ("read_backs", shown)]
     for where, name in refs:
         if name not in points:
             raise ValueError(f"{where}: point {name!r} is not defined")

@@ -1,7 +1,8 @@
 """A Huawei SUN2000 with a LUNA2000 battery and a power sensor, from Huawei's Modbus definitions.
 
-From "SUN2000MA V100R001C00 Modbus Interface Definitions" (Issue 05), every register a holding
-register (FC3 reads, FC6/FC16 writes), 32-bit values high word first:
+From Huawei's "Solar Inverter Modbus Interface Definitions" (V3.0) and "SUN2000MA V100R001C00
+Modbus Interface Definitions" (storage), every register a holding register (FC3 reads, FC6/FC16
+writes), 32-bit values high word first:
 
 - 30000 model (15 registers of ASCII), 30015 SN (10), 30035 software version (15), 30070 model
   ID, 30073 rated power Pn U32 W; 32064 input power I32 W, 32080 active power I32 W, 32089

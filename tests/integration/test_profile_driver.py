@@ -182,3 +182,31 @@ async def test_a_watchdog_command_is_refreshed_until_its_revert_time(
             assert sim.homes["h"].truth().battery_command_w == -1000  # (this twin has no watchdog)
         finally:
             await d.close()
+
+
+async def test_a_reading_outside_its_documented_range_is_logged_once_and_unavailable(
+    transports: Transports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The twin's SoC (60 %) against a family documenting 0..10 %: a device answering nonsense.
+    from structlog.testing import capture_logs
+
+    from drivers.profile.catalog import PROFILES
+
+    base = PROFILES["sungrow_sh_rt"]
+    points = dict(base.points)
+    points["battery_level"] = points["battery_level"].model_copy(update={"range": (0.0, 10.0)})
+    monkeypatch.setitem(PROFILES, "narrow_test", base.model_copy(
+        update={"family": "narrow_test", "points": points}))
+    async with twin(SungrowShConfig(id="d", kind="sungrow_sh", answer_delay_s=0)) as sim:
+        d = driver(sim, "narrow_test", transports)
+        try:
+            with capture_logs() as logs:
+                await d.connect()
+                readings = [await d.read() for _ in range(3)]
+        finally:
+            await d.close()
+    assert all(r.soc_pct is None for r in readings)  # never passed on as telemetry
+    events = [e for e in logs if e["event"] == "profile.out_of_range"]
+    assert len(events) == 1  # logged when it went out of range, not on every poll
+    assert events[0]["point"] == "battery_level"
+    assert events[0]["range"] == [0.0, 10.0]

@@ -118,3 +118,15 @@ def test_a_file_that_is_not_yaml_is_refused(tmp_path: Path) -> None:
     path.write_text("points: [unclosed", encoding="utf-8")
     with pytest.raises(ProfileError, match=r"acme\.yaml: file: "):
         load_profile(path)
+
+
+def test_a_write_only_point_with_a_read_back_point_loads(tmp_path: Path) -> None:
+    doc = changed("points.cmd", {"table": "holding", "address": 200, "type": "u16", "access": "w"})
+    doc["points"]["cmd_state"] = {"table": "holding", "address": 201, "type": "u16"}
+    doc["controls"]["grid_charging"] = {"allowed": {"cmd": 1}, "forbidden": {"cmd": 0}}
+    doc["read_backs"] = {"cmd": "cmd_state"}
+    profile = load_profile(write(tmp_path, doc))
+    assert profile.read_back_of("cmd") == "cmd_state"
+    doc["read_backs"] = {"cmd": "nowhere"}
+    with pytest.raises(ProfileError, match="read_backs: point 'nowhere' is not defined"):
+        load_profile(write(tmp_path, doc))

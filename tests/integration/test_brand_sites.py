@@ -279,8 +279,10 @@ async def test_scan_names_both_families() -> None:
         SmaSbsConfig(id="sma", kind="sma_sbs", serial_number=99)])])
     async with Simulator(config) as sim:
         se, sma = sim.endpoint(f"{HOME}/se").port, sim.endpoint(f"{HOME}/sma").port
-        result = await scan("127.0.0.1", [se, sma], [1, 3], timeout_s=0.5, total_s=20, settle_s=0)
-    by_port = {f.port: f for f in result.found}
+        found = [*(await scan("127.0.0.1", [se], [1], timeout_s=0.5, total_s=20, settle_s=0,
+                              busy_backoff_s=(0.05, 0.1, 0.2))).found,
+                 *(await scan("127.0.0.1", [sma], [3], timeout_s=0.5, total_s=20, settle_s=0)).found]
+    by_port = {f.port: f for f in found}
     # SolarEdge speaks SunSpec too; its profile also reaches its storage control, so it wins.
     assert by_port[se].options["profile"] == "solaredge_storedge"
     assert by_port[se].single_client

@@ -411,15 +411,12 @@ class SunSpecDriver:
         if known is None:
             known = await self._read_blocks(sunspec_map, _CONTROL_MODELS, Priority.COMMAND)
         targets = setpoint_targets(setpoints, known, self.capabilities, self.info)
-        # From the first write until the read-back confirms, the device's state is not known.
+        # From the first write until the read-back confirms, the device's state is not known:
+        # a command that fails leaves it unknown, and the next one reads first.
         self._control = None
         self._writes += 1
-        try:
-            written = await self._write_changed(known, targets, frozenset())
-            await self._confirm(sunspec_map, setpoints, targets, written)
-        except BaseException:
-            self._control = None
-            raise
+        written = await self._write_changed(known, targets, frozenset())
+        await self._confirm(sunspec_map, setpoints, targets, written)
 
     async def read_back(self) -> Setpoints:
         """The setpoints as the device holds them now (watts at the device's resolution)."""

@@ -239,3 +239,28 @@ async def test_reboot_restores_factory_settings_and_ignored_writes_store_nothing
         assert from_f32(await read(fresh, RESERVE, 2)) == 20
     finally:
         fresh.close()
+
+
+async def test_pysunspec2_scans_the_sunspec_part(
+    device: SolarEdgeStorEdgeDevice, home: SimHome
+) -> None:
+    import sunspec2.modbus.client as sunspec_client
+
+    def scan() -> tuple[list[int], float, float]:
+        dev = sunspec_client.SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1",
+                                                          ipport=device.port, timeout=2)
+        try:
+            dev.scan()
+            inverter, meter = dev.models[103][0], dev.models[203][0]
+            inverter.read()
+            meter.read()
+            return (sorted(k for k in dev.models if isinstance(k, int)), inverter.W.cvalue,
+                    meter.W.cvalue)
+        finally:
+            dev.close()
+
+    models, ac_w, meter_w = await asyncio.to_thread(scan)
+    truth = home.truth()
+    assert models == [1, 103, 203]  # the L = 65 common model scans like any other
+    assert ac_w == pytest.approx(truth.solar_w + truth.battery_w, abs=1)
+    assert meter_w == pytest.approx(-truth.grid_w, abs=1)

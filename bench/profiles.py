@@ -10,6 +10,8 @@ pymodbus FC6 write of the reserve register plus an FC3 read of it. Transactions 
 the device side (the twin's request counter through the simulator's control API), not by the
 driver. The Huawei twin answers every request after a deliberate delay (``--huawei-delay-s``,
 30 ms by default, what real SDongles take): its figures show that delay, per transaction.
+Then a gateway process (``bench._gwproc``, one site per family, polls every 2 s) answers
+``POST backup`` for each family, timed against the same baseline.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from pymodbus.client import AsyncModbusTcpClient
 
-from bench._common import helper, machine, percentile, print_table, quiet_logging
+from bench._common import FIRST_SITE_ID, bench_token, helper, machine, percentile, print_table, quiet_logging
 from drivers.base import Driver, Setpoints
 from drivers.registry import DRIVERS
+from drivers.sunspec.driver import SunSpecDriver
+from drivers.sunspec.options import SunSpecOptions
 from drivers.transport import ModbusPool, MqttPool, Transports
 
 BLOCK = 20
@@ -100,7 +105,7 @@ class Bare:
         back = await self.client.read_holding_registers(self.address, count=len(words),
                                                         device_id=self.unit)
         if back.isError() or list(back.registers) != words:
-            raise RuntimeError(f"read-back failed: {back}")
+            raise RuntimeError(f"read-back of {words} at {self.address} failed: {back}")
 
 
 async def requests(http: aiohttp.ClientSession, control: str, ep: dict[str, Any]) -> int:
@@ -126,16 +131,8 @@ async def bench_family(name: str, fam: Family, devices: dict[str, Any], control:
     driver: Driver = cls(name, options, transports)
     try:
         await driver.connect()
-        address = fam.reserve_address
-        if address is None:  # SunSpec: the reserve register from the discovered map
-            from drivers.sunspec.driver import SunSpecDriver
-
-            assert isinstance(driver, SunSpecDriver)  # noqa: S101
-            assert driver.map is not None  # noqa: S101
-            location = driver.map.find(124)
-            assert location is not None  # noqa: S101
-            address = location.address + 7  # MinRsvPct (ID, L, then point 5), SF 0 here
-        bare = Bare(bare_ep, address, fam.raw_per_pct, fam.encoding)
+        bare = Bare(bare_ep, await _reserve_address(name, fam, bare_ep), fam.raw_per_pct,
+                    fam.encoding)
         await bare.connect(1.1 if name == "huawei_sun2000" else 0.0)
         held = await driver.read_back()
 
@@ -180,6 +177,67 @@ async def bench_family(name: str, fam: Family, devices: dict[str, Any], control:
             f"{counts['poll'] / len(times['poll']):.2f}"]  # fmt: skip
 
 
+async def bench_gateway(devices: dict[str, Any], control: str, tmp: Path, n: int) -> list[Any]:
+    """``POST backup`` through a gateway process, one site per family, against the baseline."""
+    endpoints = []
+    families = {name: fam for name, fam in FAMILIES.items() if fam.command == "reserve"}
+    for name, fam in families.items():
+        ep = devices[f"{name}/driver"]
+        endpoints.append({"host": ep["host"], "port": ep["port"], "unit_id": ep["unit_id"],
+                          "type": fam.kind, "options": dict(fam.options)})  # fmt: skip
+    (tmp / "endpoints.json").write_bytes(orjson.dumps(endpoints))
+    args = ["--endpoints", str(tmp / "endpoints.json"), "--data-dir", str(tmp / "data"),
+            "--poll-s", "2", "--log-level", "WARNING"]  # fmt: skip
+    rows = []
+    async with helper("bench._gwproc", *args, log_path=tmp / "gateway.log") as gw:
+        await gw.ask("wait_online")
+        headers = {"Authorization": f"Bearer {bench_token()}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            for i, (name, fam) in enumerate(families.items()):
+                bare_ep = devices[f"{name}/bare"]
+                bare = Bare(bare_ep, await _reserve_address(name, fam, bare_ep), fam.raw_per_pct,
+                            fam.encoding)
+                await bare.connect(1.1 if name == "huawei_sun2000" else 0.0)
+                url = f"{gw.hello['url']}/api/1/energy_sites/{FIRST_SITE_ID + i}/backup"
+
+                async def command(pct: int, url: str = url) -> None:
+                    async with http.post(url, json={"backup_reserve_percent": 20 + pct % 60}) as resp:
+                        body = await resp.read()
+                        if resp.status != 200:
+                            raise RuntimeError(f"{resp.status}: {body!r}")
+
+                async def baseline(pct: int, bare: Bare = bare) -> None:
+                    await bare.write_read(20 + pct % 60)
+
+                times: dict[str, list[float]] = {"baseline": [], "command": []}
+                done = 0
+                while done < n:
+                    await timed(baseline, BLOCK, done, times["baseline"])
+                    await timed(command, BLOCK, done, times["command"])
+                    done += BLOCK
+                bare.client.close()
+                base, cmd = percentile(times["baseline"], 50), percentile(times["command"], 50)
+                rows.append([name, n, base, cmd, percentile(times["command"], 95), f"{cmd / base:.2f}x"])
+    return rows
+
+
+async def _reserve_address(name: str, fam: Family, ep: dict[str, Any]) -> int:
+    if fam.reserve_address is not None:
+        return fam.reserve_address
+    transports = Transports(modbus=ModbusPool(timeout_s=3.0), mqtt=MqttPool())
+    driver = SunSpecDriver(name, SunSpecOptions(host=ep["host"], port=ep["port"], unit_id=ep["unit_id"]),
+                           transports)  # fmt: skip
+    try:
+        await driver.connect()
+        assert driver.map is not None  # noqa: S101
+        location = driver.map.find(124)
+        assert location is not None  # noqa: S101
+        return location.address + 7  # MinRsvPct (ID, L, then point 5), SF 0 here
+    finally:
+        await driver.close()
+        await transports.close()
+
+
 async def run(n: int, huawei_delay_s: float) -> None:
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="bench-profiles-") as tmp:
@@ -187,6 +245,7 @@ async def run(n: int, huawei_delay_s: float) -> None:
                           log_path=Path(tmp) / "sim.log") as sim:  # fmt: skip
             rows = [await bench_family(name, fam, sim.hello["devices"], sim.hello["control_url"], n)
                     for name, fam in FAMILIES.items()]  # fmt: skip
+            http_rows = await bench_gateway(sim.hello["devices"], sim.hello["control_url"], Path(tmp), n)
     print_table(
         f"Command (backup reserve; SMA: forced charge power) and poll per family (ms; the "
         f"Huawei twin answers each request after {huawei_delay_s * 1000:g} ms)",
@@ -194,6 +253,12 @@ async def run(n: int, huawei_delay_s: float) -> None:
          "transactions per command", "poll p50", "transactions per poll"],
         rows,
     )  # fmt: skip
+    print_table(
+        "POST backup through the gateway per family (ms, verified on the device; not SMA: the SBS"
+        " has no reserve register)",
+        ["family", "n", "baseline p50", "POST backup p50", "POST backup p95", "p50 / baseline"],
+        http_rows,
+    )
     print("\nbaseline: bare pymodbus write of the reserve register (FC6; FC16 for SolarEdge's float)"
           " + FC3 read of it (2 transactions); SMA, which has no reserve register: the forced charge"
           " power BatChaMaxW (FC16 U32) + its read, against the driver's charge command")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from gateway.core.config import Config, ConfigError, Listener, LoadedConfig, Problem, Purpose
     from gateway.runtime import preflight
+    from gateway.runtime.clock import Timebase
     from simulator.config import SimulatorConfig
 
 DEFAULT_CONFIG = "config.example.yaml"
@@ -166,21 +167,24 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def _start_gateway(config: Config, path: Path, jwt_secret: str | None = None) -> web.AppRunner:
+async def _start_gateway(config: Config, path: Path, jwt_secret: str | None = None,
+                         timebase: Timebase | None = None) -> web.AppRunner:
     import sqlite3
 
     from aiohttp import web
 
+    from gateway.runtime.clock import ClockSourceError
     from gateway.runtime.storage import StorageError
     from gateway.web.app import create_app
     from gateway.web.server import GatewayRunner
 
-    runner = GatewayRunner(create_app(config, jwt_secret=jwt_secret), access_log=None)
+    runner = GatewayRunner(create_app(config, jwt_secret=jwt_secret, timebase=timebase),
+                           access_log=None)
     try:
         await runner.setup()
         site = web.TCPSite(runner, config.gateway.host, config.gateway.port)
         await site.start()
-    except (OSError, sqlite3.Error, StorageError) as exc:
+    except (OSError, sqlite3.Error, StorageError, ClockSourceError) as exc:
         # the preflight checks passed a moment ago: something took the port or the disk since,
         # or the storage is newer than this gateway
         await runner.cleanup()
@@ -235,6 +239,7 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
         f'    curl -s -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" '
         f"-d '{{\"backup_reserve_percent\": 40}}' {url}/api/1/energy_sites/{first}/backup",
         f"    curl -s {control_url}/homes  (what the simulator plays)",
+        f"    curl -s -d '{{\"speed\": 600}}' {control_url}/clock  (homes and gateway 600x faster)",
         "",
         "  More log detail: energy-gateway --log-level info demo.  Ctrl-C stops the demo.",
     ]
@@ -270,6 +275,7 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
                 per_run_secret: bool, token: str) -> None:
     import asyncio
 
+    from gateway.runtime.clock import InProcessClock
     from gateway.web.keys import SITES
     from simulator import Simulator
 
@@ -279,7 +285,11 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
             sim = await stack.enter_async_context(Simulator(sim_config))
         except OSError as exc:  # a port taken since the preflight check
             raise _config_error([f"cannot start the simulator: {exc}"], path) from None
-        runner = await _start_gateway(config, path, jwt_secret=secret)
+        # The demo follows its simulator's clock, read in process: the homes' exact time and
+        # speed (a POST /clock is seen at once), with no HTTP source that could go away.
+        clock = sim.clock
+        runner = await _start_gateway(config, path, jwt_secret=secret,
+                                      timebase=InProcessClock(clock.now, lambda: clock.speed))
         try:
             url = f"http://{config.gateway.host}:{config.gateway.port}"
             sites = runner.app[SITES]

@@ -133,7 +133,8 @@ class ProfileDriver:
 
         The fewest transactions the device allows: the write(s) (contiguous points in one FC16)
         and one read of what was written, layout and scale factors cached from ``connect``.
-        Writes go ahead of queued polls.
+        Writes go ahead of queued polls. A battery command's duration is written every time,
+        and a driver-kept revert or watchdog timer restarts: re-sending a command keeps it alive.
 
         Raises:
             NotConfirmed: the read-back does not show the values within ``confirm_timeout_s``.
@@ -146,7 +147,10 @@ class ProfileDriver:
         if not targets:
             return
         expected = dict(targets)
-        pending = [(p, raw) for p, raw in targets if self._values.raw.get(p) != raw]
+        # A battery command's duration is written every time: the write restarts the device's
+        # revert timer, which is how the gateway's periodic re-send keeps a command alive.
+        resend = self._resent_point(setpoints)
+        pending = [(p, raw) for p, raw in targets if self._values.raw.get(p) != raw or p == resend]
         # Confirm what was written; the rest was right in the last poll (all of it when nothing
         # needs writing). Drift after that is the reconciliation's job, as for any device.
         confirm = dict(pending) or expected
@@ -170,9 +174,13 @@ class ProfileDriver:
             pause = min(pause * 2, 0.25)
         if pending:
             self._log.info("profile.written", writes=dict(pending))
-        if pending or not self.timer_running:
-            # Nothing written is nothing re-sent: a running revert or refresh timer keeps its time.
-            self._arm_watchdog(setpoints, targets)
+        self._arm_watchdog(setpoints, targets)  # a re-sent command restarts its timer, as on a device
+
+    def _resent_point(self, setpoints: Setpoints) -> str | None:
+        b = self.compiled.profile.controls.battery_power
+        if b is None or setpoints.battery_w is None or Capability.BATTERY_POWER not in self.capabilities:
+            return None
+        return b.duration_point
 
     @property
     def timer_running(self) -> bool:

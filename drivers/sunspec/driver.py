@@ -56,6 +56,8 @@ __all__ = [
 INVERTER_MODELS = (103, 102, 101)
 METER_MODELS = (203, 204, 201, 202)
 _CONTROL_MODELS = (123, 124)
+# Writing it restarts the device's timer for a battery command (SunSpec 124): always re-sent.
+_REVERT_POINT = "InOutWRte_RvrtTms"
 # 123 rides along in the span that reads 103 (no extra round trip): the setpoints the device
 # holds come with every poll, so a reboot to factory values shows on the next read.
 _TELEMETRY_MODELS = (*INVERTER_MODELS, 123, 124, 802, *METER_MODELS)
@@ -394,11 +396,13 @@ class SunSpecDriver:
 
         A command costs its write(s) and one read-back: the raw values are computed with the
         scale factors cached from discovery, and a point is skipped when the last reading of
-        models 123/124 (discovery, poll or read-back) already shows its value. That reading may
-        be stale (someone else's write, a reboot the transport hid), so the read-back is the
-        judge: a skipped point it shows wrong is written then, not waited for. After a failed
-        command the cache is dropped and the next command reads first. Commands go ahead of
-        queued polls. Setpoints outside ``capabilities`` are ignored.
+        models 123/124 (discovery, poll or read-back) already shows its value, except a battery
+        command's revert timeout: writing it restarts the device's revert timer, which is how a
+        re-sent command is kept alive. The last reading may be stale (someone else's write, a
+        reboot the transport hid), so the read-back is the judge: a skipped point it shows wrong
+        is written then, not waited for. After a failed command the cache is dropped and the
+        next command reads first. Commands go ahead of queued polls. Setpoints outside
+        ``capabilities`` are ignored.
 
         Raises:
             NotConfirmed: the read-back does not match within ``confirm_timeout_s``.
@@ -439,7 +443,9 @@ class SunSpecDriver:
         written = set(done)
         for target in targets:
             block = blocks[target.model_id]
-            if target.point in done or block.raw(target.point) == target.raw:
+            if target.point in done or (
+                block.raw(target.point) == target.raw and target.point != _REVERT_POINT
+            ):
                 continue
             write = block.encode_raw(target.point, target.raw)
             await endpoint.write(

@@ -18,7 +18,7 @@ from drivers.registry import DRIVERS
 from drivers.transport import Transports
 from drivers.transport.modbus import ModbusPool
 from gateway.core.config import Config, DeviceConfig
-from gateway.runtime.clock import Clock, utc_now
+from gateway.runtime.clock import Clock, Timebase, timebase_for, utc_now
 from gateway.runtime.devices import DeviceState, DeviceView, identity_from_json, identity_json
 from gateway.runtime.history import HistoryService
 from gateway.runtime.poller import DevicePoller
@@ -41,15 +41,20 @@ class Gateway:
     and ``proxies`` are the same objects for the whole life of the Gateway (filled by
     ``start``). ``first_started_at`` is when a gateway first started on this storage (UTC; set
     by ``start``), e.g. an installation date where a site has none configured.
+
+    ``timebase`` is the gateway's domain time (``runtime/clock.py``): given (the demo hands its
+    simulator's clock), else what ``gateway.clock`` configures, else ``clock`` at speed 1.
     """
 
-    def __init__(self, config: Config, *, clock: Clock = utc_now) -> None:
+    def __init__(self, config: Config, *, clock: Clock = utc_now,
+                 timebase: Timebase | None = None) -> None:
         self.config = config
-        self.clock = clock
+        self.timebase = timebase or timebase_for(config.gateway.clock, clock)
+        self.clock: Clock = self.timebase.now
         self.sites: dict[int, Site] = {}
         self.proxies: dict[tuple[int, str], ModbusProxy] = {}
         self.storage = Storage.in_data_dir(config.gateway.data_dir)
-        self.history = HistoryService(HistoryStore(self.storage), clock=clock)
+        self.history = HistoryService(HistoryStore(self.storage), timebase=self.timebase)
         self.tokens = TokenRegistry(self.storage)
         self.first_started_at: datetime | None = None
         self._store = SiteStore(self.storage)
@@ -72,6 +77,7 @@ class Gateway:
         config = self.config
         store = self._store
         try:
+            await self.timebase.start()  # before anything reads the time
             await self.storage.open()
             self._log_storage()
             self.first_started_at = await self.storage.note_start(self.clock())
@@ -87,7 +93,8 @@ class Gateway:
                 states = [self._device(dev, learned.get(dev.name)) for dev in site_config.devices]
                 self._states.extend(states)
                 site = Site(site_config, states, store, tz=zones[site_config.time_zone],
-                            command_timeout_s=config.gateway.command_timeout_s, clock=self.clock)
+                            command_timeout_s=config.gateway.command_timeout_s,
+                            timebase=self.timebase)
                 await site.load()
                 self.history.add_site(site)
                 self.sites[site.id] = site
@@ -132,6 +139,7 @@ class Gateway:
         await self._transports.close()
         await self.history.close()
         await self.storage.close()
+        await self.timebase.stop()
         if self.sites:
             self.sites.clear()
             log.info("gateway.stopped")
@@ -175,7 +183,8 @@ class Gateway:
             return True
 
         return DevicePoller(state, on_connect=site.on_connect, on_telemetry=on_telemetry,
-                            on_identity=on_identity, site_id=site.id)
+                            on_identity=on_identity, site_id=site.id,
+                            stamp=self.clock if self.timebase.follows else None)
 
     def _proxy(self, dev: DeviceConfig) -> ModbusProxy:
         """A proxy sharing the device's own endpoint (its one TCP connection)."""

@@ -12,6 +12,7 @@ import structlog
 from gateway.core.errors import SiteOffline
 from gateway.core.history import (
     MAX_EVENTS,
+    MAX_GAP,
     Bucket,
     BucketAccumulator,
     ChargeSession,
@@ -25,13 +26,15 @@ from gateway.core.history import (
     resolve_window,
     sum_by_entry,
 )
-from gateway.runtime.clock import Clock
+from gateway.runtime.clock import Timebase
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.site import Site
 from gateway.runtime.storage.history import HistoryStore
 
 log = structlog.get_logger("gateway.runtime.history")
 
+# Real seconds: flushing is I/O. Buckets close by the readings' (domain) timestamps, and a query
+# counts the ones not yet flushed, so a fast followed clock needs no faster flushing.
 _FLUSH_INTERVAL_S = 5.0
 # History queries run one at a time: each holds the storage's one reading connection, and
 # building a large answer holds the GIL in bursts: with two at once, device reads on the event
@@ -51,9 +54,10 @@ class _SiteHistory:
 class HistoryService:
     """Records history into the storage; fed by pollers, flushed in the background, queried by the API."""
 
-    def __init__(self, store: HistoryStore, *, clock: Clock) -> None:
+    def __init__(self, store: HistoryStore, *, timebase: Timebase) -> None:
         self._store = store
-        self._clock = clock
+        self._timebase = timebase
+        self._clock = timebase.now
         self._sites: dict[int, _SiteHistory] = {}
         self._flush_lock = asyncio.Lock()
         self._query_slots = asyncio.Semaphore(QUERIES_AT_ONCE)
@@ -74,7 +78,10 @@ class HistoryService:
         sample = PowerSample(taken_at=reading.taken_at, solar_w=reading.solar_w,
                              battery_w=reading.battery_w, grid_w=reading.grid_w,
                              load_w=reading.load_w)
-        entry.pending.extend(entry.accumulator.add(sample))
+        # The gap beyond which an interval is not integrated (data was missing) is real time:
+        # at speed N, readings a poll interval apart are N poll intervals apart in domain time.
+        max_gap = MAX_GAP * max(1.0, self._timebase.speed)
+        entry.pending.extend(entry.accumulator.add(sample, max_gap=max_gap))
         event = entry.tracker.update(reading.taken_at, reading.grid_up)
         if event is not None:
             entry.outage_events.append(event)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import structlog
 
@@ -31,13 +33,17 @@ class DevicePoller:
 
     On each (re)connect it records what the device turned out to be (``on_identity`` persists it
     when it changed) and tells the site (``on_connect``); after each good read, ``on_telemetry``.
+    With ``stamp`` (a followed clock's ``now``), each reading is stamped with it when it
+    arrives: the gateway's domain time, not the driver's wall clock.
     """
 
     def __init__(
         self, handle: DeviceState, *, on_connect: OnConnect, on_telemetry: OnTelemetry,
         on_identity: OnIdentity | None = None, site_id: int,
+        stamp: Callable[[], datetime] | None = None,
     ) -> None:
         self.handle = handle
+        self._stamp = stamp
         self._on_connect = on_connect
         self._on_telemetry = on_telemetry
         self._on_identity = on_identity
@@ -95,6 +101,8 @@ class DevicePoller:
                 held = await handle.driver.read_back()
             except Exception:
                 held = None
+        if self._stamp is not None:
+            telemetry = dataclasses.replace(telemetry, taken_at=self._stamp())
         handle.polls += 1
         handle.telemetry = telemetry
         handle.held = held

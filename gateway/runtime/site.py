@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import math
 import sqlite3
 import time
 import zoneinfo
@@ -30,7 +31,7 @@ from gateway.core.errors import (
 from gateway.core.reading import SiteReading, combine
 from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
-from gateway.runtime.clock import Clock, utc_now
+from gateway.runtime.clock import Clock, Timebase, utc_now
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
@@ -44,6 +45,7 @@ class Site:
     def __init__(
         self, config: SiteConfig, devices: Sequence[DeviceView], store: SiteStore, *,
         command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
+        timebase: Timebase | None = None,
     ) -> None:
         self.config = config
         self.id = config.energy_site_id
@@ -57,7 +59,10 @@ class Site:
         self.applied: Setpoints | None = None
         self._store = store
         self._command_timeout_s = command_timeout_s
-        self._clock = clock
+        # domain time (runtime/clock.py): tariff periods, the journal, periodic reconciliation
+        self._timebase = timebase or Timebase(clock)
+        self._clock = self._timebase.now
+        self._refresh_s = DEFAULT_REFRESH_S  # the control loop's period, in domain seconds
         self._lock = asyncio.Lock()
         self._log = log.bind(site_id=self.id)
         self.changed = asyncio.Event()  # wakes the control loop
@@ -133,8 +138,17 @@ class Site:
         alerts = policy.Alerts(storm=self.storm_alert(reading))
         return policy.compute_setpoints(
             self.settings, self.policy_input(reading), self.settings.tariff,
-            now.astimezone(self.tz), alerts,
+            now.astimezone(self.tz), alerts, revert_s=self.revert_s(),
         )
+
+    def revert_s(self) -> int:
+        """Lifetime of a battery command on the device, in its (domain) seconds.
+
+        The control loop refreshes battery commands every pass; the lifetime covers two passes,
+        and a followed clock at high speed stretches a pass (``Timebase.domain_span_s``).
+        """
+        span_s = self._timebase.domain_span_s(self._refresh_s)
+        return min(MAX_REVERT_S, max(policy.DEFAULT_REVERT_S, math.ceil(2 * span_s)))
 
     def storm_mode_active(self, reading: SiteReading) -> bool:
         """live_status.storm_mode_active: the setting is on and an alert is active."""
@@ -354,13 +368,16 @@ class Site:
 
     async def control_loop(self, interval_s: float) -> None:
         """Keep devices on the desired setpoints: on (re)connect, on drift seen in a reading, on
-        alerts, and periodically. A wake-up while a device is offline is kept, not dropped."""
+        alerts, and periodically. A wake-up while a device is offline is kept, not dropped.
+
+        ``interval_s`` is in domain time: following a fast simulator, the passes (which refresh
+        battery commands before their device-side timer reverts them) come as fast.
+        """
+        self._refresh_s = interval_s
         while True:
-            try:
-                async with asyncio.timeout(interval_s):  # not wait_for: see DevicePoller.run
-                    await self.changed.wait()
+            if await self._timebase.wait(self.changed, interval_s):
                 reason = self._owed or "event"
-            except TimeoutError:
+            else:
                 reason = self._owed or "periodic"
             # Taken now: a reason owed during the pass (another reconnect) makes another pass.
             self._owed = None
@@ -370,6 +387,9 @@ class Site:
             except Exception:  # a bug in one pass must not end the site's control for good
                 self._log.exception("reconcile.crashed", reason=reason)
 
+
+DEFAULT_REFRESH_S = 30.0  # gateway.reconcile_interval_s's default, until control_loop runs
+MAX_REVERT_S = 65_535  # SunSpec 124 InOutWRte_RvrtTms is a uint16
 
 ROLLED_BACK = "nothing was changed: the previous settings stay in force"
 KEPT = ("the new setting is saved and the gateway applies it when the device is back "

@@ -13,7 +13,7 @@ from aiohttp import web
 from drivers.errors import DriverError
 from gateway.core.config import Config
 from gateway.core.errors import GatewayError
-from gateway.runtime.clock import Clock, utc_now
+from gateway.runtime.clock import Clock, Timebase, utc_now
 from gateway.runtime.gateway import Gateway
 from gateway.runtime.logs import add_redacted_secret
 from gateway.runtime.storage.tokens import watch_revocations
@@ -119,10 +119,12 @@ async def _server_header(_: web.Request, response: web.StreamResponse) -> None:
 
 def create_app(
     config: Config, *, clock: Clock = utc_now, jwt_secret: str | None = None,
+    timebase: Timebase | None = None,
 ) -> web.Application:
     """Build the gateway application; devices are connected when it starts.
 
-    ``jwt_secret`` overrides the configured one (the demo signs with a per-run secret). Serve it
+    ``jwt_secret`` overrides the configured one (the demo signs with a per-run secret);
+    ``timebase`` the configured ``gateway.clock`` (the demo follows its own simulator). Serve it
     with gateway.web.server.GatewayRunner, which answers unparseable requests the Fleet way.
     """
     # A base URL given with a trailing slash makes clients ask for //api/1/...: answer with a
@@ -138,9 +140,9 @@ def create_app(
     secret = jwt_secret or config.jwt_secret()
     add_redacted_secret(secret)
     app[VERIFIER] = TokenVerifier(secret)
-    app[CLOCK] = clock
     app[LIMITER] = RateLimiter()
-    gateway = app[GATEWAY] = Gateway(config, clock=clock)
+    gateway = app[GATEWAY] = Gateway(config, clock=clock, timebase=timebase)
+    app[CLOCK] = gateway.clock  # domain time; tokens and rate limits keep to the wall clock
     app[SITES] = gateway.sites
     app[PROXIES] = gateway.proxies
     app[HISTORY] = gateway.history

@@ -136,7 +136,9 @@ STORAGE_FIELDS: tuple[_Field, ...] = (
 STORAGE_LENGTH = 0x12
 _FIELD_AT: Mapping[int, _Field] = {STORAGE_BASE + f.offset: f for f in STORAGE_FIELDS}
 #: Writing one of these (re)starts the remote command's timeout.
-COMMAND_FIELDS = frozenset({"control_mode", "command_mode", "charge_limit_w", "discharge_limit_w"})
+COMMAND_FIELDS = frozenset({
+    "control_mode", "command_timeout_s", "command_mode", "charge_limit_w", "discharge_limit_w",
+})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

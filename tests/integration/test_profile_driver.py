@@ -113,7 +113,7 @@ async def test_sungrow_forced_mode_is_released_by_the_driver_after_revert_s(tran
             await d.apply(Setpoints(reserve_pct=20, grid_charging=False, battery_w=-1500, revert_s=1))
             assert sim.homes["h"].truth().battery_command_w == -1500
             await eventually(lambda: sim.homes["h"].truth().battery_command_w is None, timeout=5)
-            assert not d.timer_running
+            await eventually(lambda: not d.timer_running, timeout=2)  # it ends after the answer
         finally:
             await d.close()
 
@@ -210,3 +210,37 @@ async def test_a_reading_outside_its_documented_range_is_logged_once_and_unavail
     assert len(events) == 1  # logged when it went out of range, not on every poll
     assert events[0]["point"] == "battery_level"
     assert events[0]["range"] == [0.0, 10.0]
+
+
+async def test_the_control_api_plays_faults_and_reboots_on_a_brand_twin() -> None:
+    import aiohttp
+
+    async with twin(HUAWEI) as sim, aiohttp.ClientSession(base_url=sim.control_url) as http:
+        async with http.post("/homes/h/devices/d/faults", json={"delay_s": 0.01}) as resp:
+            plan = await resp.json()
+        assert plan["single_client"] is True  # the Huawei twin's own default
+        assert plan["delay_s"] == 0.01
+        async with http.post("/homes/h/devices/d/reboot", json={"wait": True}) as resp:
+            assert (await resp.json()) == {"reboots": 1, "listening": True}
+        async with http.get("/homes/h/devices/d/stats") as resp:
+            assert (await resp.json())["reboots"] == 1
+
+
+async def test_a_re_sent_battery_command_rewrites_its_period_to_keep_it_alive(
+    transports: Transports,
+) -> None:
+    device = HuaweiSun2000Config(id="d", kind="huawei_sun2000", settle_s=0.02, answer_delay_s=0.002)
+    async with twin(device) as sim:
+        dev = sim.homes["h"].register_twin("d")
+        d = driver(sim, "huawei_sun2000", transports, settle_s=0.02)
+        command = Setpoints(reserve_pct=20, grid_charging=True, battery_w=-1000, revert_s=300)
+        try:
+            await d.connect()
+            await d.apply(command)
+            before = dev.stats.requests
+            await d.apply(command)  # the gateway's periodic re-send
+            used = dev.stats.requests - before
+        finally:
+            await d.close()
+        assert sim.homes["h"].truth().battery_command_w == -1000
+    assert used == 2  # the period (restarting the inverter's timer) and its read-back

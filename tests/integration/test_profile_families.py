@@ -103,14 +103,15 @@ async def sim(family: str) -> AsyncIterator[Simulator]:
         yield simulator
 
 
-def profile_config(sim: Simulator, family: str, data_dir: Path) -> Config:
+def profile_config(sim: Simulator, family: str, data_dir: Path, confirm_timeout_s: float = 2.0) -> Config:
     """The test gateway config with its one device a profile device on the twin."""
     config = gateway_config(sim, data_dir)
     ep = sim.endpoint(f"{HOME}/inverter")
     device = DeviceConfig.model_validate({
         "name": "inverter", "type": "profile", "poll_interval_s": 0.1,
         "options": {"profile": family, "host": ep.host, "port": ep.port, "unit_id": ep.unit_id,
-                    "timeout_s": 0.5, "confirm_timeout_s": 2.0, **FAMILIES[family].options},
+                    "timeout_s": 0.5, "confirm_timeout_s": confirm_timeout_s,
+                    **FAMILIES[family].options},
     })  # fmt: skip
     site = config.sites[0].model_copy(update={"devices": [device]})
     return config.model_copy(update={"sites": [site]})
@@ -224,3 +225,22 @@ async def test_a_grid_outage_shows_where_the_family_reports_it(
     await eventually(grid_status, lambda s: s == "Inactive")
     sim.homes[HOME].set_grid_up(True)
     await eventually(grid_status, lambda s: s == "Active")
+
+
+async def test_an_unconfirmed_command_is_kept_and_applied_when_the_twin_is_back(
+    start_gateway: GatewayFactory, sim: Simulator, family: str, tmp_path: Path
+) -> None:
+    needs(family, "reserve")
+    twin = sim.homes[HOME].register_twin("inverter")
+    config = profile_config(sim, family, tmp_path / "data", confirm_timeout_s=0.5)
+    async with start_gateway(config) as gateway, aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {token()}"}
+    ) as http:
+        url = f"{gateway.url}/api/1/energy_sites/{SITE_ID}/backup"
+        await twin.apply_faults(ignore_writes=True)  # acknowledged, never applied
+        async with http.post(url, json={"backup_reserve_percent": 61}) as resp:
+            status, body = resp.status, await resp.json()
+        assert status == 504
+        assert "applies it when the device is back" in body["error_description"]
+        await twin.apply_faults(ignore_writes=False)
+        await eventually(lambda: truth(sim).reserve_pct == 61)  # reconciliation re-applied it

@@ -156,6 +156,9 @@ async def test_a_remote_command_reverts_when_its_timeout_lapses(
     await write(client, CHARGE_LIMIT, f32(2000))  # a command restarts the timeout
     home.step(45)
     assert home.truth().battery_command_w == pytest.approx(-2000)
+    await write(client, TIMEOUT, [60, 0])  # so does re-sending the timeout alone
+    home.step(45)
+    assert home.truth().battery_command_w == pytest.approx(-2000)
     home.step(20)
     assert home.truth().battery_command_w is None  # reverted in the physics ...
     assert await read(client, COMMAND_MODE, 1) == [MAX_SELF_CONSUMPTION]  # ... and the register

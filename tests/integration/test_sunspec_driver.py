@@ -360,7 +360,10 @@ async def test_a_command_costs_its_writes_and_one_read_back(
     charge = Setpoints(reserve_pct=45, grid_charging=True, battery_w=-2500, revert_s=600)
     assert await transactions(device, driver.apply(charge)) == 4  # rate, timeout, mode, read-back
     assert home.truth().battery_command_w == pytest.approx(-2500)
-    assert await transactions(device, driver.apply(charge)) == 1  # held already: read-back only
+    # Held already: only the revert timeout is re-sent (it restarts the device's timer).
+    assert await transactions(device, driver.apply(charge)) == 2
+    assert await transactions(device, driver.apply(Setpoints(reserve_pct=45, grid_charging=True,
+                                                             battery_w=-2500, revert_s=600))) == 2
 
 
 async def test_a_point_skipped_on_a_stale_reading_is_written_after_the_read_back(

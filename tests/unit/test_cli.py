@@ -292,6 +292,8 @@ def test_demo_banner_is_a_calm_summary() -> None:
     assert "  export TOKEN=TKN" in lines
     assert any("valid until this demo stops" in line for line in lines)
     assert any("1001/live_status" in line for line in lines)
+    assert """    curl -s -d '{"speed": 600}' http://127.0.0.1:15000/clock  (homes and gateway 600x """ \
+        """faster)""" in lines
     assert len(lines) < 25
 
 

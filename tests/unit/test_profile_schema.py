@@ -130,3 +130,23 @@ def test_a_write_only_point_with_a_read_back_point_loads(tmp_path: Path) -> None
     doc["read_backs"] = {"cmd": "nowhere"}
     with pytest.raises(ProfileError, match="read_backs: point 'nowhere' is not defined"):
         load_profile(write(tmp_path, doc))
+
+
+def test_a_config_naming_an_unknown_profile_is_refused_with_the_known_ones() -> None:
+    from gateway.core.config import ConfigError, parse_config
+
+    text = """gateway: {jwt_secret: a-secret-that-is-long-enough-0123456789}
+sites:
+  - energy_site_id: 7
+    name: Test
+    time_zone: UTC
+    devices:
+      - name: inverter
+        type: profile
+        options: {profile: sungrow_sh_rtt, host: 127.0.0.1}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "test.yaml")
+    problem = next(p for p in info.value.problems if "profile" in p)
+    assert "sites[0].devices[0].options.profile" in problem
+    assert f"unknown profile 'sungrow_sh_rtt'; known: {', '.join(sorted(PROFILES))}" in problem

@@ -21,6 +21,7 @@ from drivers.errors import DeviceRejected, DeviceUnreachable
 from drivers.errors import NotConfirmed as DriverNotConfirmed
 from gateway.core.errors import DeviceFailed, NotConfirmed, SiteOffline, Unavailable
 from gateway.core.settings import SiteSettings
+from gateway.runtime.clock import InProcessClock
 from gateway.runtime.devices import DeviceState
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.site import KEPT, ROLLED_BACK, Site
@@ -386,3 +387,22 @@ async def test_a_bug_in_one_reconcile_pass_does_not_end_the_control_loop(store: 
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+
+
+@pytest.mark.parametrize(("speed", "interval_s", "revert_s"), [
+    (1.0, 30.0, 60),        # the wall clock: the policy's 60 s covers two 30 s passes
+    (1.0, 60.0, 120),       # a longer period: two passes
+    (120.0, 30.0, 60),      # a pass every 0.25 real s: still 30 domain s
+    (1000.0, 30.0, 400),    # passes at most 5 a real second: 200 domain s apart
+    (100_000.0, 30.0, 40_000),
+    (0.0, 30.0, 60),        # frozen
+])
+def test_a_battery_command_outlives_two_reconciliation_passes(
+    store: SiteStore, speed: float, interval_s: float, revert_s: int,
+) -> None:
+    states = [DeviceState(device_config("inverter"), MemoryDriver("inverter"))]
+    timebase = InProcessClock(lambda: NOW, lambda: speed)
+    site = Site(site_config(SITE_ID, [s.config for s in states]), states, store, tz=TZ,
+                timebase=timebase)
+    site._refresh_s = interval_s  # what control_loop(interval_s) sets
+    assert site.revert_s() == revert_s

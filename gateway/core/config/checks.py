@@ -170,6 +170,13 @@ def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | N
     elif why is not None:
         problems.append(Problem(("gateway", "jwt_secret"), f"{why} (an error for serve; the demo "
                                                            "signs with a per-run secret)", "warning"))
+    if config.gateway.clock.source == "simulator":
+        # a test bench setting: a real site's tariff periods and history on simulated time
+        where = "the demo follows its own simulator and does not read it" if purpose == "demo" \
+            else "tariff periods, history and the journal run on simulated time"
+        problems.append(Problem(("gateway", "clock", "source"),
+                                f"the gateway follows the simulator clock at "
+                                f"{config.gateway.clock.url}: {where}", "warning"))
     return problems + _port_problems(config, others) + _bound_problems(config)
 
 

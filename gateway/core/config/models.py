@@ -95,6 +95,45 @@ class RateLimits(_Strict):
         return self
 
 
+_CLOCK_URL = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^/:\[\]]+)(:\d{1,5})?(/.*)?$")
+
+
+class ClockSection(_Strict):
+    """Where the gateway's domain time comes from (docs/api.md, "Clock").
+
+    ``wall``: the machine's clock. ``simulator``: a simulator's ``GET {url}/clock``, read every
+    ``sync_interval_s`` and extrapolated in between, so tariff periods, history buckets and
+    battery command timers run in simulated time (and as fast as it runs).
+    """
+
+    source: Literal["wall", "simulator"] = "wall"
+    url: str | None = None  # the simulator's control API, e.g. http://127.0.0.1:15000
+    sync_interval_s: float = Field(2.0, ge=0.1, le=3600)
+    timeout_s: float = Field(2.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _CLOCK_URL.match(value)
+        if match is None:
+            raise ValueError(f"{value[:80]!r} is not an http:// or https:// URL with a host")
+        problem = host_problem(match.group(1).strip("[]"))
+        if problem is not None:
+            raise ValueError(f"the host {problem}" if problem.startswith("is ") else problem)
+        if match.group(2) and not 0 < int(match.group(2)[1:]) <= 65535:
+            raise ValueError(f"port {match.group(2)[1:]} is outside 1..65535")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _url_for_simulator(self) -> ClockSection:
+        if self.source == "simulator" and self.url is None:
+            raise ValueError("source: simulator needs the simulator's control API url, "
+                             "e.g. url: http://127.0.0.1:15000")
+        return self
+
+
 class GatewaySection(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -105,6 +144,7 @@ class GatewaySection(_Strict):
     proxy_host: str = "127.0.0.1"  # where device proxies (``proxy_port``) listen
     reconcile_interval_s: float = Field(30.0, gt=0)
     journal_retention_days: int = Field(90, ge=1, le=36500)  # command journal entries kept
+    clock: ClockSection = ClockSection()
 
     check_hosts = field_validator("host", "proxy_host")(_valid_host)
 

@@ -55,17 +55,18 @@ class BucketAccumulator:
         """The sample the next interval starts from."""
         return self._prev
 
-    def add(self, sample: PowerSample) -> list[Bucket]:
+    def add(self, sample: PowerSample, *, max_gap: timedelta | None = None) -> list[Bucket]:
         """Integrate from the previous sample to ``sample``; return buckets now complete.
 
-        A sample not later than the previous one is ignored.
+        A sample not later than the previous one is ignored. ``max_gap`` overrides the
+        accumulator's own for this interval (a clock running N times faster stretches it).
         """
         prev = self._prev
         if prev is not None and sample.taken_at <= prev.taken_at:
             return []
         self._prev = sample
         if prev is not None:
-            energy = integrate(prev, sample, max_gap=self._max_gap)
+            energy = integrate(prev, sample, max_gap=max_gap or self._max_gap)
             if not energy.is_zero():
                 self._spread(prev.taken_at, sample.taken_at, energy)
         now = sample.taken_at

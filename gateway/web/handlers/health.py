@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from gateway.web.errors import ok
-from gateway.web.keys import SITES
+from gateway.web.keys import GATEWAY, SITES
 from gateway.web.renderers.health import health_body
 
 routes = web.RouteTableDef()
@@ -16,7 +16,8 @@ routes = web.RouteTableDef()
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     """Per-site and per-device connectivity and data age; no auth, no secrets."""
-    return ok(health_body(request.app[SITES].values(), time.monotonic()))
+    timebase = request.app[GATEWAY].timebase
+    return ok(health_body(request.app[SITES].values(), time.monotonic(), timebase.status()))
 
 
 @routes.get("/status")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC
 
 from drivers.base import Quality
+from gateway.runtime.clock import ClockStatus
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.site import Site
-from gateway.web.renderers.models import DeviceHealth, Health, SiteHealth
+from gateway.web.renderers.models import ClockHealth, DeviceHealth, Health, SiteHealth, rfc3339
 
 
 def device_health(d: DeviceView, now_mono: float) -> DeviceHealth:
@@ -33,14 +35,25 @@ def device_health(d: DeviceView, now_mono: float) -> DeviceHealth:
     )
 
 
-def health_body(sites: Iterable[Site], now_mono: float) -> Health:
-    """``{"status": "ok" | "degraded", "sites": {...}}``: degraded unless every device is fresh."""
+def clock_health(status: ClockStatus) -> ClockHealth:
+    """Where the gateway's time comes from (docs/api.md, "Clock")."""
+    return ClockHealth.model_construct(
+        source=status.source, state=status.state,
+        now=rfc3339(status.now, UTC, timespec="milliseconds"), speed=status.speed,
+        url=status.url, last_sync_age_s=status.last_sync_age_s, offset_s=status.offset_s,
+        error=status.error)
+
+
+def health_body(sites: Iterable[Site], now_mono: float, clock: ClockStatus | None = None) -> Health:
+    """``{"status": "ok" | "degraded", "sites": {...}, "clock": {...}}``: degraded unless every
+    device is fresh and the clock source answers."""
     out: dict[str, SiteHealth] = {}
-    degraded = False
+    degraded = clock is not None and clock.state != "ok"
     for site in sites:
         devices = {d.name: device_health(d, now_mono) for d in site.devices}
         degraded |= any(d.quality is not Quality.FRESH for d in devices.values())
         out[str(site.id)] = SiteHealth.model_construct(
             name=site.config.name, devices=devices, drift_count=site.drift_count,
             reconciliations=site.reconciles)
-    return Health.model_construct(status="degraded" if degraded else "ok", sites=out)
+    return Health.model_construct(status="degraded" if degraded else "ok", sites=out,
+                                  clock=None if clock is None else clock_health(clock))

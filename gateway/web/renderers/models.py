@@ -448,8 +448,23 @@ class SiteHealth(_Body):
     reconciliations: int
 
 
+class ClockHealth(_Body):
+    """Where the gateway's time comes from, in ``/health`` (docs/api.md "Clock")."""
+
+    source: Literal["wall", "simulator", "in_process"]
+    state: Literal["ok", "unreachable"]
+    now: str
+    speed: float
+    url: str | None
+    last_sync_age_s: float | None
+    offset_s: float | None
+    error: str | None
+
+
 class Health(_Body):
-    """``GET /health`` (no envelope): ``ok`` when every device is fresh, else ``degraded``."""
+    """``GET /health`` (no envelope): ``ok`` when every device is fresh and the clock source
+    answers, else ``degraded``."""
 
     status: Literal["ok", "degraded"]
     sites: dict[str, SiteHealth]
+    clock: ClockHealth | None = None

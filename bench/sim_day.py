@@ -1,0 +1,251 @@
+"""A simulated day end to end: the demo home through gateway and simulator, history against the truth.
+
+The demo's home 1001 (config.example.yaml: 8 kWp, 13.5 kWh battery, Berlin) runs one simulated
+day in ``self_consumption`` at high clock speed, the gateway following the simulator's clock;
+then the gateway's ``calendar_history`` energy for that day is set against the simulator's own
+energy meters (its truth) for the same interval. The truth is the baseline: the figures are the
+gateway's totals and their difference from it.
+
+Run: ``.venv/bin/python -m bench.sim_day [--speed 2400] [--date 2026-06-21] [--clock in_process]``.
+``--clock simulator`` follows the clock over HTTP (``gateway.clock``, as ``serve`` does) instead
+of in process (as ``demo`` does). The engine (``run_sim_day``) is shared with a 2-hour test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from aiohttp import web
+
+from bench._common import ROOT, SECRET, bench_token, machine, print_table
+from gateway.core.config import ClockSection, Config, DeviceConfig, Plan, RateLimits, read_config
+from gateway.runtime.clock import InProcessClock, Timebase
+from gateway.web.app import create_app
+from gateway.web.keys import SITES
+from gateway.web.server import GatewayRunner
+from simulator import Simulator
+from simulator.config import ControlConfig, SimulatorConfig
+from simulator.home import SimHome
+from simulator.physics import HomeTruth
+
+SITE_ID = 1001
+HOME = "home-1001"
+ClockKind = Literal["in_process", "simulator"]
+
+# (Fleet calendar_history field, how the truth's meters give it)
+FIELDS: tuple[tuple[str, str], ...] = (
+    ("total_solar_generation", "solar"),
+    ("total_home_usage", "home"),
+    ("grid_energy_imported", "import"),
+    ("total_grid_energy_exported", "export"),
+    ("total_battery_charge", "charge"),
+    ("total_battery_discharge", "discharge"),
+)
+
+
+@dataclass(frozen=True)
+class SimDayResult:
+    """What one run measured: per field, the truth's and the gateway's Wh over the same interval."""
+
+    start: datetime
+    end: datetime  # the end of the window the gateway's entries cover
+    truth_end: datetime  # the physics step after ``end`` (the meters are interpolated to ``end``)
+    speed: float
+    clock: ClockKind
+    real_s: float
+    polls: int
+    truth_wh: dict[str, float]
+    gateway_wh: dict[str, float]
+
+    def error_pct(self, field: str) -> float:
+        """The gateway's figure against the truth, in % of the truth."""
+        truth = self.truth_wh[field]
+        return 100.0 * (self.gateway_wh[field] - truth) / truth if truth else float("nan")
+
+    def rows(self) -> list[list[Any]]:
+        """One row per field: truth, gateway, difference (Wh and %)."""
+        return [[name, round(self.truth_wh[name]), round(self.gateway_wh[name]),
+                 round(self.gateway_wh[name] - self.truth_wh[name]),
+                 "-" if not self.truth_wh[name] else f"{self.error_pct(name):+.2f} %"]
+                for name, _ in FIELDS]
+
+
+def demo_configs(data_dir: Path, start: datetime, *, poll_interval_s: float,
+                 clock: ClockKind, tick_s: float = 0.05) -> tuple[SimulatorConfig, Any]:
+    """The simulator and gateway sections of config.example.yaml, reduced to home 1001."""
+    loaded = read_config(ROOT / "config.example.yaml")
+    sim = loaded.section("simulator", SimulatorConfig)
+    assert sim is not None  # noqa: S101 - the example has one
+    home = next(h for h in sim.homes if h.id == HOME)
+    home = home.model_copy(update={"devices": [d.model_copy(update={"port": 0})
+                                               for d in home.devices]})
+    sim_config = sim.model_copy(update={
+        "control": ControlConfig(port=0), "homes": [home], "start": start,
+        "clock_speed": 0.0,  # frozen until the gateway is up: the day starts with its first reading
+        "tick_s": tick_s})
+
+    def gateway_config(simulator: Simulator) -> Config:
+        site = loaded.config.site(SITE_ID)
+        devices = []
+        for dev in site.devices:
+            endpoint = simulator.endpoint(dev.simulated or "")
+            options = dev.options.model_copy(update={"host": endpoint.host, "port": endpoint.port})
+            devices.append(DeviceConfig.model_validate({
+                **dev.model_dump(exclude={"options"}), "poll_interval_s": poll_interval_s,
+                "options": options}))
+        gateway = loaded.config.gateway.model_copy(update={
+            "port": 0, "data_dir": data_dir, "jwt_secret": SECRET,
+            "rate_limits": RateLimits(default_plan="bench", plans={
+                "bench": Plan(per_minute=10_000_000, per_day=100_000_000)}),
+            "clock": ClockSection(source="simulator", url=simulator.control_url,
+                                  sync_interval_s=0.2, timeout_s=1.0)
+            if clock == "simulator" else ClockSection()})
+        return Config(gateway=gateway,
+                      sites=[site.model_copy(update={"devices": devices})])
+
+    return sim_config, gateway_config
+
+
+_METERS = ("solar_wh", "grid_import_wh", "grid_export_wh", "battery_charge_wh",
+           "battery_discharge_wh")
+
+
+def _truth_wh(first: HomeTruth, before: HomeTruth, after: HomeTruth,
+              end: datetime) -> dict[str, float]:
+    """The meters' energy from ``first`` to ``end``, interpolated between the two physics steps
+    around ``end`` (the simulator steps its homes every tick, ``speed x tick_s`` apart)."""
+    span = (after.at - before.at).total_seconds()
+    share = 0.0 if span <= 0 else (end - before.at).total_seconds() / span
+    wh = {m: getattr(before, m) + share * (getattr(after, m) - getattr(before, m))
+          - getattr(first, m) for m in _METERS}
+    solar, imported, exported = wh["solar_wh"], wh["grid_import_wh"], wh["grid_export_wh"]
+    charge, discharge = wh["battery_charge_wh"], wh["battery_discharge_wh"]
+    return {"solar": solar, "import": imported, "export": exported, "charge": charge,
+            "discharge": discharge, "home": solar + discharge + imported - charge - exported}
+
+
+async def _meters_around(home: SimHome, end: datetime,
+                         timeout_s: float) -> tuple[HomeTruth, HomeTruth]:
+    """The home's truth at its last physics step before ``end`` and its first at or after it."""
+    deadline = time.monotonic() + timeout_s
+    before = home.truth()
+    while True:
+        truth = home.truth()
+        if truth.at >= end:
+            return before, truth
+        before = truth
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the simulated interval did not end within {timeout_s:g} s")
+        await asyncio.sleep(0.005)  # finer than a tick: no step is missed
+
+
+async def _until(probe: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not probe():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout_s:g} s")
+        await asyncio.sleep(0.02)
+
+
+async def run_sim_day(data_dir: Path, *, start: datetime, hours: int = 24, speed: float = 2400.0,
+                      poll_interval_s: float = 0.05, tick_s: float = 0.05,
+                      clock: ClockKind = "in_process") -> SimDayResult:
+    """Run the demo home from ``start`` (a whole local hour) for ``hours`` at ``speed``.
+
+    The simulator starts frozen; once the gateway has read the home, ``POST /clock`` sets the
+    speed (as a user would), and when the simulated interval is over it freezes the clock again.
+    The gateway's hourly ``calendar_history`` entries in the interval are summed.
+    """
+    sim_config, gateway_config = await asyncio.to_thread(  # reads a file: off the loop
+        demo_configs, data_dir, start, poll_interval_s=poll_interval_s, clock=clock, tick_s=tick_s)
+    end = start + timedelta(hours=hours)
+    async with Simulator(sim_config) as sim, aiohttp.ClientSession() as http:
+        config = gateway_config(sim)
+        sim_clock = sim.clock
+        timebase: Timebase | None = None
+        if clock == "in_process":
+            timebase = InProcessClock(sim_clock.now, lambda: sim_clock.speed)
+        app = create_app(config, timebase=timebase)
+        runner = GatewayRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            host, port = runner.addresses[0][:2]
+            site = app[SITES][SITE_ID]
+            await _until(lambda: not site.offline() and site.applied is not None, 20,
+                         "gateway online")
+            home = sim.homes[HOME]
+            first = home.truth()
+            started = time.monotonic()
+            async with http.post(f"{sim.control_url}/clock", json={"speed": speed}) as resp:
+                resp.raise_for_status()
+            before, after = await _meters_around(home, end, 3600 * hours / speed * 3 + 60)
+            async with http.post(f"{sim.control_url}/clock", json={"speed": 0}) as resp:
+                resp.raise_for_status()
+            real_s = time.monotonic() - started
+            polls = site.devices[0].polls
+            headers = {"Authorization": f"Bearer {bench_token()}"}
+            day_end = datetime.combine(start.date(), datetime.min.time(), site.tz) + timedelta(
+                hours=23, minutes=59, seconds=59)
+            query = f"kind=energy&period=day&end_date={day_end.isoformat()}"
+            async with http.get(f"http://{host}:{port}/api/1/energy_sites/{SITE_ID}/"
+                                f"calendar_history?{query}", headers=headers) as resp:
+                resp.raise_for_status()
+                series = (await resp.json())["response"]["time_series"]
+        finally:
+            await runner.cleanup()
+    gateway_wh = {name: 0.0 for name, _ in FIELDS}
+    for entry in series:
+        at = datetime.fromisoformat(entry["timestamp"])
+        if start <= at < end:
+            for name, _ in FIELDS:
+                gateway_wh[name] += entry[name]
+    truth = _truth_wh(first, before, after, end)
+    return SimDayResult(start=start, end=end, truth_end=after.at, speed=speed, clock=clock,
+                        real_s=real_s, polls=polls,
+                        truth_wh={name: truth[key] for name, key in FIELDS},
+                        gateway_wh=gateway_wh)
+
+
+def _report(result: SimDayResult, poll_interval_s: float) -> None:
+    print_table(f"{result.start:%Y-%m-%d %H:%M} + {(result.end - result.start) / timedelta(hours=1):g} h "
+                f"simulated, speed {result.speed:g}, clock {result.clock}",
+                ["field", "simulator truth (Wh)", "gateway (Wh)", "difference (Wh)", "difference"],
+                result.rows())
+    sim_s = (result.end - result.start).total_seconds()
+    print(f"\nreal time {result.real_s:.1f} s for {sim_s / 3600:g} simulated hours; "
+          f"{result.polls} polls ({poll_interval_s:g} s apart, ~{poll_interval_s * result.speed:.0f} "
+          f"simulated s); meters interpolated to the end between physics steps (the later "
+          f"{(result.truth_end - result.end).total_seconds():.0f} simulated s past it)")
+
+
+def main() -> None:
+    """CLI entry."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--speed", type=float, default=2400.0)
+    parser.add_argument("--date", type=date.fromisoformat, default=date(2026, 6, 21))
+    parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--poll-interval-s", type=float, default=0.05)
+    parser.add_argument("--clock", choices=("in_process", "simulator"), default="in_process")
+    args = parser.parse_args()
+    start = datetime.combine(args.date, datetime.min.time(), ZoneInfo("Europe/Berlin"))
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = asyncio.run(run_sim_day(Path(tmp), start=start, hours=args.hours,
+                                         speed=args.speed, poll_interval_s=args.poll_interval_s,
+                                         clock=args.clock))
+    _report(result, args.poll_interval_s)
+
+
+if __name__ == "__main__":
+    main()

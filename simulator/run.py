@@ -7,6 +7,9 @@ import asyncio
 from simulator.config import SimulatorConfig
 from simulator.runtime import Simulator
 
+#: Device kinds whose endpoint is an MQTT broker; every other kind serves Modbus TCP.
+MQTT_KINDS = frozenset({"victron_gx", "mqtt_battery"})
+
 
 async def serve(config: SimulatorConfig) -> None:
     """Run the simulator until cancelled, printing one line per device and the control URL.
@@ -18,7 +21,7 @@ async def serve(config: SimulatorConfig) -> None:
     """
     async with Simulator(config) as sim:
         for ref, ep in sim.endpoints.items():
-            if ep.kind in ("sunspec", "sungrow_sh", "huawei_sun2000"):
+            if ep.kind not in MQTT_KINDS:
                 line = f"{ref} {ep.kind} modbus-tcp {ep.host}:{ep.port} unit {ep.unit_id}"
             else:
                 line = f"{ref} {ep.kind} mqtt {ep.host}:{ep.port}"

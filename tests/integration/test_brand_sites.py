@@ -71,12 +71,15 @@ async def brand_home(family: str, start: datetime) -> AsyncIterator[Simulator]:
         yield sim
 
 
-def site_config(sim: Simulator, family: str, data_dir: Path) -> Config:
+def site_config(
+    sim: Simulator, family: str, data_dir: Path, *, confirm_timeout_s: float = 2.0
+) -> Config:
     ep = sim.endpoint(f"{HOME}/device")
     device = DeviceConfig.model_validate({
         "name": "device", "type": "profile", "poll_interval_s": 0.1,
         "options": {"profile": FAMILIES[family][1], "host": ep.host, "port": ep.port,
-                    "unit_id": ep.unit_id, "timeout_s": 0.5, "confirm_timeout_s": 2.0},
+                    "unit_id": ep.unit_id, "timeout_s": 0.5,
+                    "confirm_timeout_s": confirm_timeout_s},
     })
     return Config(
         gateway=GatewaySection(port=0, data_dir=data_dir, jwt_secret=SECRET, command_timeout_s=3.0,
@@ -88,10 +91,12 @@ def site_config(sim: Simulator, family: str, data_dir: Path) -> Config:
 
 @asynccontextmanager
 async def fleet_site(
-    sim: Simulator, family: str, tmp_path: Path, clock: Clock = utc_now,
+    sim: Simulator, family: str, tmp_path: Path, clock: Clock = utc_now, *,
+    confirm_timeout_s: float = 2.0,
 ) -> AsyncIterator[tuple[EnergySite, Site, str]]:
     """A gateway serving the family's site on a free port, a tesla-fleet-api client of it, its URL."""
-    app = create_app(site_config(sim, family, tmp_path / "data"), clock=clock)
+    config = site_config(sim, family, tmp_path / "data", confirm_timeout_s=confirm_timeout_s)
+    app = create_app(config, clock=clock)
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     try:
@@ -228,6 +233,32 @@ async def test_sma_refused_command_answers_540_and_rolls_back(tmp_path: Path) ->
             await eventually(lambda: handle.polls >= polls + 5)
             assert home.truth().battery_command_w is None  # and nothing applies it later
             assert device.settings.op_mode == 2424
+
+
+async def test_sma_unconfirmed_command_is_kept_and_applied_when_the_twin_takes_writes(
+    tmp_path: Path,
+) -> None:
+    fixed = NIGHT.astimezone(BERLIN)
+    async with brand_home("sma", NIGHT) as sim:
+        home = twin(sim)
+        async with fleet_site(sim, "sma", tmp_path, clock=lambda: fixed,
+                              confirm_timeout_s=0.5) as (site, _, url):
+            assert await site.time_of_use_settings(pge_like_sample()) == UPDATED
+            device = home.sma("device")
+            await device.apply_faults(ignore_writes=True)  # acknowledged, never applied
+            async with aiohttp.ClientSession() as http, http.post(
+                f"{url}/api/1/energy_sites/{SITE_ID}/operation",
+                json={"default_real_mode": "autonomous"},
+                headers={"Authorization": f"Bearer {token()}"},
+            ) as resp:
+                status, body = resp.status, await resp.json()
+            assert status == 504, body
+            assert "applies it when the device is back" in body["error_description"]
+            assert home.truth().battery_command_w is None
+            await device.apply_faults(ignore_writes=False)
+            # the reconciliation puts the kept command on the device: charging off-peak
+            await eventually(lambda: (home.truth().battery_command_w or 0) < 0)
+            assert device.settings.op_mode == 2289
 
 
 # --- transactions per command (counted by the twin) ----------------------------------------------

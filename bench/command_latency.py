@@ -47,7 +47,6 @@ class BareDevice:
     def __init__(self, host: str, port: int, unit_id: int) -> None:
         self.host, self.port, self.unit_id = host, port, unit_id
         self.client = AsyncModbusTcpClient(host, port=port, timeout=2.0, retries=0, reconnect_delay=0)
-        self.reads: list[tuple[int, int]] = []  # (address, count) of models 123 then 124
         self.controls: tuple[int, int] = (0, 0)  # one read spanning models 123 and 124
         self.read_124: tuple[int, int] = (0, 0)
         self.reserve_address = 0
@@ -65,19 +64,14 @@ class BareDevice:
             assert first is not None  # noqa: S101 - the simulator serves both
             assert last is not None  # noqa: S101 - the simulator serves both
             self.controls = (first.address, last.address + last.length + 2 - first.address)
-            for model_id in (123, 124):
-                location = driver.map.find(model_id)
-                assert location is not None  # noqa: S101 - the simulator serves both
-                for request in location.requests():
-                    self.reads.append((request.address, request.count))
-                if model_id == 124:
-                    self.read_124 = (location.requests()[0].address, location.requests()[0].count)
-                    regs: list[int] = []
-                    for request in location.requests():
-                        regs += await self._read(request.address, request.count)
-                    block = decode_model(model_def(124), location.address, regs)
-                    self._block124 = block
-                    self.reserve_address = block.encode_raw("MinRsvPct", 0).address
+            requests = last.requests()
+            self.read_124 = (requests[0].address, requests[0].count)
+            regs: list[int] = []
+            for request in requests:
+                regs += await self._read(request.address, request.count)
+            block = decode_model(model_def(124), last.address, regs)
+            self._block124 = block
+            self.reserve_address = block.encode_raw("MinRsvPct", 0).address
         finally:
             await driver.close()
             await transports.close()

@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from simulator.charger_control import add_charger_routes
 from simulator.clock import SimClock
 from simulator.devices.register_twin import RegisterTwin
 from simulator.devices.sunspec import SunSpecDevice
@@ -277,4 +278,5 @@ def create_control_app(target: ControlTarget) -> web.Application:
     app.router.add_post(f"{dev}/broker_restart", _broker_restart)
     app.router.add_get("/clock", _get_clock)
     app.router.add_post("/clock", _set_clock)
+    add_charger_routes(app, lambda request: request.app[TARGET_KEY].homes)
     return app

@@ -11,6 +11,7 @@ from simulator.config import (
     HomeConfig,
     HuaweiSun2000Config,
     MqttBatteryConfig,
+    OcppChargerConfig,
     SmaSbsConfig,
     SolarEdgeStorEdgeConfig,
     SungrowShConfig,
@@ -18,6 +19,7 @@ from simulator.config import (
 )
 from simulator.devices.huawei_sun2000 import HuaweiSun2000Device
 from simulator.devices.mqtt_battery import MqttBatteryDevice
+from simulator.devices.ocpp_charger import OcppChargerDevice
 from simulator.devices.register_twin import RegisterTwin
 from simulator.devices.sma import SmaSbsDevice
 from simulator.devices.solaredge import SolarEdgeStorEdgeDevice
@@ -28,8 +30,8 @@ from simulator.physics import HomePhysics, HomeTruth
 
 #: Any simulated device (each has id, kind, host, port, unit_id and async start()/stop()).
 SimDevice = (
-    SunSpecDevice | VictronGxDevice | MqttBatteryDevice | SungrowShDevice | HuaweiSun2000Device
-    | SolarEdgeStorEdgeDevice | SmaSbsDevice
+    SunSpecDevice | VictronGxDevice | MqttBatteryDevice | OcppChargerDevice | SungrowShDevice
+    | HuaweiSun2000Device | SolarEdgeStorEdgeDevice | SmaSbsDevice
 )
 
 
@@ -39,6 +41,8 @@ def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) ->
         return VictronGxDevice(home, config, physics)
     if isinstance(config, MqttBatteryConfig):
         return MqttBatteryDevice(home, config, physics)
+    if isinstance(config, OcppChargerConfig):
+        return OcppChargerDevice(home, config, physics)
     if isinstance(config, SungrowShConfig):
         return SungrowShDevice(home, config, physics)
     if isinstance(config, HuaweiSun2000Config):

@@ -7,7 +7,8 @@ import asyncio
 from simulator.config import SimulatorConfig
 from simulator.runtime import Simulator
 
-#: Device kinds whose endpoint is an MQTT broker; every other kind serves Modbus TCP.
+#: Device kinds whose endpoint is an MQTT broker; besides them and the OCPP charger (a client of
+#: the gateway's central system), every kind serves Modbus TCP.
 MQTT_KINDS = frozenset({"victron_gx", "mqtt_battery"})
 
 
@@ -17,14 +18,18 @@ async def serve(config: SimulatorConfig) -> None:
     Device lines read "home-1001/inverter sunspec modbus-tcp 127.0.0.1:15020 unit 1" (the brand
     twins alike: "home-2001/inverter sungrow_sh modbus-tcp ..."), or "home-1001/gx victron_gx mqtt
     127.0.0.1:1883", "home-1001/battery mqtt_battery mqtt 127.0.0.1:1883" for MQTT faces, the
-    latter being the broker it connects to; the last line reads "control http://127.0.0.1:PORT".
+    latter being the broker it connects to; "home-1001/charger ocpp_charger ocpp1.6
+    ws://127.0.0.1:9000", the central system it dials; the last line reads
+    "control http://127.0.0.1:PORT".
     """
     async with Simulator(config) as sim:
         for ref, ep in sim.endpoints.items():
-            if ep.kind not in MQTT_KINDS:
-                line = f"{ref} {ep.kind} modbus-tcp {ep.host}:{ep.port} unit {ep.unit_id}"
-            else:
+            if ep.kind == "ocpp_charger":  # a client: the central system it dials
+                line = f"{ref} {ep.kind} ocpp1.6 ws://{ep.host}:{ep.port}"
+            elif ep.kind in MQTT_KINDS:
                 line = f"{ref} {ep.kind} mqtt {ep.host}:{ep.port}"
+            else:
+                line = f"{ref} {ep.kind} modbus-tcp {ep.host}:{ep.port} unit {ep.unit_id}"
             print(line, flush=True)  # noqa: T201
         print(f"control {sim.control_url}", flush=True)  # noqa: T201
         await asyncio.Event().wait()

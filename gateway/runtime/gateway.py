@@ -21,10 +21,14 @@ from gateway.core.config import Config, DeviceConfig
 from gateway.runtime.clock import Clock, Timebase, timebase_for, utc_now
 from gateway.runtime.devices import DeviceState, DeviceView, identity_from_json, identity_json
 from gateway.runtime.history import HistoryService
+from gateway.runtime.homeassistant import HomeAssistantBridge
+from gateway.runtime.metrics import GatewayMetrics
+from gateway.runtime.ocpp.central import CentralSystem
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.proxy import ModbusProxy
 from gateway.runtime.site import Site
 from gateway.runtime.storage import Storage
+from gateway.runtime.storage.charging import ChargeStore
 from gateway.runtime.storage.history import HistoryStore
 from gateway.runtime.storage.sites import SiteStore, keep_journal
 from gateway.runtime.storage.tokens import TokenRegistry
@@ -57,6 +61,9 @@ class Gateway:
         self.history = HistoryService(HistoryStore(self.storage), timebase=self.timebase)
         self.tokens = TokenRegistry(self.storage)
         self.first_started_at: datetime | None = None
+        self.northbound: HomeAssistantBridge | None = None  # config.mqtt_northbound, when set
+        self.metrics = GatewayMetrics(self.sites)  # this gateway's own Prometheus registry
+        self.chargers: CentralSystem | None = None  # OCPP (gateway.ocpp configured)
         self._store = SiteStore(self.storage)
         self._transports = Transports(modbus=ModbusPool())
         self._states: list[DeviceState] = []
@@ -94,7 +101,7 @@ class Gateway:
                 self._states.extend(states)
                 site = Site(site_config, states, store, tz=zones[site_config.time_zone],
                             command_timeout_s=config.gateway.command_timeout_s,
-                            timebase=self.timebase)
+                            timebase=self.timebase, observer=self.metrics)
                 await site.load()
                 self.history.add_site(site)
                 self.sites[site.id] = site
@@ -110,8 +117,21 @@ class Gateway:
                 self._spawn(site.control_loop(config.gateway.reconcile_interval_s),
                             f"control-{site.id}")
             self._spawn(self.history.run(), "history")
+            if config.gateway.ocpp is not None:
+                self.history.charges = ChargeStore(self.storage)
+                self.chargers = CentralSystem(config.gateway.ocpp, self.sites,
+                                              self.history.charges, clock=self.clock)
+                await self.chargers.start()
+                for site in self.sites.values():
+                    site.chargers = self.chargers.of_site(site.id)
+                self._spawn(self.chargers.control_loop(), "ocpp-control")
             self._spawn(keep_journal(store, config.gateway.journal_retention_days, self.clock),
                         "journal")
+            if config.mqtt_northbound is not None:
+                # sandbox sites are simulated homes for app developers, not the house's devices
+                real = {i: s for i, s in self.sites.items() if not s.config.sandbox}
+                self.northbound = HomeAssistantBridge(config.mqtt_northbound, real, self.history)
+                self._spawn(self.northbound.run(), "ha-mqtt")
         except BaseException:
             await self.stop()
             raise
@@ -119,6 +139,9 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop every task, proxy and connection, flush history and close storage."""
+        if self.northbound is not None:  # first: it says "offline" while the broker is there
+            with contextlib.suppress(Exception):
+                await self.northbound.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -129,6 +152,8 @@ class Gateway:
                 pass
             except Exception:  # a task that died must not keep the rest from closing
                 log.exception("gateway.task_failed", task=task.get_name())
+        if self.chargers is not None:
+            await self.chargers.stop()
         for proxy in self.proxies.values():
             await proxy.stop()
         self.proxies.clear()
@@ -184,7 +209,8 @@ class Gateway:
 
         return DevicePoller(state, on_connect=site.on_connect, on_telemetry=on_telemetry,
                             on_identity=on_identity, site_id=site.id,
-                            stamp=self.clock if self.timebase.follows else None)
+                            stamp=self.clock if self.timebase.follows else None,
+                            observer=self.metrics)
 
     def _proxy(self, dev: DeviceConfig) -> ModbusProxy:
         """A proxy sharing the device's own endpoint (its one TCP connection)."""

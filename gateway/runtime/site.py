@@ -11,7 +11,7 @@ import time
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -33,8 +33,12 @@ from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
 from gateway.runtime.clock import Clock, Timebase, utc_now
 from gateway.runtime.devices import DeviceView
+from gateway.runtime.observe import NO_OBSERVER, Observer
 from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
+
+if TYPE_CHECKING:
+    from gateway.runtime.ocpp.state import ChargerState
 
 log = structlog.get_logger("gateway.runtime.site")
 
@@ -45,7 +49,7 @@ class Site:
     def __init__(
         self, config: SiteConfig, devices: Sequence[DeviceView], store: SiteStore, *,
         command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
-        timebase: Timebase | None = None,
+        timebase: Timebase | None = None, observer: Observer = NO_OBSERVER,
     ) -> None:
         self.config = config
         self.id = config.energy_site_id
@@ -53,6 +57,9 @@ class Site:
         self.tz = tz or zoneinfo.ZoneInfo(config.time_zone)
         self.devices: Sequence[DeviceView] = devices
         self.settings = SiteSettings()
+        # The settings the devices last confirmed (a command's read-back or a reconciliation
+        # pass); what Home Assistant is shown: a command kept while offline is not in it yet.
+        self.confirmed = self.settings
         self.admin_storm_alert = False
         self.drift_count = 0
         self.reconciles = 0  # reconciliation passes that found every device online (health)
@@ -63,6 +70,7 @@ class Site:
         self._timebase = timebase or Timebase(clock)
         self._clock = self._timebase.now
         self._refresh_s = DEFAULT_REFRESH_S  # the control loop's period, in domain seconds
+        self._observer = observer
         self._lock = asyncio.Lock()
         self._log = log.bind(site_id=self.id)
         self.changed = asyncio.Event()  # wakes the control loop
@@ -71,12 +79,14 @@ class Site:
         self._checking_held = False  # compare each reading with ``applied`` (after a good pass)
         self._last_storm = False
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
+        self.chargers: Sequence[ChargerState] = ()  # its OCPP charge points (set by the Gateway)
 
     async def load(self) -> None:
         """Restore persisted settings (defaults on first start)."""
         stored = await self._store.load_settings(self.id)
         if stored is not None:
             self.settings = SiteSettings.from_json(stored)
+        self.confirmed = self.settings  # what the devices were last told, until a pass checks
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -154,6 +164,10 @@ class Site:
         """live_status.storm_mode_active: the setting is on and an alert is active."""
         return policy.storm_mode_active(self.settings, policy.Alerts(storm=self.storm_alert(reading)))
 
+    async def journal(self, limit: int) -> list[dict[str, Any]]:
+        """The site's most recent commands and their outcomes, newest first."""
+        return await self._store.commands(self.id, limit)
+
     # ---- commands ----------------------------------------------------------------------------
 
     def sinks(self) -> list[DeviceView]:
@@ -170,6 +184,15 @@ class Site:
         confirmed (site offline, device unreachable, not confirmed in time) is kept: the gateway
         applies it when the device is back, and the error description says so.
         """
+        began = time.perf_counter()  # the latency a caller sees, a wait for the lock included
+        outcome = ["not_saved"]  # the journal status it ends with, set by _command
+        try:
+            await self._command(name, changes, outcome)
+        finally:
+            self._observer.command_done(self.id, name, outcome[0], time.perf_counter() - began)
+
+    async def _command(self, name: str, changes: Mapping[str, Any], outcome: list[str]) -> None:
+        """``command`` under the site's lock; ``outcome[0]`` becomes the journal's final status."""
         async with self._lock:
             now = self._clock()
             previous = self.settings
@@ -183,6 +206,7 @@ class Site:
                 raise Unavailable(f"site {self.id}: the new setting could not be saved ({exc}); "
                                   f"{ROLLED_BACK}") from exc
             self.settings = settings  # only once saved: a failed save changes nothing
+            outcome[0] = "interrupted"  # until the pipeline below ends (a cancel leaves it so)
             started = time.perf_counter()
             confirmed: list[DeviceView] = []
             reading: SiteReading | None = None
@@ -196,6 +220,7 @@ class Site:
                 if refused(exc):
                     await self._roll_back(previous, reading, confirmed, now)
                     exc.description = f"{exc.description}; {ROLLED_BACK}"
+                    outcome[0] = "rejected"
                     await self._finish(journal_id, name, "rejected", exc)
                     raise
                 if writing:  # some device may hold part of it: not what was last applied
@@ -204,8 +229,11 @@ class Site:
                 if unreachable(exc):
                     self._owe("command")  # applied as soon as every device reports again
                 exc.description = f"{exc.description}; {KEPT}"
+                outcome[0] = "kept"
                 await self._finish(journal_id, name, "kept", exc)
                 raise
+            self.confirmed = self.settings
+            outcome[0] = "confirmed"
             await self._store.finish(journal_id, "confirmed", "", self._clock())
             self._log.info("command.applied", command=name, verified=True,
                            latency_ms=round((time.perf_counter() - started) * 1000, 2))
@@ -292,6 +320,7 @@ class Site:
                 self._log_off(handle, held, wanted, reason)
             # Battery commands carry a revert timeout on the device: refresh them every cycle.
             if not off and self.applied == wanted and wanted.battery_w is None:
+                self.confirmed = self.settings
                 return self._settled(ok=True)
             try:
                 await self._apply(wanted)
@@ -300,7 +329,9 @@ class Site:
                 return self._failed(reason, transient=unreachable(exc))
             if off and self._applied_once:
                 self._log.info("setpoints.reapplied", reason=reason)
+                self._observer.reapplied(self.id)
             self._applied_once = True
+            self.confirmed = self.settings
             return self._settled(ok=True)
 
     def _log_off(self, handle: DeviceView, held: Setpoints, wanted: Setpoints, reason: str) -> None:

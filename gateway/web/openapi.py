@@ -20,6 +20,7 @@ from gateway.web.renderers.models import (
     BackupHistoryResponse,
     ChargeHistoryResponse,
     EnergyHistoryResponse,
+    GatewayStatusResponse,
     Health,
     LiveStatusResponse,
     ProductsResponse,
@@ -37,6 +38,7 @@ READ_RESPONSES: Final[dict[str, tuple[type[BaseModel], ...]]] = {
     "site_info": (SiteInfoResponse,),
     "calendar_history": (EnergyHistoryResponse, BackupHistoryResponse),
     "telemetry_history": (ChargeHistoryResponse,),
+    "gateway_status": (GatewayStatusResponse,),
 }
 
 
@@ -167,6 +169,14 @@ def build_openapi() -> dict[str, Any]:
                 *_WINDOW,
             ],
             "responses": {**_ok("telemetry_history", "charge sessions"), **read_errors}}},
+        "/api/1/energy_sites/{site_id}/gateway_status": {"get": {
+            "operationId": "gateway_status",
+            "summary": "Devices, alerts and recent commands (the status page at /ui)",
+            "parameters": [
+                _SITE_ID,
+                _query("journal_limit", {"type": "integer", "minimum": 0, "maximum": 100}),
+            ],
+            "responses": {**_ok("gateway_status", "devices, alerts, journal"), **read_errors}}},
     }
     for command in COMMANDS:
         name = command.name

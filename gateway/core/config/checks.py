@@ -97,6 +97,12 @@ def _port_problems(config: Config, others: Sequence[Listener]) -> list[Problem]:
         problems.append(Problem(("gateway", "port"), "0 picks a random free port no client can "
                                                      "find; choose a port from 1 to 65535"))
     gateway_side = [Listener(("gateway", "port"), gw.host, gw.port)] if gw.port else []
+    if gw.ocpp is not None:
+        if gw.ocpp.port == 0:
+            problems.append(Problem(("gateway", "ocpp", "port"), "0 picks a random free port no "
+                                    "charge point can find; choose a port from 1 to 65535"))
+        else:
+            gateway_side.append(Listener(("gateway", "ocpp", "port"), gw.ocpp.host, gw.ocpp.port))
     for s, site in enumerate(config.sites):
         for d, dev in enumerate(site.devices):
             key: Loc = ("sites", s, "devices", d, "proxy_port")
@@ -177,7 +183,32 @@ def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | N
         problems.append(Problem(("gateway", "clock", "source"),
                                 f"the gateway follows the simulator clock at "
                                 f"{config.gateway.clock.url}: {where}", "warning"))
-    return problems + _port_problems(config, others) + _bound_problems(config)
+    return problems + _port_problems(config, others) + _bound_problems(config) \
+        + _charger_problems(config)
+
+
+def _charger_problems(config: Config) -> list[Problem]:
+    """Chargers configured without a central system, or open to a network without a password."""
+    ocpp = config.gateway.ocpp
+    problems: list[Problem] = []
+    for s, site in enumerate(config.sites):
+        for c, charger in enumerate(site.chargers):
+            key: Loc = ("sites", s, "chargers", c)
+            if ocpp is None:
+                problems.append(Problem(key, "no gateway.ocpp section: no central system runs, "
+                                             "this charge point cannot connect", "warning"))
+            elif charger.password is None and not _loopback(ocpp.host):
+                problems.append(Problem((*key, "id"), f"{charger.id!r} has no password and "
+                                        f"gateway.ocpp.host {ocpp.host!r} is not loopback: anyone "
+                                        "who knows the id can connect as it", "warning"))
+    return problems
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def locate(problems: Sequence[Problem], text: str) -> list[str]:

@@ -125,6 +125,32 @@ def _v5_meta(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
 
 
+def _v6_token_env(db: sqlite3.Connection) -> None:
+    """Which environment an issued token is for: live (every token before) or test (sandbox)."""
+    db.execute("ALTER TABLE issued_tokens ADD COLUMN env TEXT NOT NULL DEFAULT 'live'")
+def _v7_charge_sessions(db: sqlite3.Connection) -> None:
+    """OCPP transactions of the sites' chargers: open ones (no ``stopped_at``) and finished
+    sessions; ``id`` is the transactionId the central system hands out (never reused)."""
+    _script(db, """
+        CREATE TABLE charge_sessions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            site_id TEXT NOT NULL,
+            charge_point_id TEXT NOT NULL,
+            connector_id INTEGER NOT NULL,
+            id_tag TEXT NOT NULL,
+            stamped_start TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            meter_start_wh REAL NOT NULL,
+            stopped_at REAL,
+            meter_stop_wh REAL,
+            stop_reason TEXT
+        );
+        CREATE UNIQUE INDEX charge_sessions_replay
+            ON charge_sessions (charge_point_id, connector_id, stamped_start, meter_start_wh);
+        CREATE INDEX charge_sessions_site_start ON charge_sessions (site_id, started_at)
+    """)
+
+
 #: Every migration in order; a database records how many it has had (``schema_version``).
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_settings_and_journal,
@@ -132,6 +158,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v3_issued_tokens,
     _v4_history,
     _v5_meta,
+    _v6_token_env,
+    _v7_charge_sessions,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -66,5 +66,8 @@ async def telemetry_history(request: web.Request) -> web.Response:
         except HistoryQueryError as exc:
             raise InvalidField(f"{exc.field}: {exc.message}") from None
         bounds.append(parsed)
-    sessions = request.app[HISTORY].charge(site, bounds[0], bounds[1])
+    try:
+        sessions = await request.app[HISTORY].charge(site, bounds[0], bounds[1])
+    except HistoryQueryError as exc:
+        raise InvalidField(f"{exc.field}: {exc.message}") from None
     return ok(ChargeHistoryResponse.model_construct(response=charge_response(sessions)))

@@ -150,7 +150,7 @@ def charge_response(sessions: Sequence[ChargeSession]) -> ChargeHistory:
     """The ``telemetry_history?kind=charge`` response body (inside ``response``).
 
     The same entries appear under ``charge_history`` and ``time_series``, the two keys Fleet
-    clients read (docs/api.md "History"); both are empty lists without a wall connector.
+    clients read (docs/api.md "History"); both are empty lists without a charging session.
     """
     entries: list[ChargeEntry] = [
         {

@@ -157,7 +157,7 @@ class ProductsResponse(Envelope[list[ProductEntry]]):
 
 
 class WallConnectorStatus(_Body):
-    """One wall connector in ``live_status`` (none is modelled yet: the list is empty)."""
+    """One wall connector in ``live_status``: an OCPP charge point of the site (docs/chargers.md)."""
 
     din: str
     vin: str | SkipJsonSchema[None] = absent_unless_set()
@@ -235,7 +235,7 @@ class InverterComponent(_Body):
 
 
 class WallConnectorComponent(_Body):
-    """A wall connector of the site (none is modelled yet: the list is empty)."""
+    """A wall connector of the site: a configured OCPP charge point (docs/chargers.md)."""
 
     device_id: str
     din: str
@@ -441,11 +441,20 @@ class DeviceHealth(_Body):
     last_error: str | None
 
 
+class ChargerHealth(_Body):
+    """One OCPP charge point in ``/health`` (docs/chargers.md)."""
+
+    connected: bool
+    last_seen: Timestamp | None  # its last message, UTC
+    wall_connector_state: int
+
+
 class SiteHealth(_Body):
     name: str
     devices: dict[str, DeviceHealth]
     drift_count: int
     reconciliations: int
+    chargers: dict[str, ChargerHealth] | SkipJsonSchema[None] = absent_unless_set()
 
 
 class ClockHealth(_Body):
@@ -468,3 +477,49 @@ class Health(_Body):
     status: Literal["ok", "degraded"]
     sites: dict[str, SiteHealth]
     clock: ClockHealth | None = None
+
+
+# --- gateway_status (the installer's page) -----------------------------------------------------
+
+
+class DeviceStatus(_Body):
+    """One device on the status page: ``/health``'s fields plus its name and last good read."""
+
+    name: str
+    type: str
+    quality: Quality
+    connected: bool
+    last_poll: str | None  # RFC 3339 in the site's zone: the last good read; null before it
+    data_age_s: float | None
+    polls: int
+    failures: int
+    last_error: str | None
+
+
+class Alert(_Body):
+    kind: Literal["storm", "grid_outage", "device_offline", "device_failing"]
+    message: str
+
+
+class JournalEntry(_Body):
+    """One command of the journal (docs/storage.md, command_journal)."""
+
+    id: int
+    command: str
+    changes: dict[str, Any]
+    received_at: str  # RFC 3339, UTC
+    status: str  # pending, confirmed, kept, rejected, interrupted
+    detail: str
+    finished_at: str | None
+
+
+class GatewayStatus(_Body):
+    name: str
+    devices: list[DeviceStatus]
+    alerts: list[Alert]
+    journal: list[JournalEntry]
+    drift_count: int
+
+
+class GatewayStatusResponse(Envelope[GatewayStatus]):
+    """``GET /api/1/energy_sites/{id}/gateway_status`` (docs/api.md "Status page")."""

@@ -237,7 +237,7 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
     first = sites[0].energy_site_id
     lines += [
         "",
-        f"  token (both scopes, all sites; {validity}):",
+        f"  token (read, commands and storm_admin, all sites; {validity}):",
         f"  export TOKEN={token}",
         "",
         "  try:",
@@ -285,6 +285,7 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
                 per_run_secret: bool, token: str) -> None:
     import asyncio
 
+    from gateway.core.config.storm import demo_storm_feed
     from gateway.runtime.clock import InProcessClock
     from gateway.web.keys import SITES
     from simulator import Simulator
@@ -295,6 +296,9 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
             sim = await stack.enter_async_context(Simulator(sim_config))
         except OSError as exc:  # a port taken since the preflight check
             raise _config_error([f"cannot start the simulator: {exc}"], path) from None
+        # sites without alert sources of their own follow the simulator's feed (docs/simulator.md)
+        config = demo_storm_feed(config, {h.id: (h.latitude, h.longitude) for h in sim_config.homes},
+                                 sim.control_url)
         # The demo follows its simulator's clock, read in process: the homes' exact time and
         # speed (a POST /clock is seen at once), with no HTTP source that could go away.
         clock = sim.clock
@@ -365,7 +369,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     from gateway.runtime import preflight
     from gateway.runtime.logs import configure_logging, uses_console
     from gateway.runtime.storage import tokens
-    from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, parse_ttl, sign, token_claims
+    from gateway.web.auth import (
+        COMMAND_SCOPE,
+        READ_SCOPE,
+        STORM_ADMIN_SCOPE,
+        parse_ttl,
+        sign,
+        token_claims,
+    )
 
     path: Path = args.config or _find_default_config()
     loaded = _read(path)
@@ -382,7 +393,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         secret = secrets.token_urlsafe(48)
     data_dir = config.gateway.data_dir
     _preflight(path, _simulator_listens(sim) + preflight.gateway_listens(config), data_dir)
-    claims = token_claims(sub="demo", scopes=[READ_SCOPE, COMMAND_SCOPE], sites=None,
+    claims = token_claims(sub="demo", scopes=[READ_SCOPE, COMMAND_SCOPE, STORM_ADMIN_SCOPE], sites=None,
                           ttl_s=parse_ttl(DEMO_TTL), now_s=time.time())
     if not per_run:  # a token that outlives this run: list it, so it can be revoked
         _registry_call(path, lambda: tokens.record(data_dir,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import TypeVar
 
+from simulator.alerts import SimAlert
 from simulator.clock import SimClock
 from simulator.config import (
     DeviceConfig,
@@ -71,6 +72,12 @@ class SimHome:
         self.devices: dict[str, SimDevice] = {
             d.id: make_device(config, d, self.physics) for d in config.devices
         }
+        self.alerts: list[SimAlert] = []  # weather alerts raised for the home (simulator.alerts)
+
+    @property
+    def position(self) -> tuple[float, float]:
+        """Where the home is: (latitude, longitude) in degrees."""
+        return (self.config.latitude, self.config.longitude)
 
     def truth(self) -> HomeTruth:
         """The physical truth now (as of the last physics step)."""

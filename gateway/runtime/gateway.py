@@ -24,6 +24,7 @@ from gateway.runtime.history import HistoryService
 from gateway.runtime.homeassistant import HomeAssistantBridge
 from gateway.runtime.metrics import GatewayMetrics
 from gateway.runtime.ocpp.central import CentralSystem
+from gateway.runtime.planner import PlannerService
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.proxy import ModbusProxy
 from gateway.runtime.site import Site
@@ -31,7 +32,9 @@ from gateway.runtime.storage import Storage
 from gateway.runtime.storage.charging import ChargeStore
 from gateway.runtime.storage.history import HistoryStore
 from gateway.runtime.storage.sites import SiteStore, keep_journal
+from gateway.runtime.storage.storm import StormStore
 from gateway.runtime.storage.tokens import TokenRegistry
+from gateway.runtime.storm import NwsPoller, StormWatch, run_mqtt_source
 
 log = structlog.get_logger("gateway.runtime.gateway")
 
@@ -56,6 +59,7 @@ class Gateway:
         self.timebase = timebase or timebase_for(config.gateway.clock, clock)
         self.clock: Clock = self.timebase.now
         self.sites: dict[int, Site] = {}
+        self.planners: dict[int, PlannerService] = {}
         self.proxies: dict[tuple[int, str], ModbusProxy] = {}
         self.storage = Storage.in_data_dir(config.gateway.data_dir)
         self.history = HistoryService(HistoryStore(self.storage), timebase=self.timebase)
@@ -99,9 +103,12 @@ class Gateway:
                 learned = await store.load_identities(site_config.energy_site_id)
                 states = [self._device(dev, learned.get(dev.name)) for dev in site_config.devices]
                 self._states.extend(states)
+                storm = StormWatch(site_config.energy_site_id, StormStore(self.storage),
+                                   clock=self.clock, configured=site_config.storm_watch.sources)
+                await storm.load()
                 site = Site(site_config, states, store, tz=zones[site_config.time_zone],
                             command_timeout_s=config.gateway.command_timeout_s,
-                            timebase=self.timebase, observer=self.metrics)
+                            timebase=self.timebase, observer=self.metrics, storm=storm)
                 await site.load()
                 self.history.add_site(site)
                 self.sites[site.id] = site
@@ -116,6 +123,9 @@ class Gateway:
                     self._spawn(self._poller(site, state).run(), f"poll-{site.id}-{state.name}")
                 self._spawn(site.control_loop(config.gateway.reconcile_interval_s),
                             f"control-{site.id}")
+                planner = self.planners[site.id] = PlannerService(site, clock=self.clock)
+                self._spawn(planner.run(), f"planner-{site.id}")
+                self._start_storm_watch(site)
             self._spawn(self.history.run(), "history")
             if config.gateway.ocpp is not None:
                 self.history.charges = ChargeStore(self.storage)
@@ -220,6 +230,18 @@ class Gateway:
         return ModbusProxy(endpoint, unit_id=options.unit_id,  # type: ignore[attr-defined]
                            host=self.config.gateway.proxy_host, port=dev.proxy_port or 0,
                            allow_writes=dev.proxy_writes, name=dev.name)
+
+    def _start_storm_watch(self, site: Site) -> None:
+        """The site's storm watch and its configured alert sources (docs/api.md, "Storm watch")."""
+        sources = site.config.storm_watch
+        self._spawn(site.storm.run(lambda: site.settings.storm_mode_enabled), f"storm-{site.id}")
+        lat, lon = site.config.latitude, site.config.longitude
+        if sources.nws is not None and lat is not None and lon is not None:
+            poller = NwsPoller(site.storm, sources.nws, lat, lon, clock=self.clock)
+            self._spawn(poller.run(), f"storm-nws-{site.id}")
+        if sources.mqtt is not None:
+            self._spawn(run_mqtt_source(site.storm, sources.mqtt, self._transports.mqtt,
+                                        clock=self.clock), f"storm-mqtt-{site.id}")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))

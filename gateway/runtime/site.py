@@ -28,6 +28,7 @@ from gateway.core.errors import (
     Unavailable,
     refused,
 )
+from gateway.core.planner import Action
 from gateway.core.reading import SiteReading, combine
 from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
@@ -36,6 +37,7 @@ from gateway.runtime.devices import DeviceView
 from gateway.runtime.observe import NO_OBSERVER, Observer
 from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
+from gateway.runtime.storm import StormWatch
 
 if TYPE_CHECKING:
     from gateway.runtime.ocpp.state import ChargerState
@@ -50,6 +52,7 @@ class Site:
         self, config: SiteConfig, devices: Sequence[DeviceView], store: SiteStore, *,
         command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
         timebase: Timebase | None = None, observer: Observer = NO_OBSERVER,
+        storm: StormWatch | None = None,
     ) -> None:
         self.config = config
         self.id = config.energy_site_id
@@ -60,7 +63,6 @@ class Site:
         # The settings the devices last confirmed (a command's read-back or a reconciliation
         # pass); what Home Assistant is shown: a command kept while offline is not in it yet.
         self.confirmed = self.settings
-        self.admin_storm_alert = False
         self.drift_count = 0
         self.reconciles = 0  # reconciliation passes that found every device online (health)
         self.applied: Setpoints | None = None
@@ -69,6 +71,9 @@ class Site:
         # domain time (runtime/clock.py): tariff periods, the journal, periodic reconciliation
         self._timebase = timebase or Timebase(clock)
         self._clock = self._timebase.now
+        # every alert source of the site (docs/api.md, "Storm watch"); its changes wake the loop
+        self.storm = storm or StormWatch(config.energy_site_id, clock=self._clock)
+        self.storm.on_change = lambda: self._owe("alert")
         self._refresh_s = DEFAULT_REFRESH_S  # the control loop's period, in domain seconds
         self._observer = observer
         self._lock = asyncio.Lock()
@@ -77,9 +82,11 @@ class Site:
         self._owed: str | None = "start"  # why a reconciliation pass is owed, until one completes
         self._applied_once = False  # whether this process has applied setpoints yet
         self._checking_held = False  # compare each reading with ``applied`` (after a good pass)
-        self._last_storm = False
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
         self.chargers: Sequence[ChargerState] = ()  # its OCPP charge points (set by the Gateway)
+        # The planner's command for the current step (runtime/planner.py); None = no plan, so
+        # autonomous uses the two-level tariff rule.
+        self.plan_action: Action | None = None
 
     async def load(self) -> None:
         """Restore persisted settings (defaults on first start)."""
@@ -120,10 +127,8 @@ class Site:
         return combine([d.telemetry for d in self.devices if d.telemetry is not None])
 
     def storm_alert(self, reading: SiteReading | None = None) -> bool:
-        """Whether a storm alert is active (from a device or the admin API)."""
-        if self.admin_storm_alert:
-            return True
-        return bool(reading and reading.storm_alert)
+        """Whether a storm alert is active (from any source: NWS, MQTT, the admin call, a device)."""
+        return self.storm.active(self._clock()) or bool(reading and reading.storm_alert)
 
     def capabilities(self) -> frozenset[Capability]:
         """Union of the capabilities of the site's devices (as discovered or learned before)."""
@@ -149,6 +154,7 @@ class Site:
         return policy.compute_setpoints(
             self.settings, self.policy_input(reading), self.settings.tariff,
             now.astimezone(self.tz), alerts, revert_s=self.revert_s(),
+            plan=self.plan_action,
         )
 
     def revert_s(self) -> int:
@@ -159,6 +165,11 @@ class Site:
         """
         span_s = self._timebase.domain_span_s(self._refresh_s)
         return min(MAX_REVERT_S, max(policy.DEFAULT_REVERT_S, math.ceil(2 * span_s)))
+
+    def set_plan_action(self, action: Action | None) -> None:
+        """The planner moved on to another command: apply it on the next control pass."""
+        self.plan_action = action
+        self._owe("plan")
 
     def storm_mode_active(self, reading: SiteReading) -> bool:
         """live_status.storm_mode_active: the setting is on and an alert is active."""
@@ -379,13 +390,9 @@ class Site:
     def on_telemetry(self, handle: DeviceView) -> None:
         """New telemetry arrived; wake the control loop when something policy-relevant changed."""
         self.telemetry_version += 1
-        # site-level: an alert reported by any device (or the admin API) is the site's alert
-        storm = self.admin_storm_alert or any(
-            d.telemetry is not None and bool(d.telemetry.storm_alert) for d in self.devices)
-        if storm != self._last_storm:
-            self._last_storm = storm
-            self._log.info("storm_alert.changed", active=storm)
-            self._owe("alert")
+        # a device's own storm bit (only where its driver options name one) is one more source
+        if handle.telemetry is not None:
+            self.storm.device_reading(handle.name, handle.telemetry.storm_alert)
         applied = self.applied
         if (applied is not None and self._checking_held and handle.held is not None
                 and not self._lock.locked()  # a write in progress shows half-applied values

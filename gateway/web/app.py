@@ -29,7 +29,7 @@ from gateway.web.errors import (
     error_response,
     to_fleet,
 )
-from gateway.web.handlers import commands, health, history, metrics, sites, ui
+from gateway.web.handlers import commands, health, history, metrics, plan, sites, storm, ui
 from gateway.web.keys import (
     BODIES,
     CLOCK,
@@ -158,8 +158,10 @@ def create_app(
     app.router.add_routes(sites.routes)
     app.router.add_routes(commands.routes)
     app.router.add_routes(history.routes)
+    app.router.add_routes(storm.routes)
     app.router.add_routes(metrics.routes)
     app.router.add_routes(ui.routes)
+    app.router.add_routes(plan.routes)
     openapi_body = dumps(build_openapi())
 
     async def openapi(_: web.Request) -> web.Response:

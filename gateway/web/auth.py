@@ -18,6 +18,7 @@ from gateway.core.access import ENVIRONMENTS, LIVE_ENV, TEST_ENV
 from gateway.core.access import KNOWN_SCOPES as KNOWN_SCOPES  # noqa: PLC0414
 from gateway.core.access import MAX_TTL_S as MAX_TTL_S  # noqa: PLC0414
 from gateway.core.access import READ_SCOPE as READ_SCOPE  # noqa: PLC0414
+from gateway.core.access import STORM_ADMIN_SCOPE as STORM_ADMIN_SCOPE  # noqa: PLC0414
 from gateway.web.errors import MissingScopes, NotFound, TokenExpired, Unauthenticated
 
 _ALGORITHM = "HS256"

@@ -21,6 +21,7 @@ from gateway.core.config.models import (
     Loc,
     Problem,
 )
+from gateway.core.config.storm import NWS_URL, NwsSource
 
 # ---- deployment checks: what `serve`, `demo` and `check-config` refuse -------------------------
 # The models accept what tests need (port 0 for an ephemeral port, sub-second intervals); these
@@ -159,6 +160,30 @@ def _bound_problems(config: Config) -> list[Problem]:
     return problems
 
 
+#: api.weather.gov asks clients to poll no more often than this (its alerts update about as often).
+NWS_MIN_POLL_S = 30.0
+
+
+def _storm_problems(config: Config) -> list[Problem]:
+    """The real NWS API's terms: a contact in the User-Agent, no faster polling than 30 s."""
+    problems: list[Problem] = []
+    default_agent = NwsSource.model_fields["user_agent"].default
+    for s, site in enumerate(config.sites):
+        nws = site.storm_watch.nws
+        if nws is None or nws.base_url != NWS_URL:
+            continue
+        key: Loc = ("sites", s, "storm_watch", "nws")
+        if nws.poll_interval_s < NWS_MIN_POLL_S:
+            problems.append(Problem((*key, "poll_interval_s"),
+                                    f"{_fmt_s(nws.poll_interval_s)} s is faster than "
+                                    f"api.weather.gov allows (once every {_fmt_s(NWS_MIN_POLL_S)} s)"))
+        if nws.user_agent == default_agent:
+            problems.append(Problem((*key, "user_agent"),
+                                    "api.weather.gov asks for a contact in the User-Agent, e.g. "
+                                    "\"energy-gateway (you@example.com)\"", "warning"))
+    return problems
+
+
 def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | None,
                         others: Sequence[Listener] = ()) -> list[Problem]:
     """What stops ``config`` from running for ``purpose``: errors, and warnings worth a word.
@@ -184,7 +209,7 @@ def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | N
                                 f"the gateway follows the simulator clock at "
                                 f"{config.gateway.clock.url}: {where}", "warning"))
     return problems + _port_problems(config, others) + _bound_problems(config) \
-        + _charger_problems(config)
+        + _charger_problems(config) + _storm_problems(config)
 
 
 def _charger_problems(config: Config) -> list[Problem]:

@@ -26,6 +26,8 @@ from drivers.options import DRIVER_OPTIONS
 from gateway.core.config.chargers import ChargePointConfig, OcppSection
 from gateway.core.config.northbound import MqttNorthbound
 from gateway.core.config.paths import default_data_dir
+from gateway.core.config.planner import PlannerConfig
+from gateway.core.config.storm import StormWatch
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -259,9 +261,15 @@ class SiteConfig(_Strict):
     # site_info as max/min_site_meter_power_ac; unknown unless configured (docs/api.md "site_info").
     max_site_meter_power_w: int | None = Field(None, ge=0)
     min_site_meter_power_w: int | None = Field(None, le=0)
+    # The site's position (WGS84 degrees): where the storm watch asks for alerts, and the
+    # planner's clear-sky PV model.
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    storm_watch: StormWatch = StormWatch()
     # A test-mode site: only `token issue --env test` tokens reach it, and `serve` runs the
     # simulator devices its devices name (docs/api.md "Sandbox sites").
     sandbox: bool = False
+    planner: PlannerConfig = PlannerConfig()
     devices: list[DeviceConfig] = Field(min_length=1)
     chargers: list[ChargePointConfig] = Field(default_factory=list, max_length=64)  # OCPP
 
@@ -278,6 +286,8 @@ class SiteConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate device names: {', '.join(dupes)}")
+        if self.storm_watch.nws is not None and (self.latitude is None or self.longitude is None):
+            raise ValueError("storm_watch.nws needs the site's latitude and longitude")
         return self
 
     @model_validator(mode="after")

@@ -151,6 +151,33 @@ def _v7_charge_sessions(db: sqlite3.Connection) -> None:
     """)
 
 
+def _v8_storm_watch(db: sqlite3.Connection) -> None:
+    """Storm watch: each alert source's latest alerts per site (a restart mid-storm keeps them),
+    and the episodes storm mode was active (the backup history shows them with outages)."""
+    _script(db, """
+        CREATE TABLE storm_sources (
+            site_id INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            alerts TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (site_id, source)
+        ) WITHOUT ROWID;
+        CREATE TABLE storm_episodes (
+            id INTEGER PRIMARY KEY,
+            site_id INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            event TEXT NOT NULL,
+            source TEXT NOT NULL,
+            alert_onset REAL,
+            alert_ends REAL
+        );
+        CREATE INDEX storm_episodes_by_start ON storm_episodes (site_id, started_at);
+        CREATE UNIQUE INDEX storm_episodes_one_open ON storm_episodes (site_id)
+            WHERE ended_at IS NULL
+    """)
+
+
 #: Every migration in order; a database records how many it has had (``schema_version``).
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_settings_and_journal,
@@ -160,6 +187,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v5_meta,
     _v6_token_env,
     _v7_charge_sessions,
+    _v8_storm_watch,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

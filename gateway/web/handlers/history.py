@@ -36,8 +36,9 @@ async def calendar_history(request: web.Request) -> web.Response:
                 response=energy_body(plan, sums, site.tz)))
         if kind == "backup":
             events, window = await service.backup(site, query)
+            storm = await site.storm.episodes(window.start, window.end)
             return await _answer(lambda: BackupHistoryResponse.model_construct(
-                response=backup_response(events, window)))
+                response=backup_response(events, window, storm=storm)))
     except HistoryQueryError as exc:
         raise InvalidField(f"{exc.field}: {exc.message}") from None
     raise InvalidField(f"kind: must be 'energy' or 'backup' (got {kind!r})")

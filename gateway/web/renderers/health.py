@@ -17,6 +17,7 @@ from gateway.web.renderers.models import (
     SiteHealth,
     rfc3339,
 )
+from gateway.web.renderers.storm import storm_health
 
 
 def device_health(d: DeviceView, now_mono: float) -> DeviceHealth:
@@ -53,7 +54,7 @@ def clock_health(status: ClockStatus) -> ClockHealth:
 
 def health_body(sites: Iterable[Site], now_mono: float, clock: ClockStatus | None = None) -> Health:
     """``{"status": "ok" | "degraded", "sites": {...}, "clock": {...}}``: degraded unless every
-    device is fresh and the clock source answers."""
+    device is fresh, the clock source answers and every storm alert source answers."""
     out: dict[str, SiteHealth] = {}
     degraded = clock is not None and clock.state != "ok"
     for site in sites:
@@ -66,8 +67,10 @@ def health_body(sites: Iterable[Site], now_mono: float, clock: ClockStatus | Non
             last_seen=None if c.last_seen is None else rfc3339(c.last_seen, UTC,
                                                               timespec="seconds"))
             for c in site.chargers}
+        storm = storm_health(site)
+        degraded |= any(s.status == "failing" for s in storm.sources.values())
         out[str(site.id)] = SiteHealth.model_construct(
             name=site.config.name, devices=devices, drift_count=site.drift_count,
-            reconciliations=site.reconciles, chargers=chargers or None)
+            reconciliations=site.reconciles, storm_watch=storm, chargers=chargers or None)
     return Health.model_construct(status="degraded" if degraded else "ok", sites=out,
                                   clock=None if clock is None else clock_health(clock))

@@ -14,13 +14,20 @@ there, ``null`` only where its type says so.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    NotRequired,  # pydantic needs this one on Python < 3.12
+    TypeVar,
+)
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, WithJsonSchema, with_config
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import core_schema
-from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+from typing_extensions import TypedDict
 
 from drivers.base import Quality
 from gateway.core.history import Period
@@ -364,11 +371,29 @@ class EnergyHistoryResponse(Envelope[EnergyHistory]):
 
 
 @with_config(ConfigDict(extra="forbid"))
+class StormPrecharge(TypedDict):
+    """The storm alert the battery was pre-charged for when an outage began (not a Fleet key)."""
+
+    event: str
+    source: str
+    since: Timestamp
+    alert_ends: Timestamp | None
+
+
+def _outage_keys_required(schema: JsonDict) -> None:
+    # The bodies' config (serialization defaults required) would mark storm_watch required too.
+    schema["required"] = ["timestamp", "duration"]
+
+
+@with_config(ConfigDict(json_schema_extra=_outage_keys_required))
 class BackupEvent(TypedDict):
-    """One grid outage: its local start and how long it lasted (or has lasted), in seconds."""
+    """One grid outage: its local start and how long it lasted (or has lasted), in seconds;
+    ``storm_watch`` (absent otherwise) when storm mode had been charging for an alert as the
+    outage began."""
 
     timestamp: Timestamp
     duration: int
+    storm_watch: NotRequired[StormPrecharge]
 
 
 class BackupHistory(_Body):
@@ -441,6 +466,34 @@ class DeviceHealth(_Body):
     last_error: str | None
 
 
+class StormAlertBody(_Body):
+    """One active storm alert: which, from which source, from when to when (null: not said)."""
+
+    event: str
+    source: str
+    onset: Timestamp | None
+    ends: Timestamp | None
+    id: str
+    headline: str
+    severity: str
+
+
+class StormSourceHealth(_Body):
+    """An alert source: ``unknown`` before its first answer, ``failing`` while it does not
+    answer (its alerts are kept until their ends)."""
+
+    status: Literal["unknown", "ok", "failing"]
+    failures: int
+    last_error: str | None
+    last_ok_at: Timestamp | None
+    alerts: int
+
+
+class StormWatchHealth(_Body):
+    active: bool
+    sources: dict[str, StormSourceHealth]
+
+
 class ChargerHealth(_Body):
     """One OCPP charge point in ``/health`` (docs/chargers.md)."""
 
@@ -454,7 +507,35 @@ class SiteHealth(_Body):
     devices: dict[str, DeviceHealth]
     drift_count: int
     reconciliations: int
+    storm_watch: StormWatchHealth
     chargers: dict[str, ChargerHealth] | SkipJsonSchema[None] = absent_unless_set()
+
+
+class StormEpisodeBody(_Body):
+    """A span storm mode acted: for which alert (the one ending last), from which source."""
+
+    event: str
+    source: str
+    started: Timestamp
+    ended: Timestamp | None
+    alert_onset: Timestamp | None
+    alert_ends: Timestamp | None
+
+
+class StormStatus(_Body):
+    """``GET /api/1/energy_sites/{id}/storm_alert``: what storm watch sees and does now, and the
+    last storm-mode episodes (newest first)."""
+
+    storm_mode_enabled: bool
+    storm_mode_active: bool
+    alerts: list[StormAlertBody]
+    active_since: Timestamp | None
+    sources: dict[str, StormSourceHealth]
+    episodes: list[StormEpisodeBody]
+
+
+class StormStatusResponse(_Body):
+    response: StormStatus
 
 
 class ClockHealth(_Body):

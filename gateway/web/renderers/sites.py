@@ -255,17 +255,17 @@ class BodyCache:
     """
 
     def __init__(self) -> None:
-        self._live: dict[int, tuple[int, SiteSettings, bool, Hashable, bytes]] = {}
+        self._live: dict[int, tuple[int, SiteSettings, int, Hashable, bytes]] = {}
 
     def live_status(self, site: Site) -> bytes:
         """The whole ``{"response": ...}`` body of the site's live_status (site online)."""
         cached = self._live.get(site.id)
         chargers = wall_connectors_key(site.chargers)
         if (cached is not None and cached[0] == site.telemetry_version
-                and cached[1] is site.settings and cached[2] == site.admin_storm_alert
+                and cached[1] is site.settings and cached[2] == site.storm.version
                 and cached[3] == chargers):
             return cached[4]
         body = to_json(LiveStatusResponse.model_construct(response=live_status_body(site)))
-        self._live[site.id] = (site.telemetry_version, site.settings, site.admin_storm_alert,
+        self._live[site.id] = (site.telemetry_version, site.settings, site.storm.version,
                                chargers, body)
         return body

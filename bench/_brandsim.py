@@ -1,4 +1,4 @@
-"""Bench helper process: one home per family (SunSpec, Sungrow, Huawei), two twins each (driver, baseline).
+"""Bench helper process: one home per family (SunSpec, Sungrow, Huawei, SolarEdge, SMA), two twins each.
 
 Prints ``{"control_url", "devices": {"<family>/<role>": {"host", "port", "unit_id", "home"}}}``,
 then serves until stdin closes. ``--huawei-delay-s`` is the Huawei twin's deliberate answer delay.
@@ -20,6 +20,8 @@ from simulator import (
     SimDeviceConfig,
     Simulator,
     SimulatorConfig,
+    SmaSbsConfig,
+    SolarEdgeStorEdgeConfig,
     SungrowShConfig,
 )
 from simulator.config import ControlConfig, DeviceConfig
@@ -28,6 +30,10 @@ from simulator.config import ControlConfig, DeviceConfig
 def _devices(family: str, huawei_delay_s: float, sungrow_delay_s: float) -> list[DeviceConfig]:
     if family == "sunspec":
         return [SimDeviceConfig(id=r, kind="sunspec") for r in ("driver", "bare")]
+    if family == "solaredge_storedge":
+        return [SolarEdgeStorEdgeConfig(id=r, kind="solaredge_storedge") for r in ("driver", "bare")]
+    if family == "sma_sunny_boy_storage":
+        return [SmaSbsConfig(id=r, kind="sma_sbs") for r in ("driver", "bare")]
     if family == "sungrow_sh_rt":
         return [SungrowShConfig(id=r, kind="sungrow_sh", answer_delay_s=sungrow_delay_s)
                 for r in ("driver", "bare")]
@@ -37,7 +43,8 @@ def _devices(family: str, huawei_delay_s: float, sungrow_delay_s: float) -> list
 
 async def main(huawei_delay_s: float, sungrow_delay_s: float) -> None:
     """Start the twins, announce them, serve until stdin closes."""
-    families = ("sunspec", "sungrow_sh_rt", "huawei_sun2000")
+    families = ("sunspec", "sungrow_sh_rt", "huawei_sun2000", "solaredge_storedge",
+                "sma_sunny_boy_storage")
     config = SimulatorConfig(
         control=ControlConfig(port=0), tick_s=0.1,
         homes=[HomeConfig(id=f, devices=_devices(f, huawei_delay_s, sungrow_delay_s)) for f in families],

@@ -1,7 +1,8 @@
 """Bench helper process: N simulated homes, one SunSpec device each, on ephemeral loopback ports.
 
 Prints one JSON line ``{"control_url", "endpoints": [{"host", "port", "unit_id"}], "start_s"}``,
-then serves until its stdin closes (or a ``quit`` line arrives).
+then serves until its stdin closes (or a ``quit`` line arrives). ``requests`` answers
+``{"requests": [n, ...]}``: the Modbus requests each device has received, in endpoint order.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ async def main(homes: int, tick_s: float) -> None:
             line = (await lines.readline()).strip()
             if not line or line == b"quit":
                 break
+            if line == b"requests":
+                _emit({"requests": [home.device("inverter").stats.requests
+                                    for home in sim.homes.values()]})
+                continue
             _emit({"error": f"unknown command {line.decode()!r}"})
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import struct
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -47,35 +48,64 @@ class Family:
     options: dict[str, Any]
     reserve_address: int | None  # None: found through the SunSpec driver's map
     raw_per_pct: int = 1
+    # How the baseline writes the value: one u16 (FC6), a float32 low word first (SolarEdge,
+    # FC16) or a u32 high word first (SMA, FC16).
+    encoding: str = "u16"
+    # What the command sets: the backup reserve, or (a family without one) a charge power in W.
+    command: str = "reserve"
 
 
 FAMILIES = {
     "sunspec": Family("sunspec", {}, None),
     "sungrow_sh_rt": Family("profile", {"profile": "sungrow_sh_rt"}, 13099),
     "huawei_sun2000": Family("profile", {"profile": "huawei_sun2000"}, 47102, raw_per_pct=10),
+    "solaredge_storedge": Family("profile", {"profile": "solaredge_storedge"}, 0xE008,
+                                 encoding="f32le"),
+    # The SBS has no reserve register: its command is a forced charge power (BatChaMaxW 40795).
+    "sma_sunny_boy_storage": Family("profile", {"profile": "sma_sunny_boy_storage"}, 40795,
+                                    encoding="u32", command="charge"),
 }
+
+
+def charge_w(i: int) -> int:
+    """The charge power of the i-th SMA command."""
+    return 1000 + 10 * (i % 60)
+
+
+def _words(value: int, encoding: str) -> list[int]:
+    if encoding == "f32le":
+        (raw,) = struct.unpack(">I", struct.pack(">f", float(value)))
+        return [raw & 0xFFFF, raw >> 16]
+    if encoding == "u32":
+        return [value >> 16, value & 0xFFFF]
+    return [value]
 
 
 class Bare:
     """A bare pymodbus client: write the reserve register, read it back, check it."""
 
-    def __init__(self, ep: dict[str, Any], address: int, raw_per_pct: int) -> None:
+    def __init__(self, ep: dict[str, Any], address: int, raw_per_pct: int, encoding: str = "u16") -> None:
         self.client = AsyncModbusTcpClient(ep["host"], port=ep["port"], timeout=3.0, retries=0,
                                            reconnect_delay=0)  # fmt: skip
         self.unit, self.address, self.raw_per_pct = ep["unit_id"], address, raw_per_pct
+        self.encoding = encoding
 
     async def connect(self, settle_s: float) -> None:
         await self.client.connect()
         await asyncio.sleep(settle_s)  # a Huawei ignores requests right after a connect
 
     async def write_read(self, pct: int) -> None:
-        raw = pct * self.raw_per_pct
-        response = await self.client.write_register(self.address, raw, device_id=self.unit)
+        words = _words(pct * self.raw_per_pct, self.encoding)
+        if len(words) == 1:
+            response = await self.client.write_register(self.address, words[0], device_id=self.unit)
+        else:
+            response = await self.client.write_registers(self.address, words, device_id=self.unit)
         if response.isError():
             raise RuntimeError(f"write failed: {response}")
-        back = await self.client.read_holding_registers(self.address, count=1, device_id=self.unit)
-        if back.isError() or back.registers[0] != raw:
-            raise RuntimeError(f"read-back of {raw} at {self.address} failed: {back}")
+        back = await self.client.read_holding_registers(self.address, count=len(words),
+                                                        device_id=self.unit)
+        if back.isError() or list(back.registers) != words:
+            raise RuntimeError(f"read-back of {words} at {self.address} failed: {back}")
 
 
 async def requests(http: aiohttp.ClientSession, control: str, ep: dict[str, Any]) -> int:
@@ -101,11 +131,16 @@ async def bench_family(name: str, fam: Family, devices: dict[str, Any], control:
     driver: Driver = cls(name, options, transports)
     try:
         await driver.connect()
-        bare = Bare(bare_ep, await _reserve_address(name, fam, bare_ep), fam.raw_per_pct)
+        bare = Bare(bare_ep, await _reserve_address(name, fam, bare_ep), fam.raw_per_pct,
+                    fam.encoding)
         await bare.connect(1.1 if name == "huawei_sun2000" else 0.0)
         held = await driver.read_back()
 
         async def command(i: int) -> None:
+            if fam.command == "charge":
+                await driver.apply(Setpoints(reserve_pct=held.reserve_pct, grid_charging=False,
+                                             battery_w=-charge_w(i), revert_s=600))  # fmt: skip
+                return
             await driver.apply(Setpoints(reserve_pct=20 + i % 60, grid_charging=held.grid_charging,
                                          export_limit_w=held.export_limit_w))  # fmt: skip
 
@@ -113,7 +148,7 @@ async def bench_family(name: str, fam: Family, devices: dict[str, Any], control:
             await driver.read()
 
         async def baseline(i: int) -> None:
-            await bare.write_read(20 + i % 60)
+            await bare.write_read(charge_w(i) if fam.command == "charge" else 20 + i % 60)
 
         times: dict[str, list[float]] = {"baseline": [], "command": [], "poll": []}
         counts = {"command": 0, "poll": 0}
@@ -145,7 +180,8 @@ async def bench_family(name: str, fam: Family, devices: dict[str, Any], control:
 async def bench_gateway(devices: dict[str, Any], control: str, tmp: Path, n: int) -> list[Any]:
     """``POST backup`` through a gateway process, one site per family, against the baseline."""
     endpoints = []
-    for name, fam in FAMILIES.items():
+    families = {name: fam for name, fam in FAMILIES.items() if fam.command == "reserve"}
+    for name, fam in families.items():
         ep = devices[f"{name}/driver"]
         endpoints.append({"host": ep["host"], "port": ep["port"], "unit_id": ep["unit_id"],
                           "type": fam.kind, "options": dict(fam.options)})  # fmt: skip
@@ -157,9 +193,10 @@ async def bench_gateway(devices: dict[str, Any], control: str, tmp: Path, n: int
         await gw.ask("wait_online")
         headers = {"Authorization": f"Bearer {bench_token()}"}
         async with aiohttp.ClientSession(headers=headers) as http:
-            for i, (name, fam) in enumerate(FAMILIES.items()):
+            for i, (name, fam) in enumerate(families.items()):
                 bare_ep = devices[f"{name}/bare"]
-                bare = Bare(bare_ep, await _reserve_address(name, fam, bare_ep), fam.raw_per_pct)
+                bare = Bare(bare_ep, await _reserve_address(name, fam, bare_ep), fam.raw_per_pct,
+                            fam.encoding)
                 await bare.connect(1.1 if name == "huawei_sun2000" else 0.0)
                 url = f"{gw.hello['url']}/api/1/energy_sites/{FIRST_SITE_ID + i}/backup"
 
@@ -210,18 +247,21 @@ async def run(n: int, huawei_delay_s: float) -> None:
                     for name, fam in FAMILIES.items()]  # fmt: skip
             http_rows = await bench_gateway(sim.hello["devices"], sim.hello["control_url"], Path(tmp), n)
     print_table(
-        f"Backup reserve command and poll per family (ms; the Huawei twin answers each request "
-        f"after {huawei_delay_s * 1000:g} ms)",
+        f"Command (backup reserve; SMA: forced charge power) and poll per family (ms; the "
+        f"Huawei twin answers each request after {huawei_delay_s * 1000:g} ms)",
         ["family", "n", "baseline p50", "command p50", "command p95", "command / baseline",
          "transactions per command", "poll p50", "transactions per poll"],
         rows,
     )  # fmt: skip
     print_table(
-        "POST backup through the gateway per family (ms, verified on the device)",
+        "POST backup through the gateway per family (ms, verified on the device; not SMA: the SBS"
+        " has no reserve register)",
         ["family", "n", "baseline p50", "POST backup p50", "POST backup p95", "p50 / baseline"],
         http_rows,
     )
-    print("\nbaseline: bare pymodbus FC6 write of the reserve register + FC3 read of it (2 transactions)")
+    print("\nbaseline: bare pymodbus write of the reserve register (FC6; FC16 for SolarEdge's float)"
+          " + FC3 read of it (2 transactions); SMA, which has no reserve register: the forced charge"
+          " power BatChaMaxW (FC16 U32) + its read, against the driver's charge command")
 
 
 def main() -> None:

@@ -123,6 +123,24 @@ async def _profile(  # noqa: PLR0917 - a partial() of the probe list
     )  # fmt: skip
 
 
+async def _brand_of(  # noqa: PLR0917 - the probe's context
+    found: Found, host: str, unit: int, transports: Transports, timeout_s: float,
+    holder: ModbusEndpoint, settle_s: float,
+) -> Found:
+    """A SunSpec device that a bundled profile also identifies is reported as that profile
+    (SolarEdge: SunSpec readings, storage control in its own registers the SunSpec driver
+    cannot reach); otherwise as SunSpec."""
+    for family in sorted(PROFILES):
+        try:
+            await _settled(holder, settle_s, timeout_s)
+            brand = await _profile(family, host, found.port, unit, transports, timeout_s)
+        except DeviceUnreachable:
+            continue
+        if brand is not None:
+            return brand
+    return found
+
+
 async def _settled(endpoint: ModbusEndpoint, settle_s: float, timeout_s: float) -> None:
     """Wait out a device's deafness after a connect (Huawei) before any probe's first request."""
     if settle_s > 0:
@@ -163,6 +181,9 @@ async def _scan_port(  # noqa: PLR0917 - one port of one scan
                     result.notes.append(PortNote(port, f"unit {unit}: no answer ({exc})"))
                     break  # this unit is silent: next unit
                 if found is not None:
+                    if found.type == "sunspec":
+                        found = await _brand_of(found, host, unit, transports, timeout_s, holder,
+                                                settle_s)
                     result.found.append(found)
                     break
     finally:

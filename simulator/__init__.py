@@ -11,6 +11,8 @@ from simulator.config import (
     MqttBatteryConfig,
     SimDeviceConfig,
     SimulatorConfig,
+    SmaSbsConfig,
+    SolarEdgeStorEdgeConfig,
     SungrowShConfig,
     VictronGxConfig,
     load_simulator_config,
@@ -18,6 +20,8 @@ from simulator.config import (
 from simulator.devices.huawei_sun2000 import HuaweiSun2000Device
 from simulator.devices.mqtt_battery import MqttBatteryDevice
 from simulator.devices.register_twin import RegisterTwin
+from simulator.devices.sma import SmaSbsDevice
+from simulator.devices.solaredge import SolarEdgeStorEdgeDevice
 from simulator.devices.sungrow_sh import SungrowShDevice
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
@@ -47,6 +51,10 @@ __all__ = [
     "SimHome",
     "Simulator",
     "SimulatorConfig",
+    "SmaSbsConfig",
+    "SmaSbsDevice",
+    "SolarEdgeStorEdgeConfig",
+    "SolarEdgeStorEdgeDevice",
     "SunSpecDevice",
     "SungrowShConfig",
     "SungrowShDevice",

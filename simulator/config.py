@@ -187,10 +187,59 @@ class HuaweiSun2000Config(_Strict):
     answer_delay_s: float = Field(default=0.03, ge=0, le=5)
 
 
+class SolarEdgeStorEdgeConfig(_Strict):
+    """A SolarEdge StorEdge inverter with battery and site meter (simulator/devices/solaredge.py).
+
+    Attributes:
+        single_client: One Modbus TCP client at a time, as the inverter allows (the fault plan's
+            starting value; tests may clear it).
+        answer_delay_s: Real seconds each answer takes.
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["solaredge_storedge"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    unit_id: int = Field(default=1, ge=1, le=247)
+    model: str = Field(default="SE10K-RWS48BEN4", max_length=32)
+    serial_number: str = Field(default="7E1234AB", max_length=32)
+    firmware: str = Field(default="0004.0020.0036", max_length=16)
+    battery_model: str = Field(default="BAT-10K1P", max_length=32)
+    battery_serial: str = Field(default="BT1234567", max_length=32)
+    single_client: bool = True
+    answer_delay_s: float = Field(default=0.0, ge=0, le=5)
+
+
+class SmaSbsConfig(_Strict):
+    """An SMA Sunny Boy Storage battery inverter (simulator/devices/sma.py).
+
+    Attributes:
+        unit_id: 3, the SMA Modbus profile's device (the SMA default).
+        device_type: Register 30053 (the SBS model's device type code).
+        serial_number: Register 30057 (U32).
+        firmware: "major.minor.build" (register 30059).
+        energy_meter: An SMA Energy Meter at the grid point; without one the grid registers
+            read NaN.
+        min_soc_pct: The installer's minimum state of charge (not on Modbus): the reserve.
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["sma_sbs"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    unit_id: int = Field(default=3, ge=1, le=247)
+    device_type: int = Field(default=9326, ge=0, lt=0xFFFFFFFF)
+    serial_number: int = Field(default=3012345678, ge=0, lt=0xFFFFFFFF)
+    firmware: str = Field(default="3.20.14", pattern=r"^\d{1,3}(\.\d{1,3}){0,2}$")
+    energy_meter: bool = True
+    min_soc_pct: float = Field(default=10.0, ge=0, le=100)
+    answer_delay_s: float = Field(default=0.0, ge=0, le=5)
+
+
 #: Any simulated device's configuration, told apart by `kind`.
 DeviceConfig = Annotated[
     SimDeviceConfig | VictronGxConfig | MqttBatteryConfig | OcppChargerConfig | SungrowShConfig
-    | HuaweiSun2000Config,
+    | HuaweiSun2000Config | SolarEdgeStorEdgeConfig | SmaSbsConfig,
     Field(discriminator="kind"),
 ]
 

@@ -13,6 +13,8 @@ from simulator.config import (
     HuaweiSun2000Config,
     MqttBatteryConfig,
     OcppChargerConfig,
+    SmaSbsConfig,
+    SolarEdgeStorEdgeConfig,
     SungrowShConfig,
     VictronGxConfig,
 )
@@ -20,14 +22,18 @@ from simulator.devices.huawei_sun2000 import HuaweiSun2000Device
 from simulator.devices.mqtt_battery import MqttBatteryDevice
 from simulator.devices.ocpp_charger import OcppChargerDevice
 from simulator.devices.register_twin import RegisterTwin
+from simulator.devices.sma import SmaSbsDevice
+from simulator.devices.solaredge import SolarEdgeStorEdgeDevice
 from simulator.devices.sungrow_sh import SungrowShDevice
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
 from simulator.physics import HomePhysics, HomeTruth
 
 #: Any simulated device (each has id, kind, host, port, unit_id and async start()/stop()).
-SimDevice = (SunSpecDevice | VictronGxDevice | MqttBatteryDevice | OcppChargerDevice
-             | SungrowShDevice | HuaweiSun2000Device)
+SimDevice = (
+    SunSpecDevice | VictronGxDevice | MqttBatteryDevice | OcppChargerDevice | SungrowShDevice
+    | HuaweiSun2000Device | SolarEdgeStorEdgeDevice | SmaSbsDevice
+)
 
 
 def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) -> SimDevice:
@@ -42,6 +48,10 @@ def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) ->
         return SungrowShDevice(home, config, physics)
     if isinstance(config, HuaweiSun2000Config):
         return HuaweiSun2000Device(home, config, physics)
+    if isinstance(config, SolarEdgeStorEdgeConfig):
+        return SolarEdgeStorEdgeDevice(home, config, physics)
+    if isinstance(config, SmaSbsConfig):
+        return SmaSbsDevice(home, config, physics)
     return SunSpecDevice(home, config, physics)
 
 
@@ -119,12 +129,22 @@ class SimHome:
             raise TypeError(f"device {device.id!r} is a {device.kind} device, not a brand twin")
         return device
 
+    def solaredge(self, device_id: str) -> SolarEdgeStorEdgeDevice:
+        """The SolarEdge StorEdge twin with this id (KeyError if none; TypeError if another kind)."""
+        return _of_kind(self.devices[device_id], SolarEdgeStorEdgeDevice)
+
+    def sma(self, device_id: str) -> SmaSbsDevice:
+        """The SMA Sunny Boy Storage twin with this id (KeyError if none; TypeError if another kind)."""
+        return _of_kind(self.devices[device_id], SmaSbsDevice)
+
     def mqtt_battery(self, device_id: str) -> MqttBatteryDevice:
         """The MQTT battery with this id (KeyError if none; TypeError if another kind)."""
         return _of_kind(self.devices[device_id], MqttBatteryDevice)
 
 
-_D = TypeVar("_D", SunSpecDevice, VictronGxDevice, MqttBatteryDevice)
+_D = TypeVar(
+    "_D", SunSpecDevice, VictronGxDevice, MqttBatteryDevice, SolarEdgeStorEdgeDevice, SmaSbsDevice
+)
 
 
 def _of_kind(device: SimDevice, cls: type[_D]) -> _D:

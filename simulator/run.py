@@ -7,6 +7,10 @@ import asyncio
 from simulator.config import SimulatorConfig
 from simulator.runtime import Simulator
 
+#: Device kinds whose endpoint is an MQTT broker; besides them and the OCPP charger (a client of
+#: the gateway's central system), every kind serves Modbus TCP.
+MQTT_KINDS = frozenset({"victron_gx", "mqtt_battery"})
+
 
 async def serve(config: SimulatorConfig) -> None:
     """Run the simulator until cancelled, printing one line per device and the control URL.
@@ -20,12 +24,12 @@ async def serve(config: SimulatorConfig) -> None:
     """
     async with Simulator(config) as sim:
         for ref, ep in sim.endpoints.items():
-            if ep.kind in ("sunspec", "sungrow_sh", "huawei_sun2000"):
-                line = f"{ref} {ep.kind} modbus-tcp {ep.host}:{ep.port} unit {ep.unit_id}"
-            elif ep.kind == "ocpp_charger":  # a client: the central system it dials
+            if ep.kind == "ocpp_charger":  # a client: the central system it dials
                 line = f"{ref} {ep.kind} ocpp1.6 ws://{ep.host}:{ep.port}"
-            else:
+            elif ep.kind in MQTT_KINDS:
                 line = f"{ref} {ep.kind} mqtt {ep.host}:{ep.port}"
+            else:
+                line = f"{ref} {ep.kind} modbus-tcp {ep.host}:{ep.port} unit {ep.unit_id}"
             print(line, flush=True)  # noqa: T201
         print(f"control {sim.control_url}", flush=True)  # noqa: T201
         await asyncio.Event().wait()

@@ -360,7 +360,11 @@ def device_info_from(compiled: Compiled, values: PointValues) -> DeviceInfo:
     def number(name: str | None) -> float | None:
         return None if name is None else values.value.get(name)
 
-    model = identifies(compiled, values) or text(ident.model_point) or ident.model
+    # A code names the model; a text match may be the maker's name (SolarEdge's "Mn"), so
+    # the model point, when there is one, says more.
+    matched = identifies(compiled, values)
+    named = matched if ident.models else text(ident.model_point) or matched
+    model = named or text(ident.model_point) or ident.model
     return DeviceInfo(
         manufacturer=ident.manufacturer,
         model=model,

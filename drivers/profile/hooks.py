@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["HOOKS", "EnterMode", "ProfileHook", "SignFromBits", "make_hooks"]
+__all__ = ["HOOKS", "EnterMode", "ProfileHook", "ScaleFromSameRead", "SignFromBits", "make_hooks"]
 
 #: Decoded values by point name: the scaled value (None = unavailable) and the raw value.
 Values = dict[str, float | None]
@@ -95,9 +95,37 @@ class EnterMode(ProfileHook):
         return [(self.point, self.value), *[(p, v) for p, v in writes if p != self.point]]
 
 
+class ScaleFromSameRead(ProfileHook):
+    """A value whose SunSpec scale factor changes with the value: scale it by the factor read in
+    the same poll, never by one cached at connect.
+
+    Params: ``point`` (the integer value, declared without a scale), ``sf_point`` (its s16 scale
+    factor; keep it within ``max_gap`` of the point, so both come from one read). A factor that
+    reads "not implemented" (-32768) leaves the value unavailable.
+
+    SolarEdge: the inverter's power and DC power scale factors (40084, 40101) and the meter's
+    (40210) move with the value, so a value and a factor from two reads can be off by 10x.
+    """
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.point = str(params["point"])
+        self.sf_point = str(params["sf_point"])
+        self.reads = (self.sf_point,)
+
+    def adjust_values(self, values: Values, raw: RawValues) -> Values:
+        value, sf = values.get(self.point), raw.get(self.sf_point)
+        out = dict(values)
+        if value is None or not isinstance(sf, int) or sf == -32768 or not -10 <= sf <= 10:
+            out[self.point] = None
+        else:
+            out[self.point] = value * 10.0**sf
+        return out
+
+
 HOOKS: dict[str, Callable[[Mapping[str, Any]], ProfileHook]] = {
     "sign_from_bits": SignFromBits,
     "enter_mode": EnterMode,
+    "scale_from_same_read": ScaleFromSameRead,
 }
 
 

@@ -320,6 +320,11 @@ class SunSpecDriver:
         self.map: SunSpecMap | None = None
         self._transports = transports
         self._endpoint: ModbusEndpoint | None = None
+        # Models 123/124 as last read (discovery, poll, read-back): the scale factors and the
+        # current raw values a command is computed from, so a command costs only its write(s)
+        # and one read-back. None = unknown (after a failed command): read before writing.
+        self._control: dict[int, ModelBlock] | None = None
+        self._writes = 0  # writes sent, to tell a poll that straddled a write from a clean one
         self._log = structlog.get_logger("drivers.sunspec").bind(
             device=name, endpoint=f"{options.host}:{options.port}/{options.unit_id}"
         )
@@ -350,6 +355,7 @@ class SunSpecDriver:
             raise ConfigurationError(f"{self.name}: SunSpec map has no common model 1")
         blocks = await self._read_blocks(state, _IDENTITY_MODELS, Priority.POLL)
         self.map = state
+        self._remember(blocks)
         self.info = device_info_from(blocks)
         self.capabilities = capabilities_from(blocks, storm_alert=self.options.storm_alert)
         self._log.info(
@@ -369,7 +375,10 @@ class SunSpecDriver:
     async def read(self) -> DeviceTelemetry:
         """Read inverter, storage, battery and meter models once (one FC3 read per model)."""
         sunspec_map = await self._mapped()
+        writes = self._writes
         blocks = await self._read_blocks(sunspec_map, _TELEMETRY_MODELS, Priority.POLL)
+        if writes == self._writes:  # a poll that straddled a command's write is half old
+            self._remember(blocks)
         telemetry = telemetry_from(
             blocks,
             now=datetime.now(UTC),
@@ -385,9 +394,15 @@ class SunSpecDriver:
     async def apply(self, setpoints: Setpoints) -> None:
         """Write the setpoints this device supports, then read back until the device holds them.
 
-        Only points whose value differs are written (commands go ahead of queued polls), except
-        a battery command's revert timeout: writing it restarts the device's revert timer, which
-        is how a re-sent command is kept alive. Setpoints outside ``capabilities`` are ignored.
+        A command costs its write(s) and one read-back: the raw values are computed with the
+        scale factors cached from discovery, and a point is skipped when the last reading of
+        models 123/124 (discovery, poll or read-back) already shows its value, except a battery
+        command's revert timeout: writing it restarts the device's revert timer, which is how a
+        re-sent command is kept alive. The last reading may be stale (someone else's write, a
+        reboot the transport hid), so the read-back is the judge: a skipped point it shows wrong
+        is written then, not waited for. After a failed command the cache is dropped and the
+        next command reads first. Commands go ahead of queued polls. Setpoints outside
+        ``capabilities`` are ignored.
 
         Raises:
             NotConfirmed: the read-back does not match within ``confirm_timeout_s``.
@@ -396,12 +411,41 @@ class SunSpecDriver:
         """
         sunspec_map = await self._mapped()
         assert self.info is not None  # noqa: S101 - set by _mapped()
+        known = self._control
+        if known is None:
+            known = await self._read_blocks(sunspec_map, _CONTROL_MODELS, Priority.COMMAND)
+        targets = setpoint_targets(setpoints, known, self.capabilities, self.info)
+        # From the first write until the read-back confirms, the device's state is not known:
+        # a command that fails leaves it unknown, and the next one reads first.
+        self._control = None
+        self._writes += 1
+        written = await self._write_changed(known, targets, frozenset())
+        await self._confirm(sunspec_map, setpoints, targets, written)
+
+    async def read_back(self) -> Setpoints:
+        """The setpoints as the device holds them now (watts at the device's resolution)."""
+        sunspec_map = await self._mapped()
+        assert self.info is not None  # noqa: S101 - set by _mapped()
+        writes = self._writes
         blocks = await self._read_blocks(sunspec_map, _CONTROL_MODELS, Priority.COMMAND)
-        targets = setpoint_targets(setpoints, blocks, self.capabilities, self.info)
+        if writes == self._writes:
+            self._remember(blocks)
+        return setpoints_from(blocks, self.capabilities, self.info)
+
+    async def _write_changed(
+        self, blocks: Blocks, targets: list[PointTarget], done: frozenset[str]
+    ) -> frozenset[str]:
+        """Write, in order, each target not in ``done`` whose point ``blocks`` show otherwise.
+
+        Returns ``done`` plus the points written.
+        """
         endpoint = self._joined()
+        written = set(done)
         for target in targets:
             block = blocks[target.model_id]
-            if block.raw(target.point) == target.raw and target.point != _REVERT_POINT:
+            if target.point in done or (
+                block.raw(target.point) == target.raw and target.point != _REVERT_POINT
+            ):
                 continue
             write = block.encode_raw(target.point, target.raw)
             await endpoint.write(
@@ -411,33 +455,51 @@ class SunSpecDriver:
                 priority=Priority.COMMAND,
                 timeout_s=self.options.timeout_s,
             )
-        await self._confirm(sunspec_map, targets)
+            written.add(target.point)
+        return frozenset(written)
 
-    async def read_back(self) -> Setpoints:
-        """The setpoints as the device holds them now (watts at the device's resolution)."""
-        sunspec_map = await self._mapped()
-        assert self.info is not None  # noqa: S101 - set by _mapped()
-        blocks = await self._read_blocks(sunspec_map, _CONTROL_MODELS, Priority.COMMAND)
-        return setpoints_from(blocks, self.capabilities, self.info)
-
-    async def _confirm(self, sunspec_map: SunSpecMap, targets: list[PointTarget]) -> None:
-        expected = {t.point: t.raw for t in targets}
+    async def _confirm(
+        self,
+        sunspec_map: SunSpecMap,
+        setpoints: Setpoints,
+        targets: list[PointTarget],
+        written: frozenset[str],
+    ) -> None:
+        assert self.info is not None  # noqa: S101 - apply() checked it
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.confirm_timeout_s
         pause = 0.02
         while True:
             blocks = await self._read_blocks(sunspec_map, _CONTROL_MODELS, Priority.COMMAND)
-            actual = {t.point: blocks[t.model_id].raw(t.point) for t in targets}
+            fresh = setpoint_targets(setpoints, blocks, self.capabilities, self.info)
+            expected = {t.point: t.raw for t in fresh}
+            actual = {t.point: blocks[t.model_id].raw(t.point) for t in fresh}
             if actual == expected:
+                self._remember(blocks)
                 return
-            if loop.time() + pause > deadline:
+            # A point skipped on a stale reading, or one whose raw value moved with its scale
+            # factor, is written now and read back at once; a written one is waited for.
+            moved = {t.point for t in fresh if t not in targets}
+            kept = written - moved
+            written = await self._write_changed(blocks, fresh, kept)
+            wrote_more = written != kept
+            targets = fresh
+            if loop.time() + (0 if wrote_more else pause) > deadline:
                 raise NotConfirmed(
                     f"{self.name}: device holds {actual}, expected {expected}",
                     expected=expected,
                     actual=actual,
                 )
-            await asyncio.sleep(pause)  # the device applies writes on its own schedule
-            pause = min(pause * 2, 0.25)
+            if not wrote_more:
+                await asyncio.sleep(pause)  # the device applies writes on its own schedule
+                pause = min(pause * 2, 0.25)
+
+    def _remember(self, blocks: Mapping[int, ModelBlock]) -> None:
+        """Keep models 123/124 of a complete reading as the state commands start from."""
+        assert self.map is not None  # noqa: S101 - called with a map in hand
+        present = {m for m in _CONTROL_MODELS if self.map.find(m) is not None}
+        if present <= blocks.keys():
+            self._control = {m: blocks[m] for m in present}
 
     def _joined(self) -> ModbusEndpoint:
         if self._endpoint is None:
@@ -480,6 +542,7 @@ class SunSpecDriver:
                 # The map moved under us (firmware update, another device on the port):
                 # forget it, so the next call discovers the chain afresh.
                 self.map = None
+                self._control = None
                 raise DeviceUnreachable(
                     f"{self.name}: model {location.model_id} no longer at {location.address}"
                 )

@@ -16,6 +16,8 @@ from simulator import Simulator, load_simulator_config
 from tests.helpers import SECRET, eventually, token
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Sites whose devices honour no backup reserve (the SMA home: a PV inverter and an SBS).
+RESERVE_LESS = {2004}
 
 
 def _free_ports(count: int) -> list[int]:
@@ -32,9 +34,10 @@ def _free_ports(count: int) -> list[int]:
 def brands_text(tmp_path: Path) -> str:
     """config.brands.yaml on free ports, a temporary data dir, the test secret and fast twins."""
     text = (ROOT / "config.brands.yaml").read_text(encoding="utf-8")
-    control, sungrow, huawei = _free_ports(3)
+    control, sungrow, huawei, solaredge, sma_pv, sma = _free_ports(6)
     for old, new in (("port: 8080", "port: 0"), ("port: 15100", f"port: {control}"),
-                     ("15121", str(sungrow)), ("15122", str(huawei)),
+                     ("15121", str(sungrow)), ("15122", str(huawei)), ("15123", str(solaredge)),
+                     ("15124", str(sma_pv)), ("15125", str(sma)),
                      ("data_dir: data-brands", f"data_dir: {tmp_path / 'data'}"),
                      ("demo-only-secret-change-me-0123456789", SECRET),
                      ("settle_s: 1.0", "settle_s: 0.05"), ("answer_delay_s: 0.03", "answer_delay_s: 0.002")):
@@ -65,6 +68,12 @@ async def test_every_brand_site_comes_up_and_takes_a_command(tmp_path: Path) -> 
                             return resp.status
 
                     await eventually(live, lambda status: status == 200, timeout=15)
+                    if site_id in RESERVE_LESS:  # a battery inverter without a reserve control
+                        async with http.post(f"/api/1/energy_sites/{site_id}/grid_import_export",
+                                             json={"customer_preferred_export_rule": "never"}) as resp:
+                            assert resp.status == 200, await resp.text()
+                        assert home.truth().export_limit_w == 0
+                        continue
                     async with http.post(f"/api/1/energy_sites/{site_id}/backup",
                                          json={"backup_reserve_percent": 42}) as resp:
                         assert resp.status == 200, await resp.text()

@@ -34,6 +34,8 @@ from simulator import (
     SimDeviceConfig,
     Simulator,
     SimulatorConfig,
+    SmaSbsConfig,
+    SolarEdgeStorEdgeConfig,
     SungrowShConfig,
     VictronGxConfig,
 )
@@ -106,6 +108,14 @@ TWINS: dict[str, Twin] = {
             id="device", kind="huawei_sun2000", settle_s=0.05, answer_delay_s=0.002
         ),
         options=_profile_options("huawei_sun2000", settle_s=0.05),
+    ),
+    "profile:solaredge_storedge": Twin(
+        device=lambda _: SolarEdgeStorEdgeConfig(id="device", kind="solaredge_storedge"),
+        options=_profile_options("solaredge_storedge"),
+    ),
+    "profile:sma_sunny_boy_storage": Twin(
+        device=lambda _: SmaSbsConfig(id="device", kind="sma_sbs"),
+        options=_profile_options("sma_sunny_boy_storage"),
     ),
 }
 

@@ -19,7 +19,13 @@ from tesla_fleet_api.tesla.energysite import EnergySite
 
 from drivers.profile.catalog import PROFILES
 from gateway.core.config import Config, DeviceConfig
-from simulator import HuaweiSun2000Config, Simulator, SungrowShConfig
+from simulator import (
+    HuaweiSun2000Config,
+    Simulator,
+    SmaSbsConfig,
+    SolarEdgeStorEdgeConfig,
+    SungrowShConfig,
+)
 from simulator.config import ControlConfig, HomeConfig, SimulatorConfig
 from simulator.config import DeviceConfig as SimDevice
 from simulator.physics import HomeTruth
@@ -38,20 +44,41 @@ class Family:
     options: dict[str, Any]
     grid_charging: bool  # the family honours grid charging
     grid_status: bool  # the family reports the grid's state
+    serial: str
+    reserve: bool = True  # the family honours a backup reserve
+    export_limit: bool = True  # the family caps export
+    solar: bool = True  # the family measures PV (an SMA battery inverter does not: its home has none)
 
 
 FAMILIES: dict[str, Family] = {
     "sungrow_sh_rt": Family(
         device=lambda: SungrowShConfig(id="inverter", kind="sungrow_sh", serial_number="SG1001",
                                        answer_delay_s=0.002),
-        options={}, grid_charging=False, grid_status=True,
+        options={}, grid_charging=False, grid_status=True, serial="SG1001",
     ),
     "huawei_sun2000": Family(
         device=lambda: HuaweiSun2000Config(id="inverter", kind="huawei_sun2000", serial_number="HW1001",
                                            settle_s=0.05, answer_delay_s=0.005),
-        options={"settle_s": 0.05}, grid_charging=True, grid_status=True,
+        options={"settle_s": 0.05}, grid_charging=True, grid_status=True, serial="HW1001",
+    ),
+    "solaredge_storedge": Family(
+        device=lambda: SolarEdgeStorEdgeConfig(id="inverter", kind="solaredge_storedge",
+                                               serial_number="SE1001"),
+        options={}, grid_charging=False, grid_status=True, serial="SE1001",
+    ),
+    "sma_sunny_boy_storage": Family(
+        device=lambda: SmaSbsConfig(id="inverter", kind="sma_sbs", serial_number=1001),
+        # The SBS reports no battery capacity register this profile reads: configured.
+        options={"capacity_wh": 13500}, grid_charging=False, grid_status=True, serial="1001",
+        reserve=False, export_limit=False, solar=False,
     ),
 }  # fmt: skip
+
+
+def needs(family: str, what: str) -> None:
+    """Skip a test of a control or reading the family does not have."""
+    if not getattr(FAMILIES[family], what):
+        pytest.skip(f"{family} has no {what}")
 
 
 def test_every_profile_runs_the_fleet_tests() -> None:
@@ -66,9 +93,11 @@ def family(request: pytest.FixtureRequest) -> str:
 @pytest_asyncio.fixture
 async def sim(family: str) -> AsyncIterator[Simulator]:
     """One simulated home whose inverter is the family's twin (replaces the SunSpec home)."""
+    pv_w = 8000 if FAMILIES[family].solar else 0
     config = SimulatorConfig(
         control=ControlConfig(port=0), tick_s=0.05,
-        homes=[HomeConfig(id=HOME, initial_soc_pct=60, devices=[FAMILIES[family].device()])],
+        homes=[HomeConfig(id=HOME, initial_soc_pct=60, pv_peak_w=pv_w,
+                          devices=[FAMILIES[family].device()])],
     )  # fmt: skip
     async with Simulator(config) as simulator:
         yield simulator
@@ -115,11 +144,11 @@ async def test_products_and_site_info_derive_from_the_family(
         products = await api.products()
     entry = products["response"][0]
     assert entry["components"]["battery"] is True
-    assert entry["components"]["solar"] is True
+    assert entry["components"]["solar"] is FAMILIES[family].solar
     info = (await energy_site.site_info())["response"]
     assert info["components"]["grid"] is True
     battery = info["components"]["batteries"][0]
-    assert battery["serial_number"] == ("SG1001" if family == "sungrow_sh_rt" else "HW1001")
+    assert battery["serial_number"] == FAMILIES[family].serial
     assert info["nameplate_energy"] == truth(sim).capacity_wh
 
 
@@ -131,13 +160,17 @@ async def test_live_status_matches_the_twin(energy_site: EnergySite, sim: Simula
     assert body["grid_status"] == "Active"
 
 
-async def test_backup_reserve_lands_in_the_twin(energy_site: EnergySite, sim: Simulator) -> None:
+async def test_backup_reserve_lands_in_the_twin(
+    energy_site: EnergySite, sim: Simulator, family: str
+) -> None:
+    needs(family, "reserve")
     assert await energy_site.backup(35) == UPDATED
     assert truth(sim).reserve_pct == 35  # confirmed on the device before the answer
     assert (await energy_site.site_info())["response"]["backup_reserve_percent"] == 35
 
 
 async def test_operation_backup_and_back(energy_site: EnergySite, sim: Simulator, family: str) -> None:
+    needs(family, "reserve")
     assert await energy_site.operation("backup") == UPDATED
     assert truth(sim).reserve_pct == 100
     assert truth(sim).grid_charging is FAMILIES[family].grid_charging
@@ -146,7 +179,10 @@ async def test_operation_backup_and_back(energy_site: EnergySite, sim: Simulator
     assert truth(sim).grid_charging is False
 
 
-async def test_export_rule_never_caps_the_twins_export(energy_site: EnergySite, sim: Simulator) -> None:
+async def test_export_rule_never_caps_the_twins_export(
+    energy_site: EnergySite, sim: Simulator, family: str
+) -> None:
+    needs(family, "export_limit")
     assert await energy_site.grid_import_export(None, "never") == {"response": ""}
     assert truth(sim).export_limit_w == 0
     assert await energy_site.grid_import_export(None, "battery_ok") == {"response": ""}
@@ -154,8 +190,9 @@ async def test_export_rule_never_caps_the_twins_export(energy_site: EnergySite, 
 
 
 async def test_a_refused_write_answers_540_and_rolls_back(
-    gateway: RunningGateway, energy_site: EnergySite, sim: Simulator
+    gateway: RunningGateway, energy_site: EnergySite, sim: Simulator, family: str
 ) -> None:
+    needs(family, "reserve")
     twin = sim.homes[HOME].register_twin("inverter")
     assert await energy_site.backup(51) == UPDATED
     await twin.apply_faults(exception_code=3)  # ILLEGAL DATA VALUE on every request
@@ -193,6 +230,7 @@ async def test_a_grid_outage_shows_where_the_family_reports_it(
 async def test_an_unconfirmed_command_is_kept_and_applied_when_the_twin_is_back(
     start_gateway: GatewayFactory, sim: Simulator, family: str, tmp_path: Path
 ) -> None:
+    needs(family, "reserve")
     twin = sim.homes[HOME].register_twin("inverter")
     config = profile_config(sim, family, tmp_path / "data", confirm_timeout_s=0.5)
     async with start_gateway(config) as gateway, aiohttp.ClientSession(

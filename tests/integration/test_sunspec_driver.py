@@ -327,7 +327,7 @@ async def test_a_command_is_not_stuck_behind_queued_polls(
     finally:
         device.faults.delay_s = 0
         await transports.modbus.release(endpoint)
-    # The command's transactions (2 reads, 2 writes, 2 confirm reads) each go ahead of every
+    # The command's transactions (2 writes, 1 confirm read) each go ahead of every
     # waiting poll, so at most one poll slips in between two of them.
     assert done.index("command") <= 8
     assert done[-1] != "command"
@@ -336,3 +336,57 @@ async def test_a_command_is_not_stuck_behind_queued_polls(
 
 def home_reserve(sim: Simulator) -> float:
     return sim.homes[HOME].truth().reserve_pct
+
+
+# --- transactions per command (counted by the simulated device, not by the driver) -------------
+
+
+async def transactions(device: SunSpecDevice, action: Awaitable[object]) -> int:
+    """Modbus requests the device received while ``action`` ran."""
+    before = device.stats.requests
+    await action
+    return device.stats.requests - before
+
+
+async def test_a_command_costs_its_writes_and_one_read_back(
+    driver: SunSpecDriver, home: SimHome, device: SunSpecDevice
+) -> None:
+    await driver.read()  # the gateway commands a device it polls
+    assert await transactions(device, driver.apply(Setpoints(reserve_pct=45, grid_charging=False))) == 2
+    assert home.truth().reserve_pct == 45
+    # Only the point that differs is written; the read-back refreshed what the driver knows.
+    assert await transactions(device, driver.apply(Setpoints(reserve_pct=45, grid_charging=True))) == 2
+    assert home.truth().grid_charging is True
+    charge = Setpoints(reserve_pct=45, grid_charging=True, battery_w=-2500, revert_s=600)
+    assert await transactions(device, driver.apply(charge)) == 4  # rate, timeout, mode, read-back
+    assert home.truth().battery_command_w == pytest.approx(-2500)
+    # Held already: only the revert timeout is re-sent (it restarts the device's timer).
+    assert await transactions(device, driver.apply(charge)) == 2
+    assert await transactions(device, driver.apply(Setpoints(reserve_pct=45, grid_charging=True,
+                                                             battery_w=-2500, revert_s=600))) == 2
+
+
+async def test_a_point_skipped_on_a_stale_reading_is_written_after_the_read_back(
+    driver: SunSpecDriver, home: SimHome, device: SunSpecDevice
+) -> None:
+    await driver.apply(Setpoints(reserve_pct=45, grid_charging=False))
+    # A reboot the driver never saw (no poll since): the device is back on its factory 20 %.
+    await device.reboot(wait=True)
+    assert home.truth().reserve_pct == 20
+    # The driver believes the device holds 45, skips the write, and the read-back says otherwise.
+    cost = await transactions(device, driver.apply(Setpoints(reserve_pct=45, grid_charging=False)))
+    assert home.truth().reserve_pct == 45
+    assert cost == 3  # read-back, write, read-back
+
+
+async def test_after_an_unconfirmed_command_the_next_reads_before_writing(
+    driver: SunSpecDriver, home: SimHome, device: SunSpecDevice
+) -> None:
+    await driver.read()
+    device.faults.ignore_writes = True
+    with pytest.raises(NotConfirmed):
+        await driver.apply(Setpoints(reserve_pct=70, grid_charging=False))
+    device.faults.ignore_writes = False
+    cost = await transactions(device, driver.apply(Setpoints(reserve_pct=70, grid_charging=False)))
+    assert home.truth().reserve_pct == 70
+    assert cost == 3  # the state was unknown: read, write, read-back

@@ -19,7 +19,7 @@ from drivers.profile.engine import (
     telemetry_from,
     writes_for,
 )
-from drivers.profile.hooks import EnterMode, SignFromBits, make_hooks
+from drivers.profile.hooks import EnterMode, ScaleFromSameRead, SignFromBits, make_hooks
 
 NOW = datetime(2026, 6, 21, 12, tzinfo=UTC)
 ALL = frozenset(Capability)
@@ -150,3 +150,18 @@ def test_hooks_table() -> None:
     assert enter.adjust_writes([], {"mode": 0}) == []
     with pytest.raises(ValueError, match="hook enter_mode: bad or missing parameter"):
         make_hooks((("enter_mode", {"point": "mode"}),))
+
+
+@pytest.mark.parametrize(("value", "sf", "scaled"), [
+    (12345, -1, 1234.5), (12345, 0, 12345.0), (1234, 1, 12340.0), (150, -2, 1.5),
+    (100, -32768, None),  # the factor is "not implemented"
+    (100, None, None),  # the factor was not read
+    (None, 0, None),  # the value is not available
+])
+def test_scale_from_same_read(value: int | None, sf: int | None, scaled: float | None) -> None:
+    hook = ScaleFromSameRead({"point": "w", "sf_point": "w_sf"})
+    assert hook.reads == ("w_sf",)
+    values = {"w": None if value is None else float(value), "other": 7.0}
+    out = hook.adjust_values(values, {"w": value, "w_sf": sf})
+    assert out["w"] == (None if scaled is None else pytest.approx(scaled))
+    assert out["other"] == 7.0

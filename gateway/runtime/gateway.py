@@ -28,6 +28,8 @@ from gateway.runtime.storage import Storage
 from gateway.runtime.storage.history import HistoryStore
 from gateway.runtime.storage.sites import SiteStore, keep_journal
 from gateway.runtime.storage.tokens import TokenRegistry
+from gateway.runtime.storage.uplink import UplinkStore
+from gateway.runtime.uplink import Uplink, UplinkBridge
 
 log = structlog.get_logger("gateway.runtime.gateway")
 
@@ -47,7 +49,7 @@ class Gateway:
     """
 
     def __init__(self, config: Config, *, clock: Clock = utc_now,
-                 timebase: Timebase | None = None) -> None:
+                 timebase: Timebase | None = None, uplink_bridge: UplinkBridge | None = None) -> None:
         self.config = config
         self.timebase = timebase or timebase_for(config.gateway.clock, clock)
         self.clock: Clock = self.timebase.now
@@ -61,6 +63,9 @@ class Gateway:
         self._transports = Transports(modbus=ModbusPool())
         self._states: list[DeviceState] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # uplink: (docs/hub.md); the bridge renders Fleet bodies, so only an app can give one
+        self._uplink_bridge = uplink_bridge
+        self.uplink: Uplink | None = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -112,6 +117,7 @@ class Gateway:
             self._spawn(self.history.run(), "history")
             self._spawn(keep_journal(store, config.gateway.journal_retention_days, self.clock),
                         "journal")
+            self._start_uplink()
         except BaseException:
             await self.stop()
             raise
@@ -119,6 +125,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop every task, proxy and connection, flush history and close storage."""
+        if self.uplink is not None:
+            await self.uplink.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -143,6 +151,18 @@ class Gateway:
         if self.sites:
             self.sites.clear()
             log.info("gateway.stopped")
+
+    def _start_uplink(self) -> None:
+        section = self.config.uplink
+        if section is None:
+            return
+        if self._uplink_bridge is None:
+            log.warning("uplink.not_started", reason="this Gateway runs without the HTTP edge")
+            return
+        self.uplink = Uplink(section, self.sites, store=UplinkStore(self.storage),
+                             history=HistoryStore(self.storage), bridge=self._uplink_bridge,
+                             timebase=self.timebase)
+        self._spawn(self.uplink.run(), "uplink")
 
     def _log_storage(self) -> None:
         storage = self.storage

@@ -125,6 +125,26 @@ def _v5_meta(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
 
 
+def _v6_uplink(db: sqlite3.Connection) -> None:
+    """The uplink's memory: command ids it has seen (and their outcome), history sent per site."""
+    _script(db, """
+        CREATE TABLE uplink_commands (
+            command_id TEXT PRIMARY KEY,
+            site_id INTEGER NOT NULL,
+            command TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            status INTEGER,
+            body TEXT,
+            published INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        CREATE INDEX uplink_commands_received ON uplink_commands (received_at);
+        CREATE TABLE uplink_history_sent (
+            site_id INTEGER PRIMARY KEY,
+            sent_until REAL NOT NULL
+        )
+    """)
+
+
 #: Every migration in order; a database records how many it has had (``schema_version``).
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_settings_and_journal,
@@ -132,6 +152,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v3_issued_tokens,
     _v4_history,
     _v5_meta,
+    _v6_uplink,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

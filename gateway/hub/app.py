@@ -17,6 +17,8 @@ import structlog
 from aiohttp import web
 
 from gateway.core.config.hub import HubConfig
+from gateway.core.history import HistoryQueryError, plan_energy, resolve_window, zone
+from gateway.core.history.flows import FlowEnergy
 from gateway.core.uplink.contract import MAX_COMMAND_TTL_S, CommandMessage
 from gateway.hub.db import HubStore, SiteRow, connect
 from gateway.hub.ingest import Ingest, NotConnected
@@ -27,14 +29,18 @@ from gateway.web.errors import (
     JSON,
     DeviceOffline,
     FleetError,
+    InvalidField,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
     RateLimited,
     ServiceUnavailable,
     error_response,
+    to_json,
 )
 from gateway.web.handlers.commands import COMMANDS, Command, read_json, validate
+from gateway.web.renderers.history import energy_body
+from gateway.web.renderers.models import EnergyHistoryResponse
 
 log = structlog.get_logger("gateway.hub.app")
 
@@ -175,6 +181,36 @@ async def site_info(request: web.Request) -> web.Response:
     if site.site_info is None:
         raise DeviceOffline(f"site {site.site_id}: no site_info yet (a device never reached)")
     return answer(200, {"response": site.site_info})
+
+
+@routes.get(r"/api/1/energy_sites/{site_id:\d+}/calendar_history")
+async def calendar_history(request: web.Request) -> web.Response:
+    """``kind=energy`` from the history rollups the gateways published (closed buckets only)."""
+    site = await _site(request, READ_SCOPE)
+    query = dict(request.query)
+    kind = query.get("kind")
+    if kind != "energy":
+        raise InvalidField(f"kind: the hub serves 'energy' (got {kind!r}); ask the site's "
+                           "gateway for 'backup' (docs/hub.md, \"What the contract lacks\")")
+    tz_name = (site.site_info or {}).get("installation_time_zone")
+    if not isinstance(tz_name, str):
+        raise DeviceOffline(f"site {site.site_id}: no site_info yet (its time zone is unknown)")
+    store = request.app[STORE]
+    try:
+        tz = await asyncio.to_thread(zone, tz_name)
+        window = await asyncio.to_thread(
+            resolve_window, query.get("period"), query.get("start_date"), query.get("end_date"),
+            query.get("time_zone"), site_tz=tz, now=datetime.now(UTC))
+        first = await store.first_bucket(site.site_id)
+        plan = await asyncio.to_thread(
+            plan_energy, window, query.get("period") or "day",
+            None if first is None else datetime.fromtimestamp(first, UTC))
+    except HistoryQueryError as exc:
+        raise InvalidField(f"{exc.field}: {exc.message}") from None
+    sums = await store.energy_by_entry(site.site_id, [edge.timestamp() for edge in plan.edges])
+    body = await asyncio.to_thread(lambda: to_json(EnergyHistoryResponse.model_construct(
+        response=energy_body(plan, [FlowEnergy(*values) for values in sums], tz))))
+    return web.Response(body=body, content_type=JSON)
 
 
 def _command_id(request: web.Request) -> str:

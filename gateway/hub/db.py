@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
 import os
 import ssl
 import urllib.parse
@@ -317,11 +319,47 @@ class HubStore:
                 site_id, hours)
         return True
 
+    async def first_bucket(self, site_id: int) -> float | None:
+        """Start of the site's oldest stored bucket (unix seconds)."""
+        value: float | None = await self.pool.fetchval(
+            "SELECT min(start) FROM hub_energy_5min WHERE site_id = $1", site_id)
+        return value
+
+    async def energy_by_entry(self, site_id: int, stamps: Sequence[float]) -> list[tuple[float, ...]]:
+        """Energy per entry ``[stamps[i], stamps[i+1])``: whole hours from the hourly rollup, the
+        ragged ends from 5-minute rows (one query however many entries)."""
+        count = len(stamps) - 1
+        if count < 1:
+            return []
+        splits = [_hour_split(lo, hi) for lo, hi in itertools.pairwise(stamps)]
+        sums = ", ".join(f"coalesce(sum(x.{f}), 0)" for f in FLOWS)
+        columns = ", ".join(FLOWS)
+        rows = await self.pool.fetch(
+            f"WITH e AS (SELECT * FROM unnest($2::int[], $3::float8[], $4::float8[], $5::float8[], "  # noqa: S608 - names from FLOWS
+            "$6::float8[]) AS e(i, lo, a, b, hi)) "
+            f"SELECT e.i, {sums} FROM e JOIN LATERAL ("
+            f"SELECT {columns} FROM hub_energy_1h WHERE site_id = $1 AND hour >= e.a AND hour < e.b "
+            f"UNION ALL SELECT {columns} FROM hub_energy_5min WHERE site_id = $1 AND "
+            "((start >= e.lo AND start < e.a) OR (start >= e.b AND start < e.hi))"
+            ") x ON true GROUP BY e.i",
+            site_id, list(range(count)), *(list(column) for column in zip(*splits, strict=True)))
+        out: list[tuple[float, ...]] = [(0.0,) * len(FLOWS)] * count
+        for row in rows:
+            out[row[0]] = tuple(float(v) for v in row[1:])
+        return out
+
     async def bucket_count(self, site_id: int) -> int:
         """Stored 5-minute buckets of a site."""
         value: int = await self.pool.fetchval(
             "SELECT count(*) FROM hub_energy_5min WHERE site_id = $1", site_id)
         return value
+
+
+def _hour_split(lo: float, hi: float) -> tuple[float, float, float, float]:
+    """``(lo, a, b, hi)``: whole UTC hours ``[a, b)`` inside ``[lo, hi)`` and its ragged ends."""
+    a = math.ceil(lo / 3600) * 3600
+    b = math.floor(hi / 3600) * 3600
+    return (lo, a, b, hi) if a < b else (lo, hi, hi, hi)
 
 
 _SITE_SELECT = (

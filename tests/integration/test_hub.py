@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from aiohttp import web
 from gateway.core.config import Plan, RateLimits
 from gateway.core.config.hub import HubConfig, HubSection
 from gateway.core.config.models import MqttLink
+from gateway.core.history import Bucket
+from gateway.core.history.flows import FlowEnergy
 from gateway.core.uplink.contract import (
     LiveMessage,
     OutcomeMessage,
@@ -28,7 +31,9 @@ from gateway.core.uplink.contract import (
     Topics,
     encode,
 )
-from gateway.hub.app import INGEST, create_hub_app
+from gateway.hub.app import INGEST, STORE, create_hub_app
+from gateway.runtime.storage import Storage
+from gateway.runtime.storage.history import HistoryStore
 from gateway.web.keys import GATEWAY
 from gateway.web.server import GatewayRunner
 from simulator import Simulator
@@ -295,3 +300,54 @@ async def test_rate_limits_hold_across_replicas(
                     if resp.status == 429:
                         assert int(resp.headers["Retry-After"]) >= 1
             assert statuses == [200] * 6 + [429, 429]
+
+
+async def _seed_history(data_dir: Path, buckets: list[Bucket]) -> None:
+    storage = Storage.in_data_dir(data_dir)
+    await storage.open()
+    try:
+        await HistoryStore(storage).add_buckets(SITE_ID, buckets)
+    finally:
+        await storage.close()
+
+
+async def test_history_reaches_the_hub_once_and_reads_as_on_the_edge(
+    sim: Simulator, tmp_path: Path, start_gateway: GatewayFactory, hub_db: str,
+    redis_prefix: str, http: aiohttp.ClientSession,
+) -> None:
+    await _reset(hub_db)
+    data_dir = tmp_path / "data"
+    day = (datetime.now(UTC) - timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
+    seeded = [Bucket(day + timedelta(minutes=5 * i), FlowEnergy(10.0 + i, 2, 1, 3, 0, 5, 0.5))
+              for i in range(30)]  # two and a half hours: whole hours and ragged ends
+    await _seed_history(data_dir, seeded)
+    auth = _auth()
+    query = f"kind=energy&period=day&end_date={(day + timedelta(hours=12)).isoformat()}"
+    query = query.replace("+", "%2B")
+    async with mqtt_broker() as broker:
+        config = hub_config(broker, hub_db, redis_prefix)
+        async with replica(config) as a:
+            store = a.app[STORE]
+            async with start_gateway(uplink_config(sim, data_dir, broker)) as edge:
+                await eventually(lambda: store.bucket_count(SITE_ID), lambda n: n == 30, timeout=15)
+                path = f"/api/1/energy_sites/{SITE_ID}/calendar_history?{query}"
+                _, on_edge = await _get(http, edge.url + path, auth)
+                _, on_hub = await eventually(lambda: _get(http, a.url + path, auth),
+                                             lambda r: r[0] == 200)
+                assert on_hub == on_edge
+                assert sum(e["solar_energy_exported"] for e in on_hub["response"]["time_series"]) > 0
+            # the cursor lost (a restored backup): everything is sent again, nothing doubles
+            storage = Storage.in_data_dir(data_dir)
+            await storage.open()
+            try:
+                await storage.write(lambda db: db.execute("DELETE FROM uplink_history_sent"))
+            finally:
+                await storage.close()
+            async with start_gateway(uplink_config(sim, data_dir, broker)) as edge:
+                uplink = edge.app[GATEWAY].uplink
+                assert uplink is not None
+                await eventually(lambda: uplink.counters["history_buckets_published"] >= 30)
+                await eventually(lambda: a.app[INGEST].counters["stored_history"] >= 2)
+                assert await store.bucket_count(SITE_ID) == 30
+                _, again = await _get(http, a.url + path, auth)
+                assert again == on_edge

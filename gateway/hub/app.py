@@ -54,6 +54,7 @@ REDIS: web.AppKey[aioredis.Redis] = web.AppKey("hub_redis")
 PRINCIPAL = web.RequestKey("hub_principal", Principal)
 REPLICA = f"{os.uname().nodename}-{os.getpid()}"
 IDEMPOTENCY_KEY = "Idempotency-Key"
+_RECHECK_S = 1.0  # a waiting command reads the journal this often, besides the announcement
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{1,80}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -262,16 +263,12 @@ async def run_command(request: web.Request, site: SiteRow, name: str, body: dict
         except NotConnected as exc:
             raise ServiceUnavailable(f"{exc}; the command {command_id} is journaled: repeat it "
                                      f"with {IDEMPOTENCY_KEY}: {command_id}") from None
-        try:
-            status, response = await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except TimeoutError:
-            done = await store.command(command_id)  # recorded by a replica that missed our wait?
-            if done is None or done.status is None or done.response is None:
-                raise NoOutcome(
-                    f"site {site.site_id}: no outcome from gateway {site.gateway_id} within "
-                    f"{timeout_s:g} s; it is recorded when it arrives: repeat with "
-                    f"{IDEMPOTENCY_KEY}: {command_id} to read it") from None
-            status, response = done.status, done.response
+        status, response = await _outcome(store, future, command_id, timeout_s)
+        if status is None or response is None:
+            raise NoOutcome(
+                f"site {site.site_id}: no outcome from gateway {site.gateway_id} within "
+                f"{timeout_s:g} s; it is recorded when it arrives: repeat with "
+                f"{IDEMPOTENCY_KEY}: {command_id} to read it")
     finally:
         outcomes.forget(command_id, future)
         if not future.done():
@@ -279,6 +276,21 @@ async def run_command(request: web.Request, site: SiteRow, name: str, body: dict
     log.info("hub.command_answered", command_id=command_id, site_id=site.site_id, command=name,
              status=status, gateway_id=site.gateway_id)
     return answer(status, response)
+
+
+async def _outcome(store: HubStore, future: asyncio.Future[tuple[int, dict[str, Any]]],
+                   command_id: str, timeout_s: float) -> tuple[int | None, dict[str, Any] | None]:
+    """The outcome announced through Redis, or found in the journal (an announcement lost with a
+    Redis hiccup or a replica restart costs at most ``_RECHECK_S``); (None, None) after the wait."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), min(left, _RECHECK_S))
+        except TimeoutError:
+            done = await store.command(command_id)
+            if done is not None and done.status is not None:
+                return done.status, done.response
+    return None, None
 
 
 for _command in COMMANDS:

@@ -126,7 +126,8 @@ async def test_the_two_file_layout_is_migrated_into_one_file_and_nothing_is_lost
     assert (len(old.buckets) > 600, len(old.outages), len(old.journal)) == (True, 4, 4)
 
     async with Storage.in_data_dir(data) as storage:
-        assert storage.migrated == list(range(3, SCHEMA_VERSION + 1))  # from the old gateway.sqlite3's version 2
+        # from the old gateway.sqlite3's version 2
+        assert storage.migrated == list(range(3, SCHEMA_VERSION + 1))
         assert storage.taken_in is not None
         assert (storage.taken_in.buckets, storage.taken_in.outages) == (len(old.buckets), 4)
         assert storage.taken_in.renamed_to == data / "history.sqlite3.migrated"

@@ -104,3 +104,9 @@ def test_token_issue_with_a_hub_config(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli.main(["token", "issue", "--config", str(path), "--scopes", "energy_cmds",
                      "--plan", "gold"]) == 2
     assert "unknown plan" in capsys.readouterr().err
+
+
+def test_the_example_hub_file_parses() -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = parse_hub_config((root / "hub.example.yaml").read_text(), "hub.example.yaml")
+    assert config.hub.mqtt.base_topic == "energy-gateway/v1"

@@ -351,3 +351,40 @@ async def test_history_reaches_the_hub_once_and_reads_as_on_the_edge(
                 assert await store.bucket_count(SITE_ID) == 30
                 _, again = await _get(http, a.url + path, auth)
                 assert again == on_edge
+
+
+async def test_a_replica_lost_mid_command_loses_nothing(
+    tmp_path: Path, hub_db: str, redis_prefix: str, http: aiohttp.ClientSession,
+) -> None:
+    await _reset(hub_db)
+    auth = _auth()
+    key = {"Idempotency-Key": "in-flight-1", **auth}
+    body = {"backup_reserve_percent": 25}
+    async with mqtt_broker() as broker:
+        config = hub_config(broker, hub_db, redis_prefix, timeout_s=5.0)
+        async with replica(config) as b, aiomqtt.Client(
+                broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as fake:
+            await fake.subscribe(TOPICS.commands("edge-z"), qos=1)
+            await _fake_gateway(fake, "edge-z", 5005)
+            async with replica(config) as a:
+                await eventually(lambda: _get(http, f"{a.url}/api/1/energy_sites/5005/site_info", auth),
+                                 lambda r: r[0] == 200)
+                pending = asyncio.create_task(
+                    _post(http, f"{a.url}/api/1/energy_sites/5005/backup", body, key))
+                async with asyncio.timeout(5):
+                    first = await anext(aiter(fake.messages))
+                assert b'"command_id":"in-flight-1"' in bytes(first.payload)
+            # replica a is gone with the client's request in flight
+            with pytest.raises(aiohttp.ClientError):
+                await pending
+            # the edge answers; replica b records it; the client's retry reads it, not re-sent
+            await fake.publish(TOPICS.outcomes("edge-z"), encode(OutcomeMessage(
+                command_id="in-flight-1", site_id=5005, command="backup", status=200,
+                body={"response": {"code": 201, "message": "Updated"}}, at=time.time())), qos=1)
+            _, answer = await eventually(
+                lambda: _post(http, f"{b.url}/api/1/energy_sites/5005/backup", body, key),
+                lambda r: r[0] == 200, timeout=10)
+            assert answer == {"response": {"code": 201, "message": "Updated"}}
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await anext(aiter(fake.messages))

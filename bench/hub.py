@@ -157,14 +157,15 @@ async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: flo
             started = time.monotonic()
             for k in range(edges):
                 sim = await stack.enter_async_context(helper(
-                    "bench._simproc", "--homes", str(homes), "--tick-s", "1.0", "--image-cache-s",
-                    "0.5", log_path=tmpdir / f"sim-{k}.log"))
+                    "bench._simproc", "--homes", str(homes), "--tick-s", str(max(1.0, poll_s / 2)),
+                    "--image-cache-s", "0.5", log_path=tmpdir / f"sim-{k}.log"))
                 eps = tmpdir / f"endpoints-{k}.json"
                 eps.write_bytes(orjson.dumps(sim.hello["endpoints"]))
                 gw = await stack.enter_async_context(helper(
                     "bench._gwproc", "--endpoints", str(eps), "--data-dir", str(tmpdir / f"data-{k}"),
                     "--poll-s", str(poll_s), "--first-site", str(FIRST_SITE_ID + k * SITE_STRIDE),
                     "--uplink", f"127.0.0.1:{broker_port}", "--gateway-id", f"edge-{k}",
+                    "--timeout-s", str(max(1.0, poll_s)),
                     "--log-level", os.environ.get("BENCH_GW_LOG", "WARNING"),
                     log_path=tmpdir / f"gw-{k}.log"))
                 sims.append(sim)

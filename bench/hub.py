@@ -60,27 +60,44 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def broker(tmpdir: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    port = free_port()
-    conf = tmpdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\n")
-    proc = await asyncio.create_subprocess_exec(
-        "mosquitto", "-c", str(conf), stdout=asyncio.subprocess.DEVNULL,
-        stderr=(tmpdir / "mosquitto.log").open("ab"))
-    try:
-        for _ in range(200):
+class Broker:
+    """The bench's Mosquitto on a free port; ``restart`` keeps the port (sessions are lost)."""
+
+    def __init__(self, tmpdir: Path) -> None:
+        self.port = free_port()
+        self.tmpdir = tmpdir
+        self.conf = tmpdir / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             "max_queued_messages 100000\n")
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            "mosquitto", "-c", str(self.conf), stdout=asyncio.subprocess.DEVNULL,
+            stderr=(self.tmpdir / "mosquitto.log").open("ab"))
+        for _ in range(500):
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
             except OSError:
                 await asyncio.sleep(0.02)
                 continue
             writer.close()
-            break
-        yield proc, port
+            return
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def broker(tmpdir: Path) -> AsyncIterator[Broker]:
+    running = Broker(tmpdir)
+    await running.start()
+    try:
+        yield running
     finally:
-        proc.terminate()
-        await proc.wait()
+        await running.stop()
 
 
 @contextlib.asynccontextmanager
@@ -132,7 +149,131 @@ async def loadgen(port: int, path: str, token: str, seconds: float) -> float:
     return float(result["requests"]) / float(result["elapsed_s"])
 
 
-async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: float) -> None:
+async def fault_run(http: aiohttp.ClientSession, auth: dict[str, str], *,
+                    stack: contextlib.AsyncExitStack, mqtt: Broker, hub_yaml: Path,
+                    ports: list[int], hubs: list[asyncio.subprocess.Process], gws: list[Any],
+                    tmpdir: Path, edges: int, homes: int) -> None:
+    """Commands through the hub while the broker restarts and a replica is killed (SIGKILL) and
+    replaced; clients retry with their Idempotency-Key. Then: every acknowledged command is the
+    edge's setting, none ran twice, PostgreSQL's journal agrees with the edges'."""
+    hub_urls = [f"http://127.0.0.1:{p}" for p in ports]
+    journal_before = [await asyncio.to_thread(_edge_rows, tmpdir / f"data-{k}", _JOURNAL)
+                      for k in range(edges)]
+    sites = [(k, FIRST_SITE_ID + k * SITE_STRIDE + i) for k in range(edges) for i in range(min(homes, 10))]
+    acknowledged: dict[str, tuple[int, int, int]] = {}  # key -> (edge, site, reserve)
+    retries = 0
+    sent: list[tuple[str, int]] = []
+
+    async def client(k: int, site: int, offset: int) -> None:
+        nonlocal retries
+        for n in range(6):
+            key = f"fault-{site}-{n}"
+            reserve = 20 + (offset * 7 + n * 5) % 60
+            sent.append((key, k))
+            deadline = time.monotonic() + 90
+            attempt = 0
+            while time.monotonic() < deadline:
+                url = hub_urls[(attempt + n) % 2] + f"/api/1/energy_sites/{site}/backup"
+                attempt += 1
+                try:
+                    async with http.post(url, json={"backup_reserve_percent": reserve},
+                                         headers={**auth, "Idempotency-Key": key}) as resp:
+                        await resp.read()
+                        status = resp.status
+                except aiohttp.ClientError:
+                    status = 0
+                if status == 200:
+                    acknowledged[key] = (k, site, reserve)
+                    break
+                if status in {400, 422, 540}:
+                    break
+                retries += 1
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(0.3)
+
+    async def chaos() -> None:
+        await asyncio.sleep(2.0)
+        await mqtt.stop()
+        await asyncio.sleep(3.0)
+        await mqtt.start()
+        print("fault: broker restarted (down 3 s)")
+        await asyncio.sleep(3.0)
+        hubs[0].kill()
+        await hubs[0].wait()
+        print("fault: replica 1 killed (SIGKILL)")
+        await asyncio.sleep(2.0)
+        hubs[0] = await stack.enter_async_context(replica(hub_yaml, ports[0], tmpdir / "hub-0b.log"))
+        print("fault: replica 1 replaced")
+
+    started = time.monotonic()
+    await asyncio.gather(chaos(), *(client(k, site, i) for i, (k, site) in enumerate(sites)))
+    took = time.monotonic() - started
+    # what the edges and the hub journal say
+    edge_runs: dict[str, int | None] = {}
+    journal_after = []
+    for k in range(edges):
+        edge_runs.update(await asyncio.to_thread(_edge_rows, tmpdir / f"data-{k}", _UPLINK))
+        journal_after.append(await asyncio.to_thread(_edge_rows, tmpdir / f"data-{k}", _JOURNAL))
+    conn = await asyncpg.connect(json_dsn(hub_yaml))
+    try:
+        pg = {r["command_id"]: r["status"] for r in await conn.fetch(
+            "SELECT command_id, status FROM hub_commands WHERE command_id LIKE 'fault-%'")}
+    finally:
+        await conn.close()
+    fault_keys = {key for key, _ in sent}
+    ran_at_edges = {key for key in edge_runs if key in fault_keys}
+    new_journal = sum(len(after) - len(before) for before, after in
+                      zip(journal_before, journal_after, strict=True))
+    lost = [key for key in acknowledged if edge_runs.get(key) != 200]
+    disagree = [key for key, status in pg.items()
+                if status is not None and edge_runs.get(key) not in {None, status}]
+    wrong_setting = 0
+    last: dict[int, tuple[int, int]] = {}
+    for key, (_, site, reserve) in acknowledged.items():
+        n = int(key.rsplit("-", 1)[1])
+        if site not in last or n > last[site][0]:
+            last[site] = (n, reserve)
+    for site, (_, reserve) in last.items():
+        k = (site - FIRST_SITE_ID) // SITE_STRIDE
+        async with http.get(gws[k].hello["url"] + f"/api/1/energy_sites/{site}/site_info",
+                            headers=auth) as resp:
+            body = await resp.json()
+        wrong_setting += body["response"]["backup_reserve_percent"] != reserve
+    print_table(f"Faults: broker restart + replica SIGKILL during {len(fault_keys)} commands "
+                f"({took:.0f} s)",
+                ["figure", "value"],
+                [["commands acknowledged 200", len(acknowledged)],
+                 ["client retries (same key)", retries],
+                 ["acknowledged but not 200 at the edge", len(lost)],
+                 ["ids run at the edges", len(ran_at_edges)],
+                 ["edge journal entries added", new_journal],
+                 ["hub journal rows / with a status",
+                  f"{len(pg)} / {sum(s is not None for s in pg.values())}"],
+                 ["hub vs edge status disagreements", len(disagree)],
+                 ["sites whose setting is not the last acknowledged", wrong_setting]])
+
+
+_JOURNAL = "SELECT id, 0 FROM command_journal"
+_UPLINK = "SELECT command_id, status FROM uplink_commands"
+
+
+def _edge_rows(data_dir: Path, query: str) -> dict[str, int | None]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{data_dir / 'gateway.sqlite3'}?mode=ro", uri=True)
+    try:
+        return {str(row[0]): row[1] for row in db.execute(query)}
+    finally:
+        db.close()
+
+
+def json_dsn(hub_yaml: Path) -> str:
+    dsn: str = orjson.loads(hub_yaml.read_bytes())["hub"]["postgres_dsn"]
+    return dsn
+
+
+async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: float, *,
+              faults: bool = False) -> None:
     total = edges * homes
     print(f"# Hub bench: {edges} edges x {homes} homes = {total} homes, poll {poll_s:g} s; "
           f"{machine()}")
@@ -142,7 +283,8 @@ async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: flo
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(os.environ.get("BENCH_KEEP_DIR", tmp))
         async with contextlib.AsyncExitStack() as stack:
-            broker_proc, broker_port = await stack.enter_async_context(broker(tmpdir))
+            mqtt = await stack.enter_async_context(broker(tmpdir))
+            broker_port = mqtt.port
             dsn = await stack.enter_async_context(database())
             hub_yaml = tmpdir / "hub.yaml"
             hub_yaml.write_bytes(orjson.dumps({"hub": {
@@ -252,7 +394,7 @@ async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: flo
                 # 4. CPU and memory over a quiet window (live publishing only)
                 procs = {"hub replica 1": psutil.Process(hubs[0].pid),
                          "hub replica 2": psutil.Process(hubs[1].pid),
-                         "broker": psutil.Process(broker_proc.pid)}
+                         "broker": psutil.Process(mqtt.proc.pid if mqtt.proc else 0)}
                 for k, gw in enumerate(gws):
                     procs[f"edge {k}"] = psutil.Process(gw.pid)
                 before = {n: p.cpu_times() for n, p in procs.items()}
@@ -272,6 +414,10 @@ async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: flo
                 async with http.get(f"{hub_urls[0]}/health") as resp:
                     counters = (await resp.json())["response"]["counters"]
                 print(f"\nreplica 1 counters: {counters}")
+                if faults:
+                    await fault_run(http, auth, stack=stack, mqtt=mqtt, hub_yaml=hub_yaml,
+                                    ports=ports, hubs=hubs, gws=gws, tmpdir=tmpdir, edges=edges,
+                                    homes=homes)
         client = aioredis.Redis.from_url(REDIS)
         async for key in client.scan_iter(match=f"{prefix}*"):
             await client.delete(key)
@@ -286,13 +432,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--window-s", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="2 edges x 25 homes, fewer samples")
+    parser.add_argument("--faults", action="store_true",
+                        help="then: commands while the broker restarts and a replica is killed")
     args = parser.parse_args()
     raise_fd_limit()
     quiet_logging()
     if args.quick:
         args.edges, args.homes, args.samples, args.window_s = 2, 25, 20, 5.0
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    asyncio.run(run(args.edges, args.homes, args.poll_s, args.samples, args.window_s))
+    asyncio.run(run(args.edges, args.homes, args.poll_s, args.samples, args.window_s,
+                    faults=args.faults))
 
 
 if __name__ == "__main__":

@@ -385,7 +385,12 @@ def _run_hub(args: argparse.Namespace) -> int:
     if config is None:
         raise _config_error(["line 1: a hub configuration has a top-level hub: section "
                              "(docs/hub.md)"], args.config)
-    config.jwt_secret()  # refuse before connecting anything
+    from gateway.core.config import JWT_SECRET_ENV, secret_problem
+
+    env = os.environ.get(JWT_SECRET_ENV)
+    why = secret_problem(env or config.hub.jwt_secret, from_env=bool(env))
+    if why is not None:  # refuse before connecting anything
+        raise _config_error([f"hub.jwt_secret: {why}"], args.config)
     configure_logging(args.log_format, args.log_level or "INFO")
 
     async def run() -> None:

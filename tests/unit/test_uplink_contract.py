@@ -110,3 +110,12 @@ def test_the_example_hub_file_parses() -> None:
     root = Path(__file__).resolve().parents[2]
     config = parse_hub_config((root / "hub.example.yaml").read_text(), "hub.example.yaml")
     assert config.hub.mqtt.base_topic == "energy-gateway/v1"
+
+
+def test_hub_refuses_to_start_without_a_real_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ENERGY_GATEWAY_JWT_SECRET", raising=False)
+    root = Path(__file__).resolve().parents[2]
+    assert cli.main(["hub", "--config", str(root / "hub.example.yaml")]) == 1
+    assert "hub.jwt_secret: no JWT secret" in capsys.readouterr().err

@@ -50,10 +50,12 @@ STORE = web.AppKey("hub_store", HubStore)
 LIMITER = web.AppKey("hub_limiter", SharedLimiter)
 OUTCOMES = web.AppKey("hub_outcomes", OutcomeBus)
 INGEST = web.AppKey("hub_ingest", Ingest)
+SITE_CACHE: web.AppKey[SiteCache] = web.AppKey("hub_site_cache")
 REDIS: web.AppKey[aioredis.Redis] = web.AppKey("hub_redis")
 PRINCIPAL = web.RequestKey("hub_principal", Principal)
 REPLICA = f"{os.uname().nodename}-{os.getpid()}"
 IDEMPOTENCY_KEY = "Idempotency-Key"
+_READ_TTL_S = 0.5  # a replica reuses a site's row this long for reads (SiteCache)
 _RECHECK_S = 1.0  # a waiting command reads the journal this often, besides the announcement
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{1,80}$")
 
@@ -124,12 +126,40 @@ def _who(request: web.Request, scope: str) -> Principal:
     return who
 
 
-async def _site(request: web.Request, scope: str) -> SiteRow:
-    """The path's site, after scope and access checks; 503 while two gateways claim it."""
+class SiteCache:
+    """Site rows kept for ``ttl_s`` for reads: a live_status poll costs no PostgreSQL query while
+    its row is that fresh (the data are only as fresh as the edge's poll anyway). Bounded."""
+
+    def __init__(self, store: HubStore, ttl_s: float = _READ_TTL_S, max_rows: int = 100_000) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._max_rows = max_rows
+        self._rows: dict[int, tuple[float, SiteRow | None]] = {}
+
+    async def get(self, site_id: int) -> SiteRow | None:
+        now = time.monotonic()
+        hit = self._rows.get(site_id)
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        row = await self._store.site(site_id)
+        if len(self._rows) >= self._max_rows:
+            self._rows.clear()
+        self._rows[site_id] = (now, row)
+        return row
+
+
+async def _site(request: web.Request, scope: str, *, fresh: bool = False) -> SiteRow:
+    """The path's site, after scope and access checks; 503 while two gateways claim it.
+
+    ``fresh``: straight from PostgreSQL (commands: presence decides 408), else through the cache.
+    """
     who = _who(request, scope)
     site_id = int(request.match_info["site_id"])
     who.require_site(site_id)
-    site = await request.app[STORE].site(site_id)
+    if fresh:
+        site = await request.app[STORE].site(site_id)
+    else:
+        site = await request.app[SITE_CACHE].get(site_id)
     if site is None:
         raise NotFound(f"energy site {site_id} not found")
     if site.conflict_gateway is not None:
@@ -225,7 +255,7 @@ def _command_id(request: web.Request) -> str:
 
 def _handler(command: Command) -> Handler:
     async def handle(request: web.Request) -> web.Response:
-        site = await _site(request, COMMAND_SCOPE)
+        site = await _site(request, COMMAND_SCOPE, fresh=True)
         raw = await read_json(request)
         validate(command.model, raw)  # a 400 here costs no journal entry and no round trip
         return await run_command(request, site, command.name, raw)
@@ -342,6 +372,7 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
     tasks: list[asyncio.Task[None]] = []
     try:
         store = app[STORE] = HubStore(pool)
+        app[SITE_CACHE] = SiteCache(store)
         app[REDIS] = client
         app[LIMITER] = SharedLimiter(client, section.redis_prefix)
         outcomes = app[OUTCOMES] = OutcomeBus(client, section.redis_prefix)

@@ -78,13 +78,16 @@ def bench_token(sites: list[int] | None = None) -> str:
 
 def bench_config(endpoints: Sequence[dict[str, Any]], data_dir: Path, *, poll_interval_s: float = 1.0,
                  timeout_s: float = 1.0, first_site_id: int = FIRST_SITE_ID) -> Config:
-    """One site per simulated device; a rate-limit plan that never limits the benchmark."""
+    """One site per simulated device; a rate-limit plan that never limits the benchmark.
+
+    An endpoint is SunSpec unless it names its ``type`` (and extra ``options``, e.g. a profile).
+    """
     sites = []
     for i, ep in enumerate(endpoints):
         device = DeviceConfig.model_validate({
-            "name": "inverter", "type": "sunspec", "poll_interval_s": poll_interval_s,
+            "name": "inverter", "type": ep.get("type", "sunspec"), "poll_interval_s": poll_interval_s,
             "options": {"host": ep["host"], "port": ep["port"], "unit_id": ep["unit_id"],
-                        "timeout_s": timeout_s},
+                        "timeout_s": timeout_s, **ep.get("options", {})},
         })
         sites.append(SiteConfig(energy_site_id=first_site_id + i, name=f"Bench {i}",
                                 time_zone="Europe/Berlin", devices=[device]))

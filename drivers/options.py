@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from drivers.mqtt_battery.options import MqttBatteryOptions
+from drivers.profile.options import ProfileOptions
 from drivers.sunspec.options import SunSpecOptions
 from drivers.victron_gx.options import VictronGxOptions
 
@@ -15,4 +16,5 @@ DRIVER_OPTIONS: dict[str, type[BaseModel]] = {
     "sunspec": SunSpecOptions,
     "victron_gx": VictronGxOptions,
     "mqtt_battery": MqttBatteryOptions,
+    "profile": ProfileOptions,
 }

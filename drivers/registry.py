@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from drivers.base import Driver
 from drivers.mqtt_battery.driver import MqttBatteryDriver
+from drivers.profile.driver import ProfileDriver
 from drivers.sunspec.driver import SunSpecDriver
 from drivers.transport import Transports
 from drivers.victron_gx.driver import VictronGxDriver
@@ -30,4 +31,5 @@ DRIVERS: dict[str, DriverClass] = {
     "sunspec": SunSpecDriver,
     "victron_gx": VictronGxDriver,
     "mqtt_battery": MqttBatteryDriver,
+    "profile": ProfileDriver,
 }

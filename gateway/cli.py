@@ -1,4 +1,4 @@
-"""energy-gateway command line: demo | serve | simulate | token issue|list|revoke | check-config."""
+"""energy-gateway command line: demo, serve, simulate, scan, init, token, check-config."""
 
 # Each command imports what it needs when it runs: `--help` loads argparse and little else, `serve`
 # never loads the simulator, and this is the only gateway module that may import `simulator`.
@@ -75,7 +75,7 @@ def _simulator_listeners(sim: SimulatorConfig) -> list[Listener]:
     for h, home in enumerate(sim.homes):
         for d, dev in enumerate(home.devices):
             key = ("simulator", "homes", h, "devices", d)
-            if dev.kind == "mqtt_battery":
+            if dev.kind in ("mqtt_battery", "ocpp_charger"):  # clients: they dial out
                 continue
             if dev.port:
                 out.append(Listener((*key, "port"), dev.host, dev.port))
@@ -126,10 +126,12 @@ def _refuse(loaded: LoadedConfig, problems: Sequence[Problem]) -> None:
 def _deployment(loaded: LoadedConfig, purpose: Purpose,
                 sim: SimulatorConfig | None = None) -> list[Problem]:
     from gateway.core.config import JWT_SECRET_ENV, deployment_problems
+    from gateway.core.config.northbound import login_problems
 
     others = _simulator_listeners(sim) if sim is not None else []
     return deployment_problems(loaded.config, purpose=purpose, others=others,
-                               env_secret=os.environ.get(JWT_SECRET_ENV))
+                               env_secret=os.environ.get(JWT_SECRET_ENV)) \
+        + login_problems(loaded.config, lambda p: os.access(p, os.R_OK))
 
 
 def _preflight(path: Path, listens: list[preflight.Listen], data_dir: Path | None) -> None:
@@ -213,16 +215,20 @@ class SiteLine:
 
 
 def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token: str,
-                per_run_secret: bool) -> str:
+                per_run_secret: bool, charger_path: str | None = None,
+                northbound: str | None = None) -> str:
     """What a newcomer sees once the demo is up: where things are, their state, what to try."""
     width = max(len(s.name) for s in sites)
     lines = [
         "energy-gateway demo: simulated homes behind a local gateway, all on this machine",
         "",
         f"  gateway    {url}",
+        f"  status     {url}/ui  (in a browser; paste the token below)",
         f"  simulator  {control_url}  (control API: the homes' truth, faults, grid outages)",
-        "",
     ]
+    if northbound:
+        lines.append(f"  home assistant  {northbound}")
+    lines += [""]
     for site in sites:
         devices = ", ".join(f"{d.name} ({d.type}) {d.state}" for d in site.devices)
         summary = f"  [{site.summary}]" if site.summary else ""
@@ -232,7 +238,7 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
     first = sites[0].energy_site_id
     lines += [
         "",
-        f"  token (both scopes, all sites; {validity}):",
+        f"  token (read, commands and storm_admin, all sites; {validity}):",
         f"  export TOKEN={token}",
         "",
         "  try:",
@@ -241,6 +247,8 @@ def demo_banner(*, url: str, control_url: str, sites: Sequence[SiteLine], token:
         f"-d '{{\"backup_reserve_percent\": 40}}' {url}/api/1/energy_sites/{first}/backup",
         f"    curl -s {control_url}/homes  (what the simulator plays)",
         f"    curl -s -d '{{\"speed\": 600}}' {control_url}/clock  (homes and gateway 600x faster)",
+        *([f"    curl -s -X POST -d '{{\"plugged\": true}}' {control_url}{charger_path}/plug"
+           "  (plug a car into the simulated charger; docs/chargers.md)"] if charger_path else []),
         "",
         "  More log detail: energy-gateway --log-level info demo.  Ctrl-C stops the demo.",
     ]
@@ -259,7 +267,9 @@ def site_lines(app: web.Application) -> list[SiteLine]:
         devices = tuple(
             DeviceLine(d.name, d.config.type,
                        f"offline ({d.last_error or 'no data yet'})" if id(d) in offline else "online")
-            for d in site.devices)
+            for d in site.devices) + tuple(
+            DeviceLine(c.id, "ocpp charger", "connected" if c.connected else "not connected yet")
+            for c in site.chargers)
         summary = ""
         with contextlib.suppress(SiteOffline):
             reading = site.reading()
@@ -276,6 +286,7 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
                 per_run_secret: bool, token: str) -> None:
     import asyncio
 
+    from gateway.core.config.storm import demo_storm_feed
     from gateway.runtime.clock import InProcessClock
     from gateway.web.keys import SITES
     from simulator import Simulator
@@ -286,6 +297,9 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
             sim = await stack.enter_async_context(Simulator(sim_config))
         except OSError as exc:  # a port taken since the preflight check
             raise _config_error([f"cannot start the simulator: {exc}"], path) from None
+        # sites without alert sources of their own follow the simulator's feed (docs/simulator.md)
+        config = demo_storm_feed(config, {h.id: (h.latitude, h.longitude) for h in sim_config.homes},
+                                 sim.control_url)
         # The demo follows its simulator's clock, read in process: the homes' exact time and
         # speed (a POST /clock is seen at once), with no HTTP source that could go away.
         clock = sim.clock
@@ -299,12 +313,52 @@ async def _demo(config: Config, sim_config: SimulatorConfig, path: Path, *, secr
             while time.monotonic() < deadline and any(  # noqa: ASYNC110 - bounded readiness poll
                     s.offline() for s in sites.values()):
                 await asyncio.sleep(0.1)
+            chargers = [f"/homes/{h.id}/chargers/{d.id}" for h in sim.homes.values()
+                        for d in h.devices.values() if d.kind == "ocpp_charger"]
             print(demo_banner(url=url, control_url=sim.control_url, sites=site_lines(runner.app),
-                              token=token, per_run_secret=per_run_secret), flush=True)
+                              token=token, per_run_secret=per_run_secret,
+                              charger_path=next(iter(chargers), None),
+                              northbound=northbound_line(config)), flush=True)
             await stop.wait()
         finally:
             await runner.cleanup()
     print("energy-gateway demo stopped.", flush=True)
+
+
+def northbound_line(config: Config) -> str | None:
+    """Where the demo publishes for Home Assistant, for the banner (None: nowhere)."""
+    nb = config.mqtt_northbound
+    if nb is None:
+        return None
+    return (f"mqtt://{nb.host}:{nb.port}  (discovery under {nb.discovery_prefix}/device/, "
+            f"state under {nb.base_topic}/)")
+
+
+def parse_host_port(text: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:1883`` for IPv6) of a command-line option, or a UsageError naming it."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"{option}: expected HOST:PORT (e.g. 127.0.0.1:1883), got {text!r}")
+    return host, int(port)
+
+
+def with_northbound(config: Config, text: str) -> Config:
+    """``config`` publishing to the broker at ``text`` (``--mqtt-northbound``); the section's other
+    keys (login, topics) are kept when the file has one."""
+    from pydantic import ValidationError
+
+    from gateway.core.config import MqttNorthbound
+
+    host, port = parse_host_port(text, "--mqtt-northbound")
+    try:
+        MqttNorthbound(host=host, port=port)  # validates the host
+    except ValidationError as exc:
+        raise UsageError(f"--mqtt-northbound: {exc.errors()[0]['msg']}") from None
+    current = config.mqtt_northbound
+    section = (MqttNorthbound(host=host, port=port) if current is None
+               else current.model_copy(update={"host": host, "port": port}))
+    return config.model_copy(update={"mqtt_northbound": section})
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -316,7 +370,14 @@ def _run_demo(args: argparse.Namespace) -> int:
     from gateway.runtime import preflight
     from gateway.runtime.logs import configure_logging, uses_console
     from gateway.runtime.storage import tokens
-    from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, parse_ttl, sign, token_claims
+    from gateway.web.auth import (
+        COMMAND_SCOPE,
+        READ_SCOPE,
+        STORM_ADMIN_SCOPE,
+        parse_ttl,
+        sign,
+        token_claims,
+    )
 
     path: Path = args.config or _find_default_config()
     loaded = _read(path)
@@ -325,13 +386,15 @@ def _run_demo(args: argparse.Namespace) -> int:
     if sim is None:
         raise _config_error(["demo needs a simulator section (see config.example.yaml)"], path)
     _refuse(loaded, _deployment(loaded, "demo", sim) + _simulated_problems(config, sim))
+    if args.mqtt_northbound:
+        config = with_northbound(config, args.mqtt_northbound)
     secret, from_env = effective_secret(config, os.environ.get(JWT_SECRET_ENV))
     per_run = secret is None or secret_problem(secret, from_env=from_env) is not None
     if per_run or secret is None:  # the published or a weak secret: never sign with it
         secret = secrets.token_urlsafe(48)
     data_dir = config.gateway.data_dir
     _preflight(path, _simulator_listens(sim) + preflight.gateway_listens(config), data_dir)
-    claims = token_claims(sub="demo", scopes=[READ_SCOPE, COMMAND_SCOPE], sites=None,
+    claims = token_claims(sub="demo", scopes=[READ_SCOPE, COMMAND_SCOPE, STORM_ADMIN_SCOPE], sites=None,
                           ttl_s=parse_ttl(DEMO_TTL), now_s=time.time())
     if not per_run:  # a token that outlives this run: list it, so it can be revoked
         _registry_call(path, lambda: tokens.record(data_dir,
@@ -347,15 +410,42 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(config: Config, path: Path) -> None:
+async def _serve(config: Config, path: Path, sandbox: SimulatorConfig | None = None) -> None:
     stop = _stop_event()
-    runner = await _start_gateway(config, path)
-    try:
-        print(f"energy-gateway serving http://{config.gateway.host}:{config.gateway.port}",
-              flush=True)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    async with contextlib.AsyncExitStack() as stack:
+        if sandbox is not None:  # the simulated homes of the sandbox sites, beside the real ones
+            from simulator import Simulator
+
+            try:
+                await stack.enter_async_context(Simulator(sandbox))
+            except OSError as exc:  # a port taken since the preflight check
+                raise _config_error([f"cannot start the sandbox simulator: {exc}"],
+                                    path) from None
+        runner = await _start_gateway(config, path)
+        try:
+            print(f"energy-gateway serving http://{config.gateway.host}:{config.gateway.port}",
+                  flush=True)
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+
+def _sandbox_simulator(loaded: LoadedConfig) -> SimulatorConfig | None:
+    """The simulated homes that the sandbox sites' devices name (None without sandbox sites).
+
+    ``serve`` reads the ``simulator:`` section only for them: a real site's devices are never
+    simulated by ``serve``.
+    """
+    sandbox = [s for s in loaded.config.sites if s.sandbox]
+    if not sandbox:
+        return None
+    sim = _simulator(loaded)
+    if sim is None:
+        raise _config_error(["sites with sandbox: true need a simulator: section with the homes "
+                             "their devices name (see config.example.yaml)"],
+                            Path(loaded.source))
+    homes = {d.simulated.split("/")[0] for s in sandbox for d in s.devices if d.simulated}
+    return sim.model_copy(update={"homes": [h for h in sim.homes if h.id in homes]})
 
 
 def _hub_config(path: Path) -> HubConfig | None:
@@ -436,12 +526,21 @@ def _run_serve(args: argparse.Namespace) -> int:
     from gateway.runtime.logs import configure_logging
 
     loaded = _read(args.config)
-    _refuse(loaded, _deployment(loaded, "serve"))  # the simulator: section is not read
+    sandbox = _sandbox_simulator(loaded)
+    problems = _deployment(loaded, "serve", sandbox)
+    if sandbox is not None:
+        sandbox_sites = [s for s in loaded.config.sites if s.sandbox]
+        problems += [p for p in _simulated_problems(loaded.config, sandbox)
+                     if loaded.config.sites[int(p.loc[1])] in sandbox_sites]
+    _refuse(loaded, problems)
     config = loaded.config
-    _preflight(args.config, preflight.gateway_listens(config), config.gateway.data_dir)
+    listens = preflight.gateway_listens(config)
+    if sandbox is not None:
+        listens = _simulator_listens(sandbox) + listens
+    _preflight(args.config, listens, config.gateway.data_dir)
     configure_logging(args.log_format, args.log_level or "INFO")
     _log_deprecations(loaded)
-    asyncio.run(_serve(config, args.config))
+    asyncio.run(_serve(config, args.config, sandbox))
     return 0
 
 
@@ -502,6 +601,35 @@ def _check_config(args: argparse.Namespace) -> int:
         return 1
     devices = sum(len(s.devices) for s in config.sites)
     print(f"{args.file}: ok for {purpose} ({len(config.sites)} sites, {devices} devices)")
+    return 0
+
+
+# ---- init ------------------------------------------------------------------------------------
+
+
+def _init(args: argparse.Namespace) -> int:
+    """Write the starter config (and an environment file with a fresh secret); never overwrite."""
+    import secrets
+
+    from gateway.core.config import JWT_SECRET_ENV
+    from gateway.core.config.starter import STARTER
+
+    targets: list[tuple[Path, str, int]] = [(args.config, STARTER, 0o644)]
+    if args.env_file is not None:
+        line = f"{JWT_SECRET_ENV}={secrets.token_urlsafe(48)}\n"
+        targets.append((args.env_file, line, 0o600))  # the secret: readable by root alone
+    for path, _, _ in targets:
+        if path.exists():
+            raise UsageError(f"{path} exists; init never overwrites a file (move it away first)")
+    for path, text, mode in targets:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except OSError as exc:
+            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        print(f"wrote {path}")
+    print(f"next: edit {args.config}, then  energy-gateway check-config {args.config}")
     return 0
 
 
@@ -579,8 +707,18 @@ def _issue(args: argparse.Namespace) -> int:
         ttl_s = parse_ttl(args.ttl)
     except ValueError as exc:
         raise UsageError(f"--ttl: {exc}") from None
+    sandbox = {s.energy_site_id for s in config.sites if s.sandbox}
+    test = args.env == "test"
+    if test and not sandbox:
+        raise UsageError("--env test: this config has no site with sandbox: true; a test token "
+                         "would reach nothing")
+    wrong = [s for s in sites or [] if (s in sandbox) != test]
+    if wrong:
+        kind = "not sandbox sites (a test token reaches sandbox sites only)" if test else \
+            "sandbox sites (only a token issued with --env test reaches them)"
+        raise UsageError(f"--sites: {', '.join(map(str, wrong))} are {kind}")
     claims = token_claims(sub=args.sub.strip(), scopes=scopes, sites=sites, ttl_s=ttl_s,
-                          now_s=time.time(), plan=args.plan)
+                          now_s=time.time(), plan=args.plan, env=args.env)
     token = sign(secret, claims)
     _registry_call(args.config, lambda: tokens.record(config.gateway.data_dir,
                                                       tokens.IssuedToken.from_claims(claims)))
@@ -615,8 +753,8 @@ def _list(args: argparse.Namespace) -> int:
     if not issued:
         print("no unexpired tokens issued")
         return 0
-    rows = [("jti", "sub", "scopes", "sites", "plan", "expires", "status")]
-    rows += [(t.jti, t.sub, ",".join(t.scopes),
+    rows = [("jti", "sub", "env", "scopes", "sites", "plan", "expires", "status")]
+    rows += [(t.jti, t.sub, t.env, ",".join(t.scopes),
               "*" if t.sites is None else ",".join(map(str, t.sites)), t.plan or "-",
               _when(t.expires_at), "revoked" if t.revoked_at is not None else "active")
              for t in issued]
@@ -642,6 +780,46 @@ def _revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- scan ------------------------------------------------------------------------------------
+
+#: Most (port, unit) pairs one scan tries: a typo such as 1-65535 must not run for hours.
+MAX_SCAN_PAIRS = 1024
+
+
+def _numbers(text: str, flag: str, low: int, high: int) -> list[int]:
+    """``502,1502`` or ``1-3,5`` as a sorted list of distinct numbers within ``low..high``."""
+    out: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last or first)
+        except ValueError:
+            raise UsageError(f"{flag}: {part!r} is not a number or a range like 1-3") from None
+        if not low <= lo <= hi <= high:
+            raise UsageError(f"{flag}: {part!r} is outside {low}..{high}")
+        out.update(range(lo, hi + 1))
+    return sorted(out)
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from drivers.scan import render, scan
+    from gateway.runtime.logs import configure_logging
+
+    ports = _numbers(args.ports, "--ports", 1, 65535)
+    units = _numbers(args.units, "--units", 0, 255)
+    if len(ports) * len(units) > MAX_SCAN_PAIRS:
+        raise UsageError(f"--ports x --units is {len(ports) * len(units)} pairs; at most "
+                         f"{MAX_SCAN_PAIRS} per scan")
+    # stdout is the snippet alone; log lines and progress go to stderr.
+    configure_logging(args.log_format, args.log_level or "WARNING")
+    result = asyncio.run(scan(args.host, ports, units, timeout_s=args.timeout, total_s=args.total,
+                              say=lambda line: print(f"# {line}", file=sys.stderr, flush=True)))
+    print(render(result, total_s=args.total), end="")
+    return 0 if result.found else 1
+
+
 # ---- parser ----------------------------------------------------------------------------------
 
 
@@ -661,11 +839,20 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulator and gateway in one process")
     demo.add_argument("--config", type=Path, default=None,
                       help=f"{config_help} (default: {DEFAULT_CONFIG}); needs a simulator section")
+    demo.add_argument("--mqtt-northbound", metavar="HOST:PORT", default=None,
+                      help="publish the sites to this MQTT broker with Home Assistant discovery "
+                           "(default: the config's mqtt_northbound section, else none)")
     serve = sub.add_parser("serve", help="the gateway against the configured devices")
     serve.add_argument("--config", type=Path, required=True, help=config_help)
     simulate = sub.add_parser("simulate", help="the simulated devices of a config, alone")
     simulate.add_argument("--config", type=Path, required=True,
                           help=f"{config_help}; its simulator section is run")
+    init = sub.add_parser("init", help="write a commented starter config (never overwrites)")
+    init.add_argument("--config", type=Path, default=Path("config.yaml"),
+                      help="where to write it (default: config.yaml)")
+    init.add_argument("--env-file", type=Path, default=None,
+                      help="also write an environment file holding a fresh JWT secret (mode "
+                           "0600), for systemd's EnvironmentFile= or docker --env-file")
     token = sub.add_parser("token", help="bearer tokens: issue, list, revoke")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     registry = ("recorded (jti, sub, scopes, sites, expiry; never the token) in the registry "
@@ -683,6 +870,10 @@ def _parser() -> argparse.ArgumentParser:
                             f"(default 30d, at most {MAX_TTL_S // 86_400}d)")
     issue.add_argument("--sub", default="cli",
                        help="who the token is for, shown in logs and `token list` (default: cli)")
+    issue.add_argument("--env", choices=["live", "test"], default="live",
+                       help="live (the default): the real sites; test: a sandbox token that "
+                            "reaches only sites with sandbox: true (simulated), and never the "
+                            "real ones")
     issue.add_argument("--plan", default=None,
                        help="rate-limit plan from gateway.rate_limits.plans (default: its "
                             "default_plan)")
@@ -700,6 +891,16 @@ def _parser() -> argparse.ArgumentParser:
     hub.add_argument("--config", type=Path, required=True, help="the hub's YAML file (hub:)")
     hub.add_argument("--port", type=int, default=None,
                      help="listen on this port instead of hub.port (replicas sharing one file)")
+    scan = sub.add_parser("scan", help="find SunSpec and profile devices on a host; prints a "
+                                       "devices: snippet")
+    scan.add_argument("host", help="the device's (or Modbus gateway's) address")
+    scan.add_argument("--ports", default="502", help="comma-separated ports or ranges "
+                                                     "(default: 502; Huawei's inverter AP: 6607)")
+    scan.add_argument("--units", default="1", help="comma-separated unit ids or ranges (default: 1)")
+    scan.add_argument("--timeout", type=float, default=1.0, help="seconds per request (default 1)")
+    scan.add_argument("--total", type=float, default=60.0,
+                      help="seconds for the whole scan; what was found by then is printed "
+                           "(default 60)")
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", type=Path, help="the YAML configuration file to check")
     check.add_argument("--for", dest="purpose", choices=["auto", "serve", "demo"], default="auto",
@@ -714,7 +915,8 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.core.config import ConfigError  # every command reads a config
 
     commands = {"demo": _run_demo, "serve": _run_serve, "simulate": _run_simulate,
-                "check-config": _check_config, "hub": _run_hub}
+                "check-config": _check_config, "init": _init, "scan": _run_scan,
+                "hub": _run_hub}
     token_commands = {"issue": _issue, "list": _list, "revoke": _revoke}
     try:
         if args.command == "token":

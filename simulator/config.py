@@ -56,6 +56,8 @@ class VictronGxConfig(_Strict):
         modbus_port: Port of the optional Modbus TCP face (units 100 and vebus_instance); None = off,
             0 = ephemeral.
         keepalive_timeout_s: Real seconds values keep flowing after the last keepalive (60 on Venus).
+        broker_username: With broker_password, the one login the embedded broker accepts (Venus
+            OS's secured profile refuses anonymous clients); None = anonymous clients welcome.
     """
 
     id: str = Field(min_length=1)
@@ -66,6 +68,8 @@ class VictronGxConfig(_Strict):
     vebus_instance: int = Field(default=227, ge=0, le=255)
     modbus_port: int | None = Field(default=None, ge=0, le=65535)
     keepalive_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    broker_username: str | None = None
+    broker_password: str | None = Field(default=None, repr=False)
 
 
 class MqttBatteryConfig(_Strict):
@@ -78,12 +82,16 @@ class MqttBatteryConfig(_Strict):
         broker_port: Port of that broker.
         base_topic: Topic prefix (no trailing slash), e.g. "sim/battery1".
         publish_interval_s: Real seconds between state publishes.
+        broker_username: Login at the broker (None: anonymous), as a battery on a secured
+            broker has one; broker_password its password.
     """
 
     id: str = Field(min_length=1)
     kind: Literal["mqtt_battery"]
     broker_host: str = "127.0.0.1"
     broker_port: int = Field(ge=1, le=65535)
+    broker_username: str | None = None
+    broker_password: str | None = Field(default=None, repr=False)
     base_topic: str = Field(default="sim/battery1", pattern=r"^[^#+\s]+[^/#+\s]$")
     publish_interval_s: float = Field(default=1.0, gt=0, le=3600)
 
@@ -98,9 +106,92 @@ class MqttBatteryConfig(_Strict):
         return self.broker_port
 
 
+class OcppChargerConfig(_Strict):
+    """An EV charger speaking OCPP 1.6J to a central system, and the car plugged into it.
+
+    Attributes:
+        id: Device id within its home, e.g. "charger".
+        kind: Always "ocpp_charger".
+        central_url: The central system's URL without the id, e.g. "ws://127.0.0.1:9000".
+        charge_point_id: The id appended to the URL (and the HTTP Basic user).
+        password: HTTP Basic password (OCPP security profile 1); None sends none.
+        max_current_a: The charger's hardware limit per phase; phases and voltage_v its wiring.
+        car_battery_wh, car_soc_pct, car_max_w: The car: battery size, SoC, onboard charger.
+        meter_interval_s: Real seconds between MeterValues while a transaction runs.
+        auto_authorize: Start a transaction on plug-in without an id tag ("free vend").
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["ocpp_charger"]
+    central_url: str = Field(default="ws://127.0.0.1:9000", pattern=r"^wss?://[^/\s]+(/[^\s]*)?$")
+    charge_point_id: str = Field(default="SIM-WC-1", pattern=r"^[A-Za-z0-9._\-:]{1,48}$")
+    password: str | None = Field(default=None, min_length=8, max_length=40)
+    max_current_a: float = Field(default=16, gt=0, le=80)
+    phases: Literal[1, 3] = 3
+    voltage_v: float = Field(default=230, gt=0, le=480)
+    car_battery_wh: float = Field(default=60000, gt=0, le=250000)
+    car_soc_pct: float = Field(default=40, ge=0, le=100)
+    car_max_w: float = Field(default=11000, gt=0, le=50000)
+    meter_interval_s: float = Field(default=2.0, gt=0, le=3600)
+    auto_authorize: bool = False
+
+    @property
+    def host(self) -> str:
+        """The central system's host (as in the simulator's Endpoint)."""
+        return self.central_url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        """The central system's port (as in the simulator's Endpoint)."""
+        netloc = self.central_url.split("://", 1)[1].split("/", 1)[0]
+        _, _, port = netloc.rpartition(":")
+        return int(port) if port.isdigit() else (443 if self.central_url.startswith("wss") else 80)
+
+
+class SungrowShConfig(_Strict):
+    """A Sungrow SH-RT hybrid inverter on its LAN port (Modbus TCP; simulator/devices/sungrow_sh.py).
+
+    Attributes:
+        device_type_code: Input register 5000: 0x0E03 SH10RT, 0x0E02 SH8.0RT, 0x0E00 SH5.0RT...
+        answer_delay_s: Real seconds each answer takes.
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["sungrow_sh"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    unit_id: int = Field(default=1, ge=1, le=247)
+    device_type_code: int = Field(default=0x0E03, ge=0, le=0xFFFF)
+    serial_number: str = Field(default="A2350415770", max_length=20)
+    answer_delay_s: float = Field(default=0.005, ge=0, le=5)
+
+
+class HuaweiSun2000Config(_Strict):
+    """A Huawei SUN2000 with LUNA2000 and power sensor (Modbus TCP; simulator/devices/huawei_sun2000.py).
+
+    Attributes:
+        settle_s: Real seconds after a connect during which requests go unanswered (about 1 s
+            on the SDongle).
+        answer_delay_s: Real seconds each answer takes (tens of ms on real hardware).
+    """
+
+    id: str = Field(min_length=1)
+    kind: Literal["huawei_sun2000"]
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=247)
+    model: str = Field(default="SUN2000-10KTL-M1", max_length=30)
+    serial_number: str = Field(default="HV2150012345", max_length=20)
+    firmware: str = Field(default="V100R001C00SPC135", max_length=30)
+    settle_s: float = Field(default=1.0, ge=0, le=30)
+    answer_delay_s: float = Field(default=0.03, ge=0, le=5)
+
+
 #: Any simulated device's configuration, told apart by `kind`.
 DeviceConfig = Annotated[
-    SimDeviceConfig | VictronGxConfig | MqttBatteryConfig, Field(discriminator="kind")
+    SimDeviceConfig | VictronGxConfig | MqttBatteryConfig | OcppChargerConfig | SungrowShConfig
+    | HuaweiSun2000Config,
+    Field(discriminator="kind"),
 ]
 
 

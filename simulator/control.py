@@ -9,12 +9,16 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
+from simulator.alerts import add_alert_routes
+from simulator.charger_control import add_charger_routes
 from simulator.clock import SimClock
+from simulator.devices.register_twin import RegisterTwin
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
 from simulator.faults import FaultPlanError
 from simulator.home import SimDevice, SimHome
 from simulator.physics import HomeTruth
+from simulator.prices import add_price_routes
 
 
 class ControlTarget(Protocol):
@@ -130,7 +134,11 @@ async def _set_home(request: web.Request) -> web.Response:
 
 
 #: Devices with a Modbus TCP face that plays a FaultPlan.
-_FAULTY: tuple[type[SunSpecDevice | VictronGxDevice], ...] = (SunSpecDevice, VictronGxDevice)
+_FAULTY: tuple[type[SunSpecDevice | VictronGxDevice | RegisterTwin], ...] = (
+    SunSpecDevice, VictronGxDevice, RegisterTwin,
+)  # fmt: skip
+#: Devices that play a reboot (factory settings restored, port closed for a while).
+_REBOOTING: tuple[type[SunSpecDevice | RegisterTwin], ...] = (SunSpecDevice, RegisterTwin)
 
 
 def _device(request: web.Request) -> SimDevice | web.Response:
@@ -204,7 +212,7 @@ async def _stats(request: web.Request) -> web.Response:
 
 
 async def _reboot(request: web.Request) -> web.Response:
-    device = _device_for(request, SunSpecDevice, "reboot")
+    device = _device_for(request, _REBOOTING, "reboot")
     if isinstance(device, web.Response):
         return device
     try:
@@ -254,7 +262,9 @@ def create_control_app(target: ControlTarget) -> web.Application:
     Routes: GET /homes, GET /homes/{id}/truth, POST /homes/{id}/weather|load|grid|storm,
     GET|POST /clock; faults (docs/simulator.md): GET /homes/{id}/devices,
     GET|POST /homes/{id}/devices/{dev}/faults, GET .../stats, POST .../reboot, POST .../drop,
-    POST .../broker_restart. Errors answer {"error": "..."} with 400 (bad body), 404 (unknown
+    POST .../broker_restart; weather alerts (docs/simulator.md, "Weather alerts"):
+    POST|GET|DELETE /homes/{id}/alerts, GET /alerts/active?point=LAT,LON, POST /alerts/feed.
+    Errors answer {"error": "..."} with 400 (bad body), 404 (unknown
     home or device) or 409 (the device kind does not support that fault).
     """
     app = web.Application()
@@ -272,4 +282,7 @@ def create_control_app(target: ControlTarget) -> web.Application:
     app.router.add_post(f"{dev}/broker_restart", _broker_restart)
     app.router.add_get("/clock", _get_clock)
     app.router.add_post("/clock", _set_clock)
+    add_charger_routes(app, lambda request: request.app[TARGET_KEY].homes)
+    add_price_routes(app, lambda: target.clock.now())  # noqa: PLW0108 - looked up per request
+    add_alert_routes(app, target)  # weather alerts and their NWS-compatible feed
     return app

@@ -5,15 +5,29 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import TypeVar
 
+from simulator.alerts import SimAlert
 from simulator.clock import SimClock
-from simulator.config import DeviceConfig, HomeConfig, MqttBatteryConfig, VictronGxConfig
+from simulator.config import (
+    DeviceConfig,
+    HomeConfig,
+    HuaweiSun2000Config,
+    MqttBatteryConfig,
+    OcppChargerConfig,
+    SungrowShConfig,
+    VictronGxConfig,
+)
+from simulator.devices.huawei_sun2000 import HuaweiSun2000Device
 from simulator.devices.mqtt_battery import MqttBatteryDevice
+from simulator.devices.ocpp_charger import OcppChargerDevice
+from simulator.devices.register_twin import RegisterTwin
+from simulator.devices.sungrow_sh import SungrowShDevice
 from simulator.devices.sunspec import SunSpecDevice
 from simulator.devices.victron_gx import VictronGxDevice
 from simulator.physics import HomePhysics, HomeTruth
 
 #: Any simulated device (each has id, kind, host, port, unit_id and async start()/stop()).
-SimDevice = SunSpecDevice | VictronGxDevice | MqttBatteryDevice
+SimDevice = (SunSpecDevice | VictronGxDevice | MqttBatteryDevice | OcppChargerDevice
+             | SungrowShDevice | HuaweiSun2000Device)
 
 
 def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) -> SimDevice:
@@ -22,6 +36,12 @@ def make_device(home: HomeConfig, config: DeviceConfig, physics: HomePhysics) ->
         return VictronGxDevice(home, config, physics)
     if isinstance(config, MqttBatteryConfig):
         return MqttBatteryDevice(home, config, physics)
+    if isinstance(config, OcppChargerConfig):
+        return OcppChargerDevice(home, config, physics)
+    if isinstance(config, SungrowShConfig):
+        return SungrowShDevice(home, config, physics)
+    if isinstance(config, HuaweiSun2000Config):
+        return HuaweiSun2000Device(home, config, physics)
     return SunSpecDevice(home, config, physics)
 
 
@@ -42,6 +62,12 @@ class SimHome:
         self.devices: dict[str, SimDevice] = {
             d.id: make_device(config, d, self.physics) for d in config.devices
         }
+        self.alerts: list[SimAlert] = []  # weather alerts raised for the home (simulator.alerts)
+
+    @property
+    def position(self) -> tuple[float, float]:
+        """Where the home is: (latitude, longitude) in degrees."""
+        return (self.config.latitude, self.config.longitude)
 
     def truth(self) -> HomeTruth:
         """The physical truth now (as of the last physics step)."""
@@ -85,6 +111,13 @@ class SimHome:
     def victron_gx(self, device_id: str) -> VictronGxDevice:
         """The Victron GX device with this id (KeyError if none; TypeError if another kind)."""
         return _of_kind(self.devices[device_id], VictronGxDevice)
+
+    def register_twin(self, device_id: str) -> RegisterTwin:
+        """The brand twin (Sungrow, Huawei) with this id (KeyError if none; TypeError if another kind)."""
+        device = self.devices[device_id]
+        if not isinstance(device, RegisterTwin):
+            raise TypeError(f"device {device.id!r} is a {device.kind} device, not a brand twin")
+        return device
 
     def mqtt_battery(self, device_id: str) -> MqttBatteryDevice:
         """The MQTT battery with this id (KeyError if none; TypeError if another kind)."""

@@ -6,6 +6,7 @@ import math
 import random
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Protocol
 
 from simulator.config import HomeConfig
 
@@ -178,6 +179,19 @@ class HomeTruth:
     battery_discharge_wh: float
 
 
+class ExtraLoad(Protocol):
+    """A load beside the house (an EV charger): its power now, and time passing for it."""
+
+    @property
+    def power_w(self) -> float:
+        """What it draws now, in W (>= 0)."""
+        ...
+
+    def advance(self, dt_s: float) -> None:
+        """``dt_s`` simulated seconds passed at ``power_w``."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Flows:
     solar_w: float
@@ -219,6 +233,7 @@ class HomePhysics:
         self._load_scale = 1.0
         self._grid_up = True
         self._storm = False
+        self.extra_loads: list[ExtraLoad] = []  # EV chargers, added by their devices
         self._import_wh = self._export_wh = self._solar_wh = COUNTER_START_WH
         self._charge_wh = self._discharge_wh = COUNTER_START_WH
         self._flows = self._compute(start, 1.0)
@@ -312,7 +327,8 @@ class HomePhysics:
     def demand_w(self, when: datetime) -> float:
         """House demand at `when` under the current load scale, in W."""
         local = when.astimezone(self._tz)
-        return house_load_w(self.config.base_load_w, local, self.config.seed) * self._load_scale
+        house = house_load_w(self.config.base_load_w, local, self.config.seed) * self._load_scale
+        return house + sum(load.power_w for load in self.extra_loads)
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -382,12 +398,18 @@ class HomePhysics:
         self._solar_wh += flows.solar_w * hours
         self._at += timedelta(seconds=dt_s)
         self._flows = flows
+        for load in self.extra_loads:
+            load.advance(dt_s)
         if self._revert_left_s is not None:
             self._revert_left_s -= dt_s
             if self._revert_left_s <= _EPS:
                 self._revert_left_s = None
                 self._firmware = replace(self._firmware, storage_mode=0)
                 self._refresh()
+
+    def loads_changed(self) -> None:
+        """An extra load changed its power: show it in the truth at once."""
+        self._refresh()
 
     def _refresh(self) -> None:
         # Settings changes show in the truth at once, without integrating any energy.

@@ -26,7 +26,8 @@ class Endpoint:
     """Where a simulated device is reached: host, bound port, unit id, and its kind.
 
     kind "sunspec": Modbus TCP host/port/unit. "victron_gx": the GX's own MQTT broker (unit_id 0).
-    "mqtt_battery": the external broker the battery connects to (unit_id 0).
+    "mqtt_battery": the external broker the battery connects to (unit_id 0). "ocpp_charger": the
+    central system the charger dials (unit_id 0).
     """
 
     host: str

@@ -10,6 +10,15 @@ import pytest_asyncio
 from blockbuster import BlockBuster, blockbuster_ctx
 
 
+@pytest.fixture(autouse=True, scope="session")
+def state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A config without data_dir keeps its state under a temporary XDG_STATE_HOME, not ~."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("STATE_DIRECTORY", raising=False)
+        mp.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def blockbuster() -> Iterator[BlockBuster]:
     """Fail a test whose code makes a blocking call on the running event loop."""

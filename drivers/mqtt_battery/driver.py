@@ -172,7 +172,8 @@ class MqttBatteryDriver:
 
     def _joined(self) -> MqttBroker:
         if self._broker is None:
-            self._broker = self._transports.mqtt.acquire(self.options.host, self.options.port)
+            self._broker = self._transports.mqtt.acquire(
+                self.options.host, self.options.port, self.options.login())
         return self._broker
 
     def _all_reported(self) -> bool:

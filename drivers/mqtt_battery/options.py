@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from drivers.base import Capability
 from drivers.mqtt_battery.points import expand_topic
+from drivers.mqtt_login import BrokerLoginOptions
 from drivers.topics import valid_topic
 
 READ_POINTS = ("soc_pct", "battery_w", "grid_w", "solar_w")
@@ -85,12 +86,13 @@ class MqttPoints(BaseModel):
         return {n: p for n in WRITE_POINTS if isinstance(p := getattr(self, n), WritePoint)}
 
 
-class MqttBatteryOptions(BaseModel):
+class MqttBatteryOptions(BrokerLoginOptions):
     """Configuration of one generic MQTT device (battery, meter or PV), configured per point.
 
     ``availability_topic``: an LWT-style topic; ``payload_not_available`` there makes reads fail.
     ``stale_after_s``: reads fail when a configured point has not been reported for that long.
     ``capacity_wh`` / ``max_charge_w`` / ``max_discharge_w``: static nameplate values.
+    ``username`` / ``password`` / ``tls``: the broker's login, see ``drivers.mqtt_login``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -99,6 +99,7 @@ class ModbusEndpoint:
         self._up = asyncio.Event()
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
+        self._connected_at = 0.0
         self._log = _log.bind(endpoint=f"{host}:{port}")
 
     @property
@@ -113,6 +114,17 @@ class ModbusEndpoint:
 
     def __repr__(self) -> str:
         return f"ModbusEndpoint({self.host}:{self.port}, connected={self.connected})"
+
+    async def connection_age(self, timeout_s: float | None = None) -> float:
+        """Seconds since the current connection opened, connecting first when there is none.
+
+        For devices that ignore requests for a while after a connect (their profile's settle).
+
+        Raises:
+            DeviceUnreachable: not connected within ``timeout_s``.
+        """
+        await self._wait_connected(self.timeout_s if timeout_s is None else timeout_s)
+        return asyncio.get_running_loop().time() - self._connected_at
 
     async def read_holding(
         self,
@@ -131,9 +143,35 @@ class ModbusEndpoint:
             DeviceUnreachable: refused, dropped or no answer within ``timeout_s``.
             DeviceRejected: the device answered with a Modbus exception (``code``).
         """
-        what = f"read {count} @ {address} unit {unit_id}"
+        return await self._read(3, unit_id, address, count, priority, timeout_s)
+
+    async def read_input(
+        self,
+        unit_id: int,
+        address: int,
+        count: int,
+        *,
+        priority: Priority = Priority.POLL,
+        timeout_s: float | None = None,
+    ) -> list[int]:
+        """Read ``count`` input registers (FC4) from ``address`` of unit ``unit_id``.
+
+        Raises:
+            DeviceUnreachable: refused, dropped or no answer within ``timeout_s``.
+            DeviceRejected: the device answered with a Modbus exception (``code``).
+        """
+        return await self._read(4, unit_id, address, count, priority, timeout_s)
+
+    async def _read(  # noqa: PLR0917 - one private helper of the two read calls
+        self, function: int, unit_id: int, address: int, count: int, priority: Priority,
+        timeout_s: float | None,
+    ) -> list[int]:
+        what = f"read {count} @ {address} unit {unit_id} (FC{function})"
         async with self._transaction(priority, what, timeout_s) as client:
-            response = await client.read_holding_registers(address, count=count, device_id=unit_id)
+            if function == 4:
+                response = await client.read_input_registers(address, count=count, device_id=unit_id)
+            else:
+                response = await client.read_holding_registers(address, count=count, device_id=unit_id)
         registers = list(self._checked(response, what).registers)
         if len(registers) != count:
             raise DeviceUnreachable(
@@ -252,6 +290,7 @@ class ModbusEndpoint:
         )
         if not await self._client.connect():
             raise DeviceUnreachable(f"{self.host}:{self.port}: connect failed")
+        self._connected_at = asyncio.get_running_loop().time()
         self._log.info("modbus.connected")
 
     def _drop(self, reason: str) -> None:

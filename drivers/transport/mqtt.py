@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import socket
+import ssl
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -15,6 +17,7 @@ from paho.mqtt.client import topic_matches_sub
 
 from drivers.background import spawn, stop
 from drivers.errors import DeviceUnreachable, NotConfirmed
+from drivers.mqtt_login import BrokerLogin
 from drivers.topics import valid_filter, valid_topic
 from drivers.transport.backoff import reconnect
 from drivers.transport.shared import SharedConnections
@@ -27,6 +30,7 @@ __all__ = [
     "MqttPool",
     "Sample",
     "Subscription",
+    "tls_context",
     "write_confirmed",
 ]
 
@@ -155,10 +159,19 @@ class MqttBroker:
     """
 
     def __init__(
-        self, host: str, port: int, *, timeout_s: float, backoff_max_s: float, client_prefix: str
+        self, host: str, port: int, *, timeout_s: float, backoff_max_s: float, client_prefix: str,
+        login: BrokerLogin | None = None, will: aiomqtt.Will | None = None,
+        client_id: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.login = login or BrokerLogin()
+        self.will = will
+        self._fixed_id = client_id
+        #: Why the last connection attempt failed (refused login, TLS, unreachable), None once up.
+        self.last_error: str | None = None
+        self._refusal: str | None = None  # the broker said no (login, certificate): no use waiting
+        self._attempted = asyncio.Event()  # set after each connection attempt, whatever its end
         self.timeout_s = timeout_s
         self.backoff_max_s = backoff_max_s
         self.client_prefix = client_prefix
@@ -205,9 +218,17 @@ class MqttBroker:
         wait = self.timeout_s if timeout_s is None else timeout_s
         try:
             async with asyncio.timeout(wait):
-                await self._up.wait()
+                while not self._up.is_set():
+                    if self._refusal is not None:
+                        # A refused login or certificate will not change by waiting longer; the
+                        # reconnect loop keeps trying in the background all the same.
+                        raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: {self._refusal}")
+                    self._attempted.clear()
+                    await self._attempted.wait()
         except TimeoutError as exc:
-            raise DeviceUnreachable(f"mqtt {self.host}:{self.port}: not connected within {wait} s") from exc
+            why = "" if self.last_error is None else f" ({self.last_error})"
+            raise DeviceUnreachable(
+                f"mqtt {self.host}:{self.port}: not connected within {wait} s{why}") from exc
 
     def on_connect(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` after every (re)connect, once filters are re-subscribed; returns a remover."""
@@ -341,13 +362,41 @@ class MqttBroker:
         # Built inside the running loop (aiomqtt needs it); clean session each time, under a
         # fresh id: a broker still holding the dropped session under the old id would take the
         # new one over or reap its subscriptions (amqtt does).
-        self.client_id = f"{self.client_prefix}-{secrets.token_hex(4)}"
+        self.client_id = self._fixed_id or f"{self.client_prefix}-{secrets.token_hex(4)}"
+        login = self.login
+        try:
+            # Reading certificate files is disk I/O: off the loop, and again per connection so
+            # a renewed certificate is picked up without a restart.
+            context = None if login.tls is None else await asyncio.to_thread(tls_context, login)
+        except (OSError, ValueError) as exc:
+            self._note_failure(f"TLS setup failed: {exc}", refused=True)
+            raise aiomqtt.MqttError(str(exc)) from exc
         client = aiomqtt.Client(
             self.host, self.port, identifier=self.client_id, timeout=self.timeout_s,
-            keepalive=max(5, int(self.timeout_s * 10)),
+            keepalive=max(5, int(self.timeout_s * 10)), username=login.username,
+            password=login.password, tls_context=context,
+            tls_insecure=None if login.tls is None else not login.tls.verify, will=self.will,
+            # Commands and their echoes are small packets: without TCP_NODELAY, Nagle's algorithm
+            # and the peer's delayed ACK hold them back (tens of ms per round trip).
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )  # fmt: skip
-        await client.__aenter__()
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            why, refused = _connect_failure(exc, login)
+            self._note_failure(why, refused=refused)
+            raise
+        self.last_error = self._refusal = None
         return client
+
+    def _note_failure(self, why: str, *, refused: bool) -> None:
+        # Logged once per distinct reason: a wrong password retried with backoff is one line.
+        if why != self.last_error:
+            self._log.warning("mqtt.connect_refused" if refused else "mqtt.unreachable",
+                              error=why, user=self.login.username, tls=self.login.tls is not None)
+        self.last_error = why
+        self._refusal = why if refused else None
+        self._attempted.set()
 
     async def _session(self, client: aiomqtt.Client) -> None:
         async with self._sub_lock:
@@ -356,6 +405,7 @@ class MqttBroker:
             self._client = client
             self.connections += 1
             self._up.set()
+            self._attempted.set()
         self._log.info("mqtt.connected", filters=len(self._filters), connections=self.connections)
         for callback in list(self._listeners):
             try:
@@ -372,6 +422,53 @@ class MqttBroker:
                     sub.handler(topic, payload, retained)
                 except Exception:
                     self._log.exception("mqtt.handler_failed", topic=topic)
+
+
+def tls_context(login: BrokerLogin) -> ssl.SSLContext:
+    """The TLS context of ``login.tls``: verifying the broker unless ``verify`` is false.
+
+    Reads the certificate files: call it off the event loop.
+
+    Raises:
+        OSError: a file cannot be read. ValueError (ssl.SSLError): a file is not PEM.
+    """
+    tls = login.tls
+    if tls is None:
+        raise ValueError("no tls section")
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_file)
+    context.sslsocket_class = _ClosingSSLSocket
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.cert_file is not None:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when its handshake fails: paho leaves such a socket open (a refused
+    certificate, retried with backoff, would leak one socket per attempt until collected)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def _connect_failure(exc: aiomqtt.MqttError, login: BrokerLogin) -> tuple[str, bool]:
+    """A connect failure in an installer's words, and whether the broker refused (a login or a
+    certificate: trying again will not help) rather than could not be reached."""
+    text = str(exc)
+    code = getattr(exc, "rc", None)
+    code = getattr(code, "value", code)  # paho's ReasonCode (MQTT 5 numbering) or a 3.1.1 int
+    if isinstance(exc, aiomqtt.MqttCodeError) and code in (4, 5, 134, 135):
+        who = "anonymous client" if login.anonymous else f"user {login.username!r}"
+        return f"broker refused the login of {who}: {text}", True
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return f"broker certificate not trusted (check tls.ca_file): {text}", True
+    return text, False
 
 
 def _payload_bytes(payload: object) -> bytes:
@@ -454,15 +551,16 @@ class MqttPool(SharedConnections[MqttBroker]):
         self.backoff_max_s = backoff_max_s
         self.client_prefix = client_prefix
 
-    def _broker(self, host: str, port: int) -> MqttBroker:
+    def _broker(self, host: str, port: int, login: BrokerLogin | None = None) -> MqttBroker:
         return MqttBroker(
             host, port, timeout_s=self.timeout_s, backoff_max_s=self.backoff_max_s,
-            client_prefix=self.client_prefix,
+            client_prefix=self.client_prefix, login=login,
         )  # fmt: skip
 
-    def acquire(self, host: str, port: int) -> MqttBroker:
-        """The shared connection to (host, port), connecting in the background; needs one ``release``."""
-        broker = super().acquire(host, port)
+    def acquire(self, host: str, port: int, login: BrokerLogin | None = None) -> MqttBroker:  # type: ignore[override]
+        """The shared connection to (host, port) under ``login`` (each login is its own client),
+        connecting in the background; needs one ``release``."""
+        broker = super().acquire(host, port, login or BrokerLogin())
         broker.start()
         return broker
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
 __all__ = ["SharedConnections"]
@@ -23,30 +23,34 @@ class SharedConnections(Generic[C]):
 
     Each device driver acquires its endpoint's owner and releases it on close; every driver
     behind one endpoint (Modbus unit ids behind a gateway, devices on one broker) shares it.
+    ``extra`` parts of the key keep connections apart that differ in more than the address
+    (an MQTT broker's login: each login is its own client).
     """
 
-    def __init__(self, make: Callable[[str, int], C]) -> None:
+    def __init__(self, make: Callable[..., C]) -> None:
         self._make = make
-        self._owners: dict[tuple[str, int], C] = {}
-        self._shares: dict[tuple[str, int], int] = {}
+        self._owners: dict[tuple[Hashable, ...], C] = {}
+        self._shares: dict[tuple[Hashable, ...], int] = {}
+        self._keys: dict[int, tuple[Hashable, ...]] = {}  # id(owner) -> its key
 
-    def acquire(self, host: str, port: int) -> C:
-        """The shared owner of (host, port); every acquire needs one ``release``."""
-        key = (host, port)
+    def acquire(self, host: str, port: int, *extra: Hashable) -> C:
+        """The shared owner of (host, port, *extra); every acquire needs one ``release``."""
+        key = (host, port, *extra)
         owner = self._owners.get(key)
         if owner is None:
-            owner = self._owners[key] = self._make(host, port)
+            owner = self._owners[key] = self._make(host, port, *extra)
+            self._keys[id(owner)] = key
         self._shares[key] = self._shares.get(key, 0) + 1
         return owner
 
     async def release(self, owner: C) -> None:
         """Give back one share of ``owner``; the last release closes it (a stale owner is ignored)."""
-        key = (owner.host, owner.port)
-        if self._owners.get(key) is not owner:
+        key = self._keys.get(id(owner))
+        if key is None or self._owners.get(key) is not owner:
             return
         self._shares[key] -= 1
         if self._shares[key] <= 0:
-            del self._owners[key], self._shares[key]
+            del self._owners[key], self._shares[key], self._keys[id(owner)]
             await owner.aclose()
 
     async def close(self) -> None:
@@ -54,5 +58,6 @@ class SharedConnections(Generic[C]):
         owners = list(self._owners.values())
         self._owners.clear()
         self._shares.clear()
+        self._keys.clear()
         for owner in owners:
             await owner.aclose()

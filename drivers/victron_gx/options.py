@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from drivers.mqtt_login import BrokerLoginOptions
+
 
 class GxPath(BaseModel):
     """A value the GX publishes, by its path under ``N/<portal>/`` (``<service>/<instance>/<D-Bus path>``)."""
@@ -13,7 +15,7 @@ class GxPath(BaseModel):
     path: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[0-9]+(/[A-Za-z0-9_.-]+)+$")
 
 
-class VictronGxOptions(BaseModel):
+class VictronGxOptions(BrokerLoginOptions):
     """Configuration of one Victron GX reached over its MQTT broker (dbus-flashmq topics).
 
     ``portal_id`` None discovers it from the retained ``N/+/system/0/Serial`` (first GX seen).
@@ -28,6 +30,8 @@ class VictronGxOptions(BaseModel):
     ``storm_alert``: a path whose value reports a storm watch (non-zero / true = alert), e.g. a
     virtual switch or an installer's own service; Venus OS has no such path of its own, so unset
     the GX reports no storm alert and no ``storm_watch`` capability.
+    ``username`` / ``password`` / ``tls``: the GX broker's login (Venus OS's secured profile
+    refuses anonymous clients; its TLS port is 8883), see ``drivers.mqtt_login``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

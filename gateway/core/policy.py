@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Final
 
 from drivers.base import Setpoints
+from gateway.core.planner import Action
 from gateway.core.settings import OperationMode, SiteSettings
 from gateway.core.tariff import PriceLevel, Tariff
 
@@ -68,6 +69,7 @@ def compute_setpoints(
     alerts: Alerts,
     *,
     revert_s: int = DEFAULT_REVERT_S,
+    plan: Action | None = None,
 ) -> Setpoints:
     """What the site's battery system must do now (docs/api.md, "Settings and what they do on the device").
 
@@ -79,6 +81,8 @@ def compute_setpoints(
         now: aware local time of the site (tariff periods are wall-clock).
         alerts: active alerts.
         revert_s: lifetime of a battery command in seconds.
+        plan: the planner's action for the current step; in ``autonomous`` it replaces the
+            two-level tariff rule (which stays the fallback when there is no plan).
 
     Returns:
         Setpoints whose ``battery_w`` is + discharge / - charge in W, or None for
@@ -89,11 +93,17 @@ def compute_setpoints(
     mode = effective_mode(settings, alerts)
     if mode == "backup":
         # A 100 % reserve makes the device fill the battery (from the grid only if allowed)
-        # and discharge only during an outage.
+        # and discharge only during an outage. Storm watch fills it from the grid whatever the
+        # grid-charging setting (Tesla's Storm Watch; docs/api.md, "Storm watch"): the outage
+        # it prepares for will not wait for the sun.
+        if storm_mode_active(settings, alerts):
+            grid_charging = True
         return Setpoints(
             reserve_pct=100, grid_charging=grid_charging, export_limit_w=export_limit_w
         )
     battery_w = None
+    if mode == "autonomous" and plan is not None:
+        return _planned(settings, telemetry, plan, export_limit_w, revert_s)
     if mode == "autonomous" and tariff is not None:
         battery_w = _tariff_command(settings, telemetry, tariff, now)
     if mode == "self_consumption":
@@ -102,6 +112,46 @@ def compute_setpoints(
         grid_charging = False
     return Setpoints(
         reserve_pct=settings.backup_reserve_pct,
+        grid_charging=grid_charging,
+        export_limit_w=export_limit_w,
+        battery_w=battery_w,
+        revert_s=revert_s if battery_w is not None else 0,
+    )
+
+
+def _planned(
+    settings: SiteSettings,
+    telemetry: SitePolicyInput,
+    plan: Action,
+    export_limit_w: int | None,
+    revert_s: int,
+) -> Setpoints:
+    """Setpoints for the planner's current step, never looser than what the user set."""
+    reserve = settings.backup_reserve_pct
+    grid_charging = settings.grid_charging_allowed
+    if plan.curtail:
+        export_limit_w = 0
+    if not telemetry.grid_up or telemetry.soc_pct is None:
+        # Same as the tariff rule: an outage or an unknown SoC leaves the device to itself.
+        return Setpoints(reserve_pct=reserve, grid_charging=grid_charging, export_limit_w=export_limit_w)
+    battery_w = plan.battery_w
+    if plan.kind == "hold" and plan.reserve_pct is not None:
+        reserve = max(reserve, plan.reserve_pct)
+    if plan.kind in {"hold", "limit_charge"}:
+        # A raised reserve must not make the device fill up to it from the grid, nor a capped
+        # charge command draw on the grid.
+        grid_charging = False
+    if battery_w is not None and battery_w < 0:
+        battery_w = -min(-battery_w, round(telemetry.max_charge_w))
+        if plan.kind == "charge" and not grid_charging:
+            battery_w = None
+    elif battery_w is not None and battery_w > 0:
+        if settings.export_rule != "battery_ok" or telemetry.soc_pct <= settings.backup_reserve_pct:
+            battery_w = None
+        else:
+            battery_w = min(battery_w, round(telemetry.max_discharge_w))
+    return Setpoints(
+        reserve_pct=reserve,
         grid_charging=grid_charging,
         export_limit_w=export_limit_w,
         battery_w=battery_w,

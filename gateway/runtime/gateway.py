@@ -21,14 +21,21 @@ from gateway.core.config import Config, DeviceConfig
 from gateway.runtime.clock import Clock, Timebase, timebase_for, utc_now
 from gateway.runtime.devices import DeviceState, DeviceView, identity_from_json, identity_json
 from gateway.runtime.history import HistoryService
+from gateway.runtime.homeassistant import HomeAssistantBridge
+from gateway.runtime.metrics import GatewayMetrics
+from gateway.runtime.ocpp.central import CentralSystem
+from gateway.runtime.planner import PlannerService
 from gateway.runtime.poller import DevicePoller
 from gateway.runtime.proxy import ModbusProxy
 from gateway.runtime.site import Site
 from gateway.runtime.storage import Storage
+from gateway.runtime.storage.charging import ChargeStore
 from gateway.runtime.storage.history import HistoryStore
 from gateway.runtime.storage.sites import SiteStore, keep_journal
+from gateway.runtime.storage.storm import StormStore
 from gateway.runtime.storage.tokens import TokenRegistry
 from gateway.runtime.storage.uplink import UplinkStore
+from gateway.runtime.storm import NwsPoller, StormWatch, run_mqtt_source
 from gateway.runtime.uplink import Uplink, UplinkBridge
 
 log = structlog.get_logger("gateway.runtime.gateway")
@@ -54,11 +61,15 @@ class Gateway:
         self.timebase = timebase or timebase_for(config.gateway.clock, clock)
         self.clock: Clock = self.timebase.now
         self.sites: dict[int, Site] = {}
+        self.planners: dict[int, PlannerService] = {}
         self.proxies: dict[tuple[int, str], ModbusProxy] = {}
         self.storage = Storage.in_data_dir(config.gateway.data_dir)
         self.history = HistoryService(HistoryStore(self.storage), timebase=self.timebase)
         self.tokens = TokenRegistry(self.storage)
         self.first_started_at: datetime | None = None
+        self.northbound: HomeAssistantBridge | None = None  # config.mqtt_northbound, when set
+        self.metrics = GatewayMetrics(self.sites)  # this gateway's own Prometheus registry
+        self.chargers: CentralSystem | None = None  # OCPP (gateway.ocpp configured)
         self._store = SiteStore(self.storage)
         self._transports = Transports(modbus=ModbusPool())
         self._states: list[DeviceState] = []
@@ -97,9 +108,12 @@ class Gateway:
                 learned = await store.load_identities(site_config.energy_site_id)
                 states = [self._device(dev, learned.get(dev.name)) for dev in site_config.devices]
                 self._states.extend(states)
+                storm = StormWatch(site_config.energy_site_id, StormStore(self.storage),
+                                   clock=self.clock, configured=site_config.storm_watch.sources)
+                await storm.load()
                 site = Site(site_config, states, store, tz=zones[site_config.time_zone],
                             command_timeout_s=config.gateway.command_timeout_s,
-                            timebase=self.timebase)
+                            timebase=self.timebase, observer=self.metrics, storm=storm)
                 await site.load()
                 self.history.add_site(site)
                 self.sites[site.id] = site
@@ -114,10 +128,26 @@ class Gateway:
                     self._spawn(self._poller(site, state).run(), f"poll-{site.id}-{state.name}")
                 self._spawn(site.control_loop(config.gateway.reconcile_interval_s),
                             f"control-{site.id}")
+                planner = self.planners[site.id] = PlannerService(site, clock=self.clock)
+                self._spawn(planner.run(), f"planner-{site.id}")
+                self._start_storm_watch(site)
             self._spawn(self.history.run(), "history")
+            if config.gateway.ocpp is not None:
+                self.history.charges = ChargeStore(self.storage)
+                self.chargers = CentralSystem(config.gateway.ocpp, self.sites,
+                                              self.history.charges, clock=self.clock)
+                await self.chargers.start()
+                for site in self.sites.values():
+                    site.chargers = self.chargers.of_site(site.id)
+                self._spawn(self.chargers.control_loop(), "ocpp-control")
             self._spawn(keep_journal(store, config.gateway.journal_retention_days, self.clock),
                         "journal")
             self._start_uplink()
+            if config.mqtt_northbound is not None:
+                # sandbox sites are simulated homes for app developers, not the house's devices
+                real = {i: s for i, s in self.sites.items() if not s.config.sandbox}
+                self.northbound = HomeAssistantBridge(config.mqtt_northbound, real, self.history)
+                self._spawn(self.northbound.run(), "ha-mqtt")
         except BaseException:
             await self.stop()
             raise
@@ -125,6 +155,9 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop every task, proxy and connection, flush history and close storage."""
+        if self.northbound is not None:  # first: it says "offline" while the broker is there
+            with contextlib.suppress(Exception):
+                await self.northbound.stop()
         if self.uplink is not None:
             await self.uplink.stop()
         tasks, self._tasks = self._tasks, []
@@ -137,6 +170,8 @@ class Gateway:
                 pass
             except Exception:  # a task that died must not keep the rest from closing
                 log.exception("gateway.task_failed", task=task.get_name())
+        if self.chargers is not None:
+            await self.chargers.stop()
         for proxy in self.proxies.values():
             await proxy.stop()
         self.proxies.clear()
@@ -159,7 +194,9 @@ class Gateway:
         if self._uplink_bridge is None:
             log.warning("uplink.not_started", reason="this Gateway runs without the HTTP edge")
             return
-        self.uplink = Uplink(section, self.sites, store=UplinkStore(self.storage),
+        # sandbox sites are simulated homes for app developers, not homes the hub should list
+        real = {i: s for i, s in self.sites.items() if not s.config.sandbox}
+        self.uplink = Uplink(section, real, store=UplinkStore(self.storage),
                              history=HistoryStore(self.storage), bridge=self._uplink_bridge,
                              timebase=self.timebase)
         self._spawn(self.uplink.run(), "uplink")
@@ -204,7 +241,8 @@ class Gateway:
 
         return DevicePoller(state, on_connect=site.on_connect, on_telemetry=on_telemetry,
                             on_identity=on_identity, site_id=site.id,
-                            stamp=self.clock if self.timebase.follows else None)
+                            stamp=self.clock if self.timebase.follows else None,
+                            observer=self.metrics)
 
     def _proxy(self, dev: DeviceConfig) -> ModbusProxy:
         """A proxy sharing the device's own endpoint (its one TCP connection)."""
@@ -214,6 +252,18 @@ class Gateway:
         return ModbusProxy(endpoint, unit_id=options.unit_id,  # type: ignore[attr-defined]
                            host=self.config.gateway.proxy_host, port=dev.proxy_port or 0,
                            allow_writes=dev.proxy_writes, name=dev.name)
+
+    def _start_storm_watch(self, site: Site) -> None:
+        """The site's storm watch and its configured alert sources (docs/api.md, "Storm watch")."""
+        sources = site.config.storm_watch
+        self._spawn(site.storm.run(lambda: site.settings.storm_mode_enabled), f"storm-{site.id}")
+        lat, lon = site.config.latitude, site.config.longitude
+        if sources.nws is not None and lat is not None and lon is not None:
+            poller = NwsPoller(site.storm, sources.nws, lat, lon, clock=self.clock)
+            self._spawn(poller.run(), f"storm-nws-{site.id}")
+        if sources.mqtt is not None:
+            self._spawn(run_mqtt_source(site.storm, sources.mqtt, self._transports.mqtt,
+                                        clock=self.clock), f"storm-mqtt-{site.id}")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -18,10 +18,12 @@ from gateway.core.history import (
     ChargeSession,
     EntryPlan,
     FlowEnergy,
+    HistoryQueryError,
     Outage,
     OutageTracker,
     PowerSample,
     Window,
+    bucket_start,
     plan_energy,
     resolve_window,
     sum_by_entry,
@@ -29,6 +31,7 @@ from gateway.core.history import (
 from gateway.runtime.clock import Timebase
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.site import Site
+from gateway.runtime.storage.charging import ChargeStore
 from gateway.runtime.storage.history import HistoryStore
 
 log = structlog.get_logger("gateway.runtime.history")
@@ -36,6 +39,8 @@ log = structlog.get_logger("gateway.runtime.history")
 # Real seconds: flushing is I/O. Buckets close by the readings' (domain) timestamps, and a query
 # counts the ones not yet flushed, so a fast followed clock needs no faster flushing.
 _FLUSH_INTERVAL_S = 5.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FAR = timedelta(days=1)  # past the bucket still filling, whatever the clocks disagree on
 # History queries run one at a time: each holds the storage's one reading connection, and
 # building a large answer holds the GIL in bursts: with two at once, device reads on the event
 # loop timed out under test. Waiting here costs a coroutine, not a thread.
@@ -61,6 +66,7 @@ class HistoryService:
         self._sites: dict[int, _SiteHistory] = {}
         self._flush_lock = asyncio.Lock()
         self._query_slots = asyncio.Semaphore(QUERIES_AT_ONCE)
+        self.charges: ChargeStore | None = None  # charging sessions (set by the Gateway)
 
     def add_site(self, site: Site) -> None:
         """Start recording a site (its open outage is resumed on the first flush)."""
@@ -167,9 +173,38 @@ class HistoryService:
                 site.id, window.start, window.end, limit=MAX_EVENTS + 1)
             return events, window
 
-    def charge(
+    async def lifetime(self, site: Site) -> FlowEnergy:
+        """Every flow's energy (Wh) since the site's history began, stored and still in memory.
+
+        Summed in SQL from hourly totals (one row per hour; bounded work off the loop); under
+        the flush lock so no bucket is counted twice or missed while it moves to storage.
+        """
+        entry = self._sites[site.id]
+        edges = [_EPOCH, bucket_start(self._clock(), timedelta(hours=1)) + _FAR]
+        async with self._query_slots, self._flush_lock:
+            live = [*entry.pending, *entry.accumulator.open_buckets()]
+            stored = (await self._store.energy_by_entry(site.id, edges))[0]
+        total = stored
+        for bucket in live:
+            total = total + bucket.energy
+        return total
+
+    async def charge(
         self, site: Site, start: datetime | None, end: datetime | None
     ) -> list[ChargeSession]:
-        """``telemetry_history?kind=charge``: no wall connectors are modelled yet."""
-        del site, start, end
-        return []
+        """``telemetry_history?kind=charge``: the site's finished charging sessions starting in
+        the window, oldest first (none without chargers).
+
+        Raises:
+            HistoryQueryError: more than ``MAX_EVENTS`` sessions start in the window.
+        """
+        if self.charges is None or not site.config.chargers:
+            return []
+        async with self._query_slots:
+            sessions = await self.charges.sessions(site.id, start, end, limit=MAX_EVENTS + 1)
+        if len(sessions) > MAX_EVENTS:
+            raise HistoryQueryError(
+                "start_date",
+                f"the window holds more than {MAX_EVENTS} charging sessions; one answer lists at "
+                f"most {MAX_EVENTS}: ask for a later start_date or an earlier end_date")
+        return sessions

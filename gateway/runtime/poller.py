@@ -13,6 +13,7 @@ import structlog
 
 from drivers.base import Capability, DeviceInfo
 from gateway.runtime.devices import DeviceState, DeviceView
+from gateway.runtime.observe import NO_OBSERVER, Observer
 
 log = structlog.get_logger("gateway.runtime.poller")
 
@@ -40,7 +41,7 @@ class DevicePoller:
     def __init__(
         self, handle: DeviceState, *, on_connect: OnConnect, on_telemetry: OnTelemetry,
         on_identity: OnIdentity | None = None, site_id: int,
-        stamp: Callable[[], datetime] | None = None,
+        stamp: Callable[[], datetime] | None = None, observer: Observer = NO_OBSERVER,
     ) -> None:
         self.handle = handle
         self._stamp = stamp
@@ -48,6 +49,8 @@ class DevicePoller:
         self._on_telemetry = on_telemetry
         self._on_identity = on_identity
         self._log = log.bind(site_id=site_id, device=handle.name)
+        self._site_id = site_id
+        self._observer = observer
         self._rng = random.Random()  # noqa: S311 - jitter, not security
 
     async def run(self) -> None:
@@ -84,6 +87,7 @@ class DevicePoller:
     async def _poll_once(self) -> float | None:
         """One connect-if-needed + read. Returns a backoff delay after a failure, else None."""
         handle = self.handle
+        started = time.perf_counter()
         try:
             if not handle.connected:
                 handle.info = await handle.driver.connect()
@@ -92,6 +96,8 @@ class DevicePoller:
                 await self._on_connect(handle)
             telemetry = await handle.driver.read()
         except Exception as exc:  # a driver bug too: one bad reading must not end the polling
+            self._observer.poll_done(self._site_id, handle.name, time.perf_counter() - started,
+                                     type(exc).__name__)
             return self._failed(exc)
         held = telemetry.held
         if held is None and handle.is_sink:
@@ -101,6 +107,7 @@ class DevicePoller:
                 held = await handle.driver.read_back()
             except Exception:
                 held = None
+        self._observer.poll_done(self._site_id, handle.name, time.perf_counter() - started, None)
         if self._stamp is not None:
             telemetry = dataclasses.replace(telemetry, taken_at=self._stamp())
         handle.polls += 1

@@ -40,6 +40,8 @@ def gateway_listens(config: Config) -> list[Listen]:
     """The gateway's HTTP port and its Modbus proxies."""
     gw = config.gateway
     out = [Listen("gateway.host", gw.host, "gateway.port", gw.port)]
+    if gw.ocpp is not None and gw.ocpp.port:
+        out.append(Listen("gateway.ocpp.host", gw.ocpp.host, "gateway.ocpp.port", gw.ocpp.port))
     for s, site in enumerate(config.sites):
         for d, dev in enumerate(site.devices):
             if dev.proxy_port:

@@ -11,7 +11,7 @@ import time
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -28,13 +28,19 @@ from gateway.core.errors import (
     Unavailable,
     refused,
 )
+from gateway.core.planner import Action
 from gateway.core.reading import SiteReading, combine
 from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff
 from gateway.runtime.clock import Clock, Timebase, utc_now
 from gateway.runtime.devices import DeviceView
+from gateway.runtime.observe import NO_OBSERVER, Observer
 from gateway.runtime.storage import StorageError
 from gateway.runtime.storage.sites import SiteStore
+from gateway.runtime.storm import StormWatch
+
+if TYPE_CHECKING:
+    from gateway.runtime.ocpp.state import ChargerState
 
 log = structlog.get_logger("gateway.runtime.site")
 
@@ -45,7 +51,8 @@ class Site:
     def __init__(
         self, config: SiteConfig, devices: Sequence[DeviceView], store: SiteStore, *,
         command_timeout_s: float = 5.0, clock: Clock = utc_now, tz: zoneinfo.ZoneInfo | None = None,
-        timebase: Timebase | None = None,
+        timebase: Timebase | None = None, observer: Observer = NO_OBSERVER,
+        storm: StormWatch | None = None,
     ) -> None:
         self.config = config
         self.id = config.energy_site_id
@@ -53,7 +60,9 @@ class Site:
         self.tz = tz or zoneinfo.ZoneInfo(config.time_zone)
         self.devices: Sequence[DeviceView] = devices
         self.settings = SiteSettings()
-        self.admin_storm_alert = False
+        # The settings the devices last confirmed (a command's read-back or a reconciliation
+        # pass); what Home Assistant is shown: a command kept while offline is not in it yet.
+        self.confirmed = self.settings
         self.drift_count = 0
         self.reconciles = 0  # reconciliation passes that found every device online (health)
         self.applied: Setpoints | None = None
@@ -62,21 +71,29 @@ class Site:
         # domain time (runtime/clock.py): tariff periods, the journal, periodic reconciliation
         self._timebase = timebase or Timebase(clock)
         self._clock = self._timebase.now
+        # every alert source of the site (docs/api.md, "Storm watch"); its changes wake the loop
+        self.storm = storm or StormWatch(config.energy_site_id, clock=self._clock)
+        self.storm.on_change = lambda: self._owe("alert")
         self._refresh_s = DEFAULT_REFRESH_S  # the control loop's period, in domain seconds
+        self._observer = observer
         self._lock = asyncio.Lock()
         self._log = log.bind(site_id=self.id)
         self.changed = asyncio.Event()  # wakes the control loop
         self._owed: str | None = "start"  # why a reconciliation pass is owed, until one completes
         self._applied_once = False  # whether this process has applied setpoints yet
         self._checking_held = False  # compare each reading with ``applied`` (after a good pass)
-        self._last_storm = False
         self.telemetry_version = 0  # bumped on every reading: keys caches of derived answers
+        self.chargers: Sequence[ChargerState] = ()  # its OCPP charge points (set by the Gateway)
+        # The planner's command for the current step (runtime/planner.py); None = no plan, so
+        # autonomous uses the two-level tariff rule.
+        self.plan_action: Action | None = None
 
     async def load(self) -> None:
         """Restore persisted settings (defaults on first start)."""
         stored = await self._store.load_settings(self.id)
         if stored is not None:
             self.settings = SiteSettings.from_json(stored)
+        self.confirmed = self.settings  # what the devices were last told, until a pass checks
 
     # ---- reads -------------------------------------------------------------------------------
 
@@ -110,10 +127,8 @@ class Site:
         return combine([d.telemetry for d in self.devices if d.telemetry is not None])
 
     def storm_alert(self, reading: SiteReading | None = None) -> bool:
-        """Whether a storm alert is active (from a device or the admin API)."""
-        if self.admin_storm_alert:
-            return True
-        return bool(reading and reading.storm_alert)
+        """Whether a storm alert is active (from any source: NWS, MQTT, the admin call, a device)."""
+        return self.storm.active(self._clock()) or bool(reading and reading.storm_alert)
 
     def capabilities(self) -> frozenset[Capability]:
         """Union of the capabilities of the site's devices (as discovered or learned before)."""
@@ -139,6 +154,7 @@ class Site:
         return policy.compute_setpoints(
             self.settings, self.policy_input(reading), self.settings.tariff,
             now.astimezone(self.tz), alerts, revert_s=self.revert_s(),
+            plan=self.plan_action,
         )
 
     def revert_s(self) -> int:
@@ -150,9 +166,18 @@ class Site:
         span_s = self._timebase.domain_span_s(self._refresh_s)
         return min(MAX_REVERT_S, max(policy.DEFAULT_REVERT_S, math.ceil(2 * span_s)))
 
+    def set_plan_action(self, action: Action | None) -> None:
+        """The planner moved on to another command: apply it on the next control pass."""
+        self.plan_action = action
+        self._owe("plan")
+
     def storm_mode_active(self, reading: SiteReading) -> bool:
         """live_status.storm_mode_active: the setting is on and an alert is active."""
         return policy.storm_mode_active(self.settings, policy.Alerts(storm=self.storm_alert(reading)))
+
+    async def journal(self, limit: int) -> list[dict[str, Any]]:
+        """The site's most recent commands and their outcomes, newest first."""
+        return await self._store.commands(self.id, limit)
 
     # ---- commands ----------------------------------------------------------------------------
 
@@ -170,6 +195,15 @@ class Site:
         confirmed (site offline, device unreachable, not confirmed in time) is kept: the gateway
         applies it when the device is back, and the error description says so.
         """
+        began = time.perf_counter()  # the latency a caller sees, a wait for the lock included
+        outcome = ["not_saved"]  # the journal status it ends with, set by _command
+        try:
+            await self._command(name, changes, outcome)
+        finally:
+            self._observer.command_done(self.id, name, outcome[0], time.perf_counter() - began)
+
+    async def _command(self, name: str, changes: Mapping[str, Any], outcome: list[str]) -> None:
+        """``command`` under the site's lock; ``outcome[0]`` becomes the journal's final status."""
         async with self._lock:
             now = self._clock()
             previous = self.settings
@@ -183,6 +217,7 @@ class Site:
                 raise Unavailable(f"site {self.id}: the new setting could not be saved ({exc}); "
                                   f"{ROLLED_BACK}") from exc
             self.settings = settings  # only once saved: a failed save changes nothing
+            outcome[0] = "interrupted"  # until the pipeline below ends (a cancel leaves it so)
             started = time.perf_counter()
             confirmed: list[DeviceView] = []
             reading: SiteReading | None = None
@@ -196,6 +231,7 @@ class Site:
                 if refused(exc):
                     await self._roll_back(previous, reading, confirmed, now)
                     exc.description = f"{exc.description}; {ROLLED_BACK}"
+                    outcome[0] = "rejected"
                     await self._finish(journal_id, name, "rejected", exc)
                     raise
                 if writing:  # some device may hold part of it: not what was last applied
@@ -204,8 +240,11 @@ class Site:
                 if unreachable(exc):
                     self._owe("command")  # applied as soon as every device reports again
                 exc.description = f"{exc.description}; {KEPT}"
+                outcome[0] = "kept"
                 await self._finish(journal_id, name, "kept", exc)
                 raise
+            self.confirmed = self.settings
+            outcome[0] = "confirmed"
             await self._store.finish(journal_id, "confirmed", "", self._clock())
             self._log.info("command.applied", command=name, verified=True,
                            latency_ms=round((time.perf_counter() - started) * 1000, 2))
@@ -292,6 +331,7 @@ class Site:
                 self._log_off(handle, held, wanted, reason)
             # Battery commands carry a revert timeout on the device: refresh them every cycle.
             if not off and self.applied == wanted and wanted.battery_w is None:
+                self.confirmed = self.settings
                 return self._settled(ok=True)
             try:
                 await self._apply(wanted)
@@ -300,7 +340,9 @@ class Site:
                 return self._failed(reason, transient=unreachable(exc))
             if off and self._applied_once:
                 self._log.info("setpoints.reapplied", reason=reason)
+                self._observer.reapplied(self.id)
             self._applied_once = True
+            self.confirmed = self.settings
             return self._settled(ok=True)
 
     def _log_off(self, handle: DeviceView, held: Setpoints, wanted: Setpoints, reason: str) -> None:
@@ -348,13 +390,9 @@ class Site:
     def on_telemetry(self, handle: DeviceView) -> None:
         """New telemetry arrived; wake the control loop when something policy-relevant changed."""
         self.telemetry_version += 1
-        # site-level: an alert reported by any device (or the admin API) is the site's alert
-        storm = self.admin_storm_alert or any(
-            d.telemetry is not None and bool(d.telemetry.storm_alert) for d in self.devices)
-        if storm != self._last_storm:
-            self._last_storm = storm
-            self._log.info("storm_alert.changed", active=storm)
-            self._owe("alert")
+        # a device's own storm bit (only where its driver options name one) is one more source
+        if handle.telemetry is not None:
+            self.storm.device_reading(handle.name, handle.telemetry.storm_alert)
         applied = self.applied
         if (applied is not None and self._checking_held and handle.held is not None
                 and not self._lock.locked()  # a write in progress shows half-applied values

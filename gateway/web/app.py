@@ -29,7 +29,7 @@ from gateway.web.errors import (
     error_response,
     to_fleet,
 )
-from gateway.web.handlers import commands, health, history, sites
+from gateway.web.handlers import commands, health, history, metrics, plan, sites, storm, ui
 from gateway.web.keys import (
     BODIES,
     CLOCK,
@@ -54,6 +54,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # showed up in the live_status profile).
 _ID_PREFIX = os.urandom(3).hex() + "-"
 _REQUEST_IDS = itertools.count(1)
+#: On every answer to a test token (docs/api.md "Sandbox sites"): the data is simulated.
+SANDBOX_HEADER = "Energy-Gateway-Sandbox"
 
 
 @web.middleware
@@ -63,6 +65,7 @@ async def fleet_middleware(request: web.Request, handler: Handler) -> web.Stream
     One middleware rather than a chain: this runs on every live_status poll.
     """
     ratelimit_headers: dict[str, str] | None = None
+    sandbox = False
     bound = False
     try:
         if request.path.startswith("/api/"):
@@ -70,12 +73,14 @@ async def fleet_middleware(request: web.Request, handler: Handler) -> web.Stream
             now = time.time()
             who = app[VERIFIER].verify(bearer(request.headers.get("Authorization")), now)
             request[PRINCIPAL] = who
+            sandbox = who.sandbox  # a test token reaches only sandbox sites: say so on each answer
             limits = app[CONFIG].gateway.rate_limits
             plan = limits.plans.get(who.plan or limits.default_plan) or \
                 limits.plans[limits.default_plan]
             decision = app[LIMITER].hit(who.key, plan, now)
             ratelimit_headers = decision.headers()
             if not decision.allowed:
+                app[GATEWAY].metrics.rate_limited(who.plan or limits.default_plan)
                 raise RateLimited(  # noqa: TRY301 - the except below renders it like any
                                   "rate limit exceeded for this token",
                                   retry_after_s=decision.retry_after_s)
@@ -110,6 +115,8 @@ async def fleet_middleware(request: web.Request, handler: Handler) -> web.Stream
             structlog.contextvars.clear_contextvars()
     if ratelimit_headers is not None:
         response.headers.update(ratelimit_headers)
+    if sandbox:
+        response.headers[SANDBOX_HEADER] = "true"
     return response
 
 
@@ -153,6 +160,10 @@ def create_app(
     app.router.add_routes(sites.routes)
     app.router.add_routes(commands.routes)
     app.router.add_routes(history.routes)
+    app.router.add_routes(storm.routes)
+    app.router.add_routes(metrics.routes)
+    app.router.add_routes(ui.routes)
+    app.router.add_routes(plan.routes)
     openapi_body = dumps(build_openapi())
 
     async def openapi(_: web.Request) -> web.Response:

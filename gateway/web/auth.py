@@ -14,9 +14,11 @@ import jwt
 # The scopes live in core (the CLI's help texts need them without aiohttp); the `as` re-exports
 # them here, where the handlers and tests import them.
 from gateway.core.access import COMMAND_SCOPE as COMMAND_SCOPE  # noqa: PLC0414
+from gateway.core.access import ENVIRONMENTS, LIVE_ENV, TEST_ENV
 from gateway.core.access import KNOWN_SCOPES as KNOWN_SCOPES  # noqa: PLC0414
 from gateway.core.access import MAX_TTL_S as MAX_TTL_S  # noqa: PLC0414
 from gateway.core.access import READ_SCOPE as READ_SCOPE  # noqa: PLC0414
+from gateway.core.access import STORM_ADMIN_SCOPE as STORM_ADMIN_SCOPE  # noqa: PLC0414
 from gateway.web.errors import MissingScopes, NotFound, TokenExpired, Unauthenticated
 
 _ALGORITHM = "HS256"
@@ -37,6 +39,12 @@ class Principal:
     plan: str | None
     key: str  # identifies the token for rate limiting
     expires_at: float  # unix time
+    sandbox: bool = False  # a test token (claim env "test"): sandbox sites only
+
+    def reaches(self, energy_site_id: int, *, sandbox: bool) -> bool:
+        """Whether the token may see this site: named by it, and of the token's environment
+        (a test token reaches sandbox sites only, a live token never reaches them)."""
+        return self.sandbox == sandbox and self.can_reach(energy_site_id)
 
     def require(self, scope: str) -> None:
         """Raise 403 ``Unauthorized missing scopes`` unless the token carries ``scope``."""
@@ -47,9 +55,10 @@ class Principal:
         """Whether the token names this site."""
         return self.sites is None or energy_site_id in self.sites
 
-    def require_site(self, energy_site_id: int) -> None:
-        """Raise 404 for a site outside the token, exactly as for an unknown site."""
-        if not self.can_reach(energy_site_id):
+    def require_site(self, energy_site_id: int, *, sandbox: bool = False) -> None:
+        """Raise 404 for a site outside the token (or its environment), exactly as for an
+        unknown site."""
+        if not self.reaches(energy_site_id, sandbox=sandbox):
             raise NotFound(f"energy site {energy_site_id} not found")
 
 
@@ -72,8 +81,15 @@ def token_claims(
     ttl_s: int,
     now_s: float,
     plan: str | None = None,
+    env: str = LIVE_ENV,
 ) -> dict[str, Any]:
-    """The claims of a new bearer token (a fresh ``jti``); ValueError names what is wrong."""
+    """The claims of a new bearer token (a fresh ``jti``); ValueError names what is wrong.
+
+    ``env="test"`` makes a sandbox token (claim ``env``); a live token carries no ``env``, as
+    every token issued before sandboxes existed.
+    """
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"unknown env {env!r}; use {' or '.join(ENVIRONMENTS)}")
     scope_list = sorted(set(scopes))
     known = ", ".join(sorted(KNOWN_SCOPES))
     if not scope_list:
@@ -97,6 +113,8 @@ def token_claims(
     }
     if plan is not None:
         claims["plan"] = plan
+    if env == TEST_ENV:
+        claims["env"] = TEST_ENV
     return claims
 
 
@@ -114,10 +132,11 @@ def issue_token(
     ttl_s: int,
     now_s: float,
     plan: str | None = None,
+    env: str = LIVE_ENV,
 ) -> str:
     """A signed bearer token; ``sites=None`` reaches every site (claim ``"*"``)."""
     return sign(secret, token_claims(sub=sub, scopes=scopes, sites=sites, ttl_s=ttl_s,
-                                     now_s=now_s, plan=plan))
+                                     now_s=now_s, plan=plan, env=env))
 
 
 def verify_token(secret: str, token: str) -> Principal:
@@ -147,11 +166,15 @@ def verify_token(secret: str, token: str) -> Principal:
         sites = frozenset(raw_sites)
     else:
         raise Unauthenticated("invalid access token: sites must be \"*\" or a list of ids")
+    env = claims.get("env", LIVE_ENV)
+    if env not in ENVIRONMENTS:
+        raise Unauthenticated('invalid access token: env must be "live" or "test"')
     key = str(claims.get("jti") or hashlib.sha256(token.encode()).hexdigest()[:32])
     plan = claims.get("plan")
     return Principal(
         sub=str(claims["sub"]), scopes=frozenset(scopes), sites=sites,
         plan=plan if isinstance(plan, str) else None, key=key, expires_at=float(claims["exp"]),
+        sandbox=env == TEST_ENV,
     )
 
 

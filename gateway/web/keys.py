@@ -38,8 +38,8 @@ def site_for(request: web.Request, scope: str) -> Site:
     who.require(scope)
     raw = request.match_info["site_id"]
     site_id = int(raw)
-    who.require_site(site_id)
     site = request.app[SITES].get(site_id)
+    who.require_site(site_id, sandbox=site is not None and site.config.sandbox)
     if site is None:
         raise NotFound(f"energy site {site_id} not found")
     return site

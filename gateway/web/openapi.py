@@ -16,15 +16,19 @@ from pydantic.json_schema import models_json_schema
 from gateway.core.history import PERIODS
 from gateway.web.errors import ErrorEnvelope
 from gateway.web.handlers.commands import COMMANDS
+from gateway.web.handlers.storm import RaiseStormAlertBody
 from gateway.web.renderers.models import (
     BackupHistoryResponse,
     ChargeHistoryResponse,
     EnergyHistoryResponse,
+    GatewayStatusResponse,
     Health,
     LiveStatusResponse,
     ProductsResponse,
     SiteInfoResponse,
+    StormStatusResponse,
 )
+from gateway.web.renderers.plan import PlanResponse
 from gateway.web.renderers.sites import VERSION
 
 REF_TEMPLATE: Final = "#/components/schemas/{model}"
@@ -37,6 +41,9 @@ READ_RESPONSES: Final[dict[str, tuple[type[BaseModel], ...]]] = {
     "site_info": (SiteInfoResponse,),
     "calendar_history": (EnergyHistoryResponse, BackupHistoryResponse),
     "telemetry_history": (ChargeHistoryResponse,),
+    "storm_alert": (StormStatusResponse,),
+    "gateway_status": (GatewayStatusResponse,),
+    "plan": (PlanResponse,),
 }
 
 
@@ -72,6 +79,7 @@ def component_schemas() -> dict[str, Any]:
         if (model, "serialization") not in keys:
             keys.append((model, "serialization"))
     keys += [(c.model, "validation") for c in COMMANDS]
+    keys.append((RaiseStormAlertBody, "validation"))
     by_key, document = models_json_schema(keys, ref_template=REF_TEMPLATE)
     schemas: dict[str, Any] = document.get("$defs", {})
     for model, mode in keys:  # each model is its own component, named after its class
@@ -167,6 +175,32 @@ def build_openapi() -> dict[str, Any]:
                 *_WINDOW,
             ],
             "responses": {**_ok("telemetry_history", "charge sessions"), **read_errors}}},
+        "/api/1/energy_sites/{site_id}/gateway_status": {"get": {
+            "operationId": "gateway_status",
+            "summary": "Devices, alerts and recent commands (the status page at /ui)",
+            "parameters": [
+                _SITE_ID,
+                _query("journal_limit", {"type": "integer", "minimum": 0, "maximum": 100}),
+            ],
+            "responses": {**_ok("gateway_status", "devices, alerts, journal"), **read_errors}}},
+        "/api/1/energy_sites/{site_id}/plan": {"get": {
+            "operationId": "plan", "summary": "The autonomous planner's plan (not a Fleet path)",
+            "parameters": [_SITE_ID],
+            "responses": {**_ok("plan", "the plan"), **_errors(401, 403, 404, 429)}}},
+    }
+    storm_ok = _ok("storm_alert", "the site's storm alerts and sources")
+    paths["/api/1/energy_sites/{site_id}/storm_alert"] = {
+        "get": {"operationId": "storm_alert", "parameters": [_SITE_ID],
+                "summary": "Storm watch: active alerts and sources (not Fleet)",
+                "responses": {**storm_ok, **_errors(401, 403, 404, 429)}},
+        "post": {"operationId": "raise_storm_alert", "parameters": [_SITE_ID],
+                 "summary": "Raise the admin storm alert (scope storm_admin; not Fleet)",
+                 "requestBody": {"required": True, "content": {
+                     "application/json": {"schema": ref(RaiseStormAlertBody)}}},
+                 "responses": {**storm_ok, **_errors(400, 401, 403, 404, 415, 429)}},
+        "delete": {"operationId": "clear_storm_alert", "parameters": [_SITE_ID],
+                   "summary": "Clear the admin storm alert (scope storm_admin; not Fleet)",
+                   "responses": {**storm_ok, **_errors(401, 403, 404, 429)}},
     }
     for command in COMMANDS:
         name = command.name

@@ -128,6 +128,8 @@ class MqttBatteryDevice:
                 self.host,
                 self.port,
                 identifier=self.client_id,
+                username=self.config.broker_username,
+                password=self.config.broker_password,
                 will=aiomqtt.Will(availability_topic(base), NOT_AVAILABLE, qos=1, retain=True),
                 timeout=_CONNECT_TIMEOUT_S,
             )

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import aiomqtt
 import structlog
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
+from amqtt.plugins.base import BaseAuthPlugin
+from amqtt.session import Session
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -104,12 +108,30 @@ class ClosingBroker(Broker):  # type: ignore[misc]  # amqtt ships no type inform
             writer.close()  # a second close of a closed writer is a no-op
 
 
-def broker_config(host: str, port: int) -> dict[str, Any]:
-    """A quiet amqtt broker config: one TCP listener, anonymous access, no $SYS or packet logging."""
-    return {
-        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-    }
+class LoginAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no type hints
+    """amqtt authentication accepting one username and password (a secured GX broker)."""
+
+    async def authenticate(self, *, session: Session) -> bool:
+        """True only for the configured login."""
+        config = cast("LoginAuthPlugin.Config", self.config)
+        return (session.username == config.username
+                and hmac.compare_digest((session.password or "").encode(), config.password.encode()))
+
+    @dataclass
+    class Config:
+        """The one accepted login."""
+
+        username: str = ""
+        password: str = ""
+
+
+def broker_config(host: str, port: int, login: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A quiet amqtt broker config: one TCP listener, no $SYS or packet logging; anonymous access,
+    or only ``login`` (username, password) when given."""
+    auth: dict[str, Any] = (
+        {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}} if login is None
+        else {f"{__name__}.LoginAuthPlugin": {"username": login[0], "password": login[1]}})
+    return {"listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}}, "plugins": auth}
 
 
 def broker_port(broker: Broker) -> int:
@@ -170,6 +192,8 @@ class VictronGxDevice(FrontedFaults):
             raise ValueError("change_interval_s must be > 0")
         self.id = config.id
         self.config = config
+        self._login = (None if config.broker_username is None
+                       else (config.broker_username, config.broker_password or ""))
         self.host = config.host
         self.port = config.port
         self.unit_id = 0
@@ -260,7 +284,7 @@ class VictronGxDevice(FrontedFaults):
         self._disconnected = asyncio.Event()
         self._batch = asyncio.Lock()
         try:
-            broker = ClosingBroker(broker_config(self.host, self.port))
+            broker = ClosingBroker(broker_config(self.host, self.port, self._login))
             await broker.start()
             self._broker = broker
             self.port = broker_port(broker)
@@ -314,7 +338,7 @@ class VictronGxDevice(FrontedFaults):
         async with asyncio.timeout(_RESTART_TIMEOUT_S):
             await self._disconnected.wait()
             while True:
-                fresh = ClosingBroker(broker_config(self.host, self.port))
+                fresh = ClosingBroker(broker_config(self.host, self.port, self._login))
                 try:
                     await fresh.start()
                 except BrokerError:
@@ -344,7 +368,8 @@ class VictronGxDevice(FrontedFaults):
         portal = self.portal_id
         while True:
             client = aiomqtt.Client(
-                self.host, self.port, identifier=self._client_id, timeout=_CONNECT_TIMEOUT_S
+                self.host, self.port, identifier=self._client_id, timeout=_CONNECT_TIMEOUT_S,
+                username=self.config.broker_username, password=self.config.broker_password,
             )
             try:
                 async with client:

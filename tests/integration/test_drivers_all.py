@@ -22,16 +22,19 @@ from drivers.base import (
     holds,
 )
 from drivers.errors import DeviceUnreachable
+from drivers.profile.catalog import PROFILES
 from drivers.registry import DRIVERS
 from drivers.transport import ModbusPool, MqttPool, Transports
 from simulator import (
     DeviceConfig,
     Endpoint,
     HomeConfig,
+    HuaweiSun2000Config,
     MqttBatteryConfig,
     SimDeviceConfig,
     Simulator,
     SimulatorConfig,
+    SungrowShConfig,
     VictronGxConfig,
 )
 from simulator.physics import HomeTruth
@@ -71,6 +74,13 @@ def _mqtt_battery_options(ep: Endpoint) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _profile_options(profile: str, **extra: Any) -> Callable[[Endpoint], dict[str, Any]]:
+    return lambda ep: {"profile": profile, "host": ep.host, "port": ep.port, "unit_id": ep.unit_id,
+                       **extra}
+
+
+#: The twin of every driver, keyed by case: the driver's type, and for the profile driver
+#: ``profile:<family>`` (one case per bundled profile).
 TWINS: dict[str, Twin] = {
     "sunspec": Twin(
         device=lambda _: SimDeviceConfig(id="device", kind="sunspec"),
@@ -87,7 +97,22 @@ TWINS: dict[str, Twin] = {
         options=_mqtt_battery_options,
         needs_broker=True,
     ),
+    "profile:sungrow_sh_rt": Twin(
+        device=lambda _: SungrowShConfig(id="device", kind="sungrow_sh", answer_delay_s=0),
+        options=_profile_options("sungrow_sh_rt"),
+    ),
+    "profile:huawei_sun2000": Twin(
+        device=lambda _: HuaweiSun2000Config(
+            id="device", kind="huawei_sun2000", settle_s=0.05, answer_delay_s=0.002
+        ),
+        options=_profile_options("huawei_sun2000", settle_s=0.05),
+    ),
 }
+
+
+def driver_type(case: str) -> str:
+    """The registry type of a twin case (``profile:<family>`` -> ``profile``)."""
+    return case.split(":", 1)[0]
 
 
 def free_port() -> int:
@@ -106,9 +131,10 @@ async def transports() -> AsyncIterator[Transports]:
 
 
 @contextlib.asynccontextmanager
-async def twin_of(kind: str, transports: Transports) -> AsyncIterator[tuple[Simulator, Driver]]:
-    """The simulated twin of ``kind`` (physics frozen) and a driver pointed at it, closed after."""
-    twin = TWINS[kind]
+async def twin_of(case: str, transports: Transports) -> AsyncIterator[tuple[Simulator, Driver]]:
+    """The simulated twin of ``case`` (physics frozen) and a driver pointed at it, closed after."""
+    twin = TWINS[case]
+    kind = driver_type(case)
     async with contextlib.AsyncExitStack() as stack:
         broker_port = (await stack.enter_async_context(mqtt_broker())).port if twin.needs_broker else 0
         config = SimulatorConfig(
@@ -160,12 +186,16 @@ def truth_misses(truth: HomeTruth, wanted: Setpoints, capabilities: frozenset[Ca
     return {c.value for c, ok in held.items() if c in capabilities and not ok}
 
 
-@pytest.mark.parametrize("kind", sorted(DRIVERS))
+def test_every_driver_and_profile_has_a_twin() -> None:
+    assert {driver_type(case) for case in TWINS} == set(DRIVERS)
+    assert {case.split(":", 1)[1] for case in TWINS if driver_type(case) == "profile"} == set(PROFILES)
+
+
+@pytest.mark.parametrize("kind", sorted(TWINS))
 async def test_every_driver_has_a_simulated_twin(kind: str, transports: Transports) -> None:
     # The contract the gateway relies on, end to end: connect -> read -> apply -> read_back ->
     # holds, with setpoints derived from what the driver says it honours; the twin's truth (its
     # firmware, not the driver's echo) must move to them.
-    assert set(DRIVERS) == set(TWINS)
     async with twin_of(kind, transports) as (sim, driver):
         await driver.connect()
         await driver.read()
@@ -180,7 +210,7 @@ async def test_every_driver_has_a_simulated_twin(kind: str, transports: Transpor
     assert missed_after == set()
 
 
-@pytest.mark.parametrize("kind", sorted(DRIVERS))
+@pytest.mark.parametrize("kind", sorted(TWINS))
 async def test_driver_reads_its_twin(kind: str, transports: Transports) -> None:
     async with twin_of(kind, transports) as (_, driver):
         info = await driver.connect()
@@ -201,9 +231,9 @@ async def test_driver_reads_its_twin(kind: str, transports: Transports) -> None:
             assert value is not None, capability
 
 
-@pytest.mark.parametrize("kind", sorted(DRIVERS))
+@pytest.mark.parametrize("kind", sorted(TWINS))
 async def test_driver_without_its_device_is_unreachable(kind: str, transports: Transports) -> None:
-    cls = DRIVERS[kind]
+    cls = DRIVERS[driver_type(kind)]
     ep = Endpoint(host="127.0.0.1", port=free_port(), unit_id=1, kind=kind)
     driver = cls(kind, cls.options_model.model_validate(TWINS[kind].options(ep)), transports)
     try:

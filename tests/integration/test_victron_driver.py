@@ -346,3 +346,17 @@ async def test_broker_restart_reconnects_resubscribes_and_confirms(
     assert (truth.reserve_pct, truth.grid_charging) == (45, True)
     assert truth.export_limit_w == pytest.approx(1500)
     assert (await driver.read()).soc_pct is not None
+
+
+async def test_a_secured_gx_broker_wants_the_login(transports: Transports) -> None:
+    """Venus OS's secured profile refuses anonymous clients (issue 14, item 5)."""
+    config = sim_config(broker_username="venus", broker_password="gx-pass-0451")
+    async with Simulator(config) as secured:
+        async with victron(secured, transports, connect_timeout_s=1.0) as anonymous:
+            with pytest.raises(DeviceUnreachable, match="refused the login of anonymous client"):
+                await anonymous.connect()
+        async with victron(secured, transports, username="venus", password="gx-pass-0451") as gx:
+            info = await gx.connect()
+            assert info.serial_number == "c0619ab1f00d"
+            reading = await gx.read()
+            assert reading.soc_pct == pytest.approx(secured.homes["home-x"].truth().soc_pct, abs=1)

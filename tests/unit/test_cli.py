@@ -239,9 +239,10 @@ def test_token_issue_list_revoke(tmp_path: Path, capsys: pytest.CaptureFixture[s
                                                                                43_200)
     assert cli.main(["token", "list", "--config", path]) == 0
     listing = capsys.readouterr().out.splitlines()
-    assert listing[0].split() == ["jti", "sub", "scopes", "sites", "plan", "expires", "status"]
-    assert listing[1].split()[:5] == [claims["jti"], "home-assistant", "energy_device_data",
-                                      "1002", "small"]
+    assert listing[0].split() == ["jti", "sub", "env", "scopes", "sites", "plan", "expires",
+                                  "status"]
+    assert listing[1].split()[:6] == [claims["jti"], "home-assistant", "live",
+                                      "energy_device_data", "1002", "small"]
     assert listing[1].endswith("active")
     assert token.strip() not in (tmp_path / "data" / tokens.DB_NAME).read_bytes().decode(
         errors="replace")

@@ -140,6 +140,7 @@ CASES: list[Case] = [
     # storm mode: enabled + alert = backup, whatever the mode
     ("storm-self", BASE, HOME, None, PEAK, STORM, sp(100, True)),
     ("storm-autonomous-peak", AUTO, HOME, PGE, PEAK, STORM, sp(100, True)),
+    # storm watch charges from the grid even where grid charging is off (docs/api.md)
     (
         "storm-autonomous-cheap",
         s(AUTO, grid_charging_allowed=False),
@@ -147,8 +148,12 @@ CASES: list[Case] = [
         PGE,
         CHEAP,
         STORM,
-        sp(100, False),
+        sp(100, True),
     ),
+    ("storm-self-no-grid-charging", s(grid_charging_allowed=False), HOME, None, PEAK, STORM,
+     sp(100, True)),
+    ("storm-backup-no-grid-charging", s(operation_mode="backup", grid_charging_allowed=False),
+     HOME, None, PEAK, STORM, sp(100, True)),
     ("storm-disabled", s(storm_mode_enabled=False), HOME, None, PEAK, STORM, sp(20, False)),
     ("storm-enabled-no-alert", BASE, HOME, None, PEAK, NO_ALERTS, sp(20, False)),
     # autonomous without a tariff, or on a flat one: self-consumption

@@ -11,7 +11,7 @@ from drivers.registry import DRIVERS
 
 
 def test_registry_names_the_device_families() -> None:
-    assert sorted(DRIVERS) == ["mqtt_battery", "sunspec", "victron_gx"]
+    assert sorted(DRIVERS) == ["mqtt_battery", "profile", "sunspec", "victron_gx"]
 
 
 #: The least each device type needs to be a valid configuration.
@@ -19,6 +19,7 @@ MINIMAL_OPTIONS: dict[str, dict[str, Any]] = {
     "sunspec": {"host": "127.0.0.1"},
     "victron_gx": {"host": "127.0.0.1"},
     "mqtt_battery": {"host": "127.0.0.1", "points": {"grid_w": {"state_topic": "meter/grid"}}},
+    "profile": {"profile": "sungrow_sh_rt", "host": "127.0.0.1"},
 }
 
 

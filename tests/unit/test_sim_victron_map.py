@@ -82,7 +82,8 @@ def test_example_config_still_validates() -> None:
     root = Path(__file__).resolve().parents[2]
     doc = yaml.safe_load((root / "config.example.yaml").read_text())
     cfg = load_simulator_config(doc["simulator"])
-    assert all(d.kind in {"sunspec", "victron_gx", "mqtt_battery"} for h in cfg.homes for d in h.devices)
+    kinds = {"sunspec", "victron_gx", "mqtt_battery", "ocpp_charger"}
+    assert all(d.kind in kinds for h in cfg.homes for d in h.devices)
 
 
 # --- values --------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from drivers.errors import DeviceRejected, DeviceUnreachable
 from drivers.errors import NotConfirmed as DriverNotConfirmed
 from gateway.core.errors import DeviceFailed, NotConfirmed, SiteOffline, Unavailable
 from gateway.core.settings import SiteSettings
+from gateway.core.storm import StormAlert
 from gateway.runtime.clock import InProcessClock
 from gateway.runtime.devices import DeviceState
 from gateway.runtime.poller import DevicePoller
@@ -309,7 +310,7 @@ async def test_a_policy_change_is_not_drift(store: SiteStore) -> None:
     site, states = make_site(store, driver)
     await poll(states[0])
     await site.reconcile("start")
-    site.admin_storm_alert = True  # backup behaviour: 100 % reserve
+    await site.storm.update("admin", (StormAlert(event="Tornado Warning", source="admin"),))
     assert await site.reconcile("alert")
     assert driver.holding.reserve_pct == 100
     assert site.drift_count == 0

@@ -103,7 +103,9 @@ def _new_rows(path: Path) -> OldRows:
         settings=dump(path, "SELECT * FROM site_settings"),
         journal=dump(path, "SELECT * FROM command_journal"),
         identities=dump(path, "SELECT * FROM device_identity"),
-        tokens=dump(path, "SELECT * FROM issued_tokens"),
+        # the columns the old layout had (a later migration added env, 'live' for these)
+        tokens=dump(path, "SELECT jti, sub, scopes, sites, plan, issued_at, expires_at, "
+                          "revoked_at FROM issued_tokens"),
         buckets=dump(path, f"SELECT site_id, start, {_FLOWS} FROM energy_5min"),  # noqa: S608
         hours=dump(path, f"SELECT site_id, hour, {_FLOWS} FROM energy_1h"),  # noqa: S608
         outages=dump(path, "SELECT site_id, started_at, ended_at FROM outages"),
@@ -126,7 +128,7 @@ async def test_the_two_file_layout_is_migrated_into_one_file_and_nothing_is_lost
     assert (len(old.buckets) > 600, len(old.outages), len(old.journal)) == (True, 4, 4)
 
     async with Storage.in_data_dir(data) as storage:
-        # from the old gateway.sqlite3's version 2
+        # from the old gateway.sqlite3's version 2 to the current one
         assert storage.migrated == list(range(3, SCHEMA_VERSION + 1))
         assert storage.taken_in is not None
         assert (storage.taken_in.buckets, storage.taken_in.outages) == (len(old.buckets), 4)

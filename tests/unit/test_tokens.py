@@ -59,7 +59,7 @@ def test_the_registry_never_holds_a_token_or_signature(tmp_path: Path) -> None:
         columns = [r[1] for r in db.execute("PRAGMA table_info(issued_tokens)")]
     db.close()
     assert columns == ["jti", "sub", "scopes", "sites", "plan", "issued_at", "expires_at",
-                       "revoked_at"]
+                       "revoked_at", "env"]
 
 
 def test_reading_an_absent_registry_creates_nothing(tmp_path: Path) -> None:

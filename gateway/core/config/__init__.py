@@ -5,6 +5,7 @@ the deprecated flat form of driver options); ``checks.py`` what a configuration 
 also satisfy.
 """
 
+from gateway.core.config.chargers import ChargePointConfig, OcppSection
 from gateway.core.config.checks import (
     BOUNDS_S,
     DRIVER_BOUNDS_S,
@@ -45,6 +46,7 @@ from gateway.core.config.models import (
     SiteConfig,
     host_problem,
 )
+from gateway.core.config.northbound import MqttNorthbound
 
 __all__ = [
     "BOUNDS_S",
@@ -56,6 +58,7 @@ __all__ = [
     "MIN_SECRET_BYTES",
     "PUBLISHED_SECRETS",
     "SECRET_FIX",
+    "ChargePointConfig",
     "ClockSection",
     "Config",
     "ConfigError",
@@ -65,6 +68,8 @@ __all__ = [
     "Listener",
     "LoadedConfig",
     "Loc",
+    "MqttNorthbound",
+    "OcppSection",
     "Plan",
     "Problem",
     "Purpose",

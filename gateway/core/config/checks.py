@@ -21,6 +21,7 @@ from gateway.core.config.models import (
     Loc,
     Problem,
 )
+from gateway.core.config.storm import NWS_URL, NwsSource
 
 # ---- deployment checks: what `serve`, `demo` and `check-config` refuse -------------------------
 # The models accept what tests need (port 0 for an ephemeral port, sub-second intervals); these
@@ -97,6 +98,12 @@ def _port_problems(config: Config, others: Sequence[Listener]) -> list[Problem]:
         problems.append(Problem(("gateway", "port"), "0 picks a random free port no client can "
                                                      "find; choose a port from 1 to 65535"))
     gateway_side = [Listener(("gateway", "port"), gw.host, gw.port)] if gw.port else []
+    if gw.ocpp is not None:
+        if gw.ocpp.port == 0:
+            problems.append(Problem(("gateway", "ocpp", "port"), "0 picks a random free port no "
+                                    "charge point can find; choose a port from 1 to 65535"))
+        else:
+            gateway_side.append(Listener(("gateway", "ocpp", "port"), gw.ocpp.host, gw.ocpp.port))
     for s, site in enumerate(config.sites):
         for d, dev in enumerate(site.devices):
             key: Loc = ("sites", s, "devices", d, "proxy_port")
@@ -153,6 +160,30 @@ def _bound_problems(config: Config) -> list[Problem]:
     return problems
 
 
+#: api.weather.gov asks clients to poll no more often than this (its alerts update about as often).
+NWS_MIN_POLL_S = 30.0
+
+
+def _storm_problems(config: Config) -> list[Problem]:
+    """The real NWS API's terms: a contact in the User-Agent, no faster polling than 30 s."""
+    problems: list[Problem] = []
+    default_agent = NwsSource.model_fields["user_agent"].default
+    for s, site in enumerate(config.sites):
+        nws = site.storm_watch.nws
+        if nws is None or nws.base_url != NWS_URL:
+            continue
+        key: Loc = ("sites", s, "storm_watch", "nws")
+        if nws.poll_interval_s < NWS_MIN_POLL_S:
+            problems.append(Problem((*key, "poll_interval_s"),
+                                    f"{_fmt_s(nws.poll_interval_s)} s is faster than "
+                                    f"api.weather.gov allows (once every {_fmt_s(NWS_MIN_POLL_S)} s)"))
+        if nws.user_agent == default_agent:
+            problems.append(Problem((*key, "user_agent"),
+                                    "api.weather.gov asks for a contact in the User-Agent, e.g. "
+                                    "\"energy-gateway (you@example.com)\"", "warning"))
+    return problems
+
+
 def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | None,
                         others: Sequence[Listener] = ()) -> list[Problem]:
     """What stops ``config`` from running for ``purpose``: errors, and warnings worth a word.
@@ -177,7 +208,32 @@ def deployment_problems(config: Config, *, purpose: Purpose, env_secret: str | N
         problems.append(Problem(("gateway", "clock", "source"),
                                 f"the gateway follows the simulator clock at "
                                 f"{config.gateway.clock.url}: {where}", "warning"))
-    return problems + _port_problems(config, others) + _bound_problems(config)
+    return problems + _port_problems(config, others) + _bound_problems(config) \
+        + _charger_problems(config) + _storm_problems(config)
+
+
+def _charger_problems(config: Config) -> list[Problem]:
+    """Chargers configured without a central system, or open to a network without a password."""
+    ocpp = config.gateway.ocpp
+    problems: list[Problem] = []
+    for s, site in enumerate(config.sites):
+        for c, charger in enumerate(site.chargers):
+            key: Loc = ("sites", s, "chargers", c)
+            if ocpp is None:
+                problems.append(Problem(key, "no gateway.ocpp section: no central system runs, "
+                                             "this charge point cannot connect", "warning"))
+            elif charger.password is None and not _loopback(ocpp.host):
+                problems.append(Problem((*key, "id"), f"{charger.id!r} has no password and "
+                                        f"gateway.ocpp.host {ocpp.host!r} is not loopback: anyone "
+                                        "who knows the id can connect as it", "warning"))
+    return problems
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def locate(problems: Sequence[Problem], text: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from gateway.core.config.models import (
     Loc,
     Problem,
 )
+from gateway.core.config.paths import anchored
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -272,7 +274,14 @@ def read_config(path: str | os.PathLike[str]) -> LoadedConfig:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError([f"cannot read: {reason}"], str(p)) from None
-    return parse(text, str(p))
+    loaded = parse(text, str(p))
+    section = loaded.config.gateway
+    data_dir = anchored(section.data_dir, p.parent.absolute())
+    if data_dir == section.data_dir:
+        return loaded
+    config = loaded.config.model_copy(
+        update={"gateway": section.model_copy(update={"data_dir": data_dir})})
+    return dataclasses.replace(loaded, config=config)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -23,6 +23,11 @@ from pydantic import (
 )
 
 from drivers.options import DRIVER_OPTIONS
+from gateway.core.config.chargers import ChargePointConfig, OcppSection
+from gateway.core.config.northbound import MqttNorthbound
+from gateway.core.config.paths import default_data_dir
+from gateway.core.config.planner import PlannerConfig
+from gateway.core.config.storm import StormWatch
 
 # Known once, at import: validating a zone by loading it would read tz files, and configs are
 # also parsed inside a running event loop (tests, reloads), where blocking I/O is a bug.
@@ -137,7 +142,9 @@ class ClockSection(_Strict):
 class GatewaySection(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    data_dir: Path = Path("data")
+    # Default: the state directory (config/paths.py); a relative value in a file is taken
+    # relative to the file (loading.py::read_config), never to the working directory.
+    data_dir: Path = Field(default_factory=default_data_dir)
     jwt_secret: str | None = Field(None, min_length=32)  # RFC 7518: >= 256 bits for HS256
     rate_limits: RateLimits = RateLimits()
     command_timeout_s: float = Field(5.0, gt=0)
@@ -145,6 +152,7 @@ class GatewaySection(_Strict):
     reconcile_interval_s: float = Field(30.0, gt=0)
     journal_retention_days: int = Field(90, ge=1, le=36500)  # command journal entries kept
     clock: ClockSection = ClockSection()
+    ocpp: OcppSection | None = None  # the OCPP central system for chargers (None: not started)
 
     check_hosts = field_validator("host", "proxy_host")(_valid_host)
 
@@ -253,7 +261,17 @@ class SiteConfig(_Strict):
     # site_info as max/min_site_meter_power_ac; unknown unless configured (docs/api.md "site_info").
     max_site_meter_power_w: int | None = Field(None, ge=0)
     min_site_meter_power_w: int | None = Field(None, le=0)
+    # The site's position (WGS84 degrees): where the storm watch asks for alerts, and the
+    # planner's clear-sky PV model.
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    storm_watch: StormWatch = StormWatch()
+    # A test-mode site: only `token issue --env test` tokens reach it, and `serve` runs the
+    # simulator devices its devices name (docs/api.md "Sandbox sites").
+    sandbox: bool = False
+    planner: PlannerConfig = PlannerConfig()
     devices: list[DeviceConfig] = Field(min_length=1)
+    chargers: list[ChargePointConfig] = Field(default_factory=list, max_length=64)  # OCPP
 
     @field_validator("time_zone")
     @classmethod
@@ -268,6 +286,16 @@ class SiteConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate device names: {', '.join(dupes)}")
+        if self.storm_watch.nws is not None and (self.latitude is None or self.longitude is None):
+            raise ValueError("storm_watch.nws needs the site's latitude and longitude")
+        return self
+
+    @model_validator(mode="after")
+    def _sandbox_is_simulated(self) -> SiteConfig:
+        real = [d.name for d in self.devices if d.simulated is None]
+        if self.sandbox and real:
+            raise ValueError(f"a sandbox site is served by the built-in simulator: give every "
+                             f"device simulated: HOME/DEVICE (missing on {', '.join(real)})")
         return self
 
 
@@ -303,9 +331,11 @@ class UplinkSection(MqttLink):
 class Config(_Strict):
     """The gateway's configuration (a file's ``simulator:`` section is not part of it)."""
 
-    gateway: GatewaySection = GatewaySection()
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
     sites: list[SiteConfig] = Field(min_length=1)
     uplink: UplinkSection | None = None
+    # Home Assistant discovery on an MQTT broker (docs/home-assistant.md); none by default.
+    mqtt_northbound: MqttNorthbound | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -320,6 +350,10 @@ class Config(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate energy_site_id: {', '.join(map(str, dupes))}")
+        cps = [c.id for s in self.sites for c in s.chargers]
+        twice = sorted({i for i in cps if cps.count(i) > 1})
+        if twice:
+            raise ValueError(f"charge point id on more than one site or twice: {', '.join(twice)}")
         return self
 
     def jwt_secret(self) -> str:

@@ -125,7 +125,60 @@ def _v5_meta(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
 
 
-def _v6_uplink(db: sqlite3.Connection) -> None:
+def _v6_token_env(db: sqlite3.Connection) -> None:
+    """Which environment an issued token is for: live (every token before) or test (sandbox)."""
+    db.execute("ALTER TABLE issued_tokens ADD COLUMN env TEXT NOT NULL DEFAULT 'live'")
+def _v7_charge_sessions(db: sqlite3.Connection) -> None:
+    """OCPP transactions of the sites' chargers: open ones (no ``stopped_at``) and finished
+    sessions; ``id`` is the transactionId the central system hands out (never reused)."""
+    _script(db, """
+        CREATE TABLE charge_sessions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            site_id TEXT NOT NULL,
+            charge_point_id TEXT NOT NULL,
+            connector_id INTEGER NOT NULL,
+            id_tag TEXT NOT NULL,
+            stamped_start TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            meter_start_wh REAL NOT NULL,
+            stopped_at REAL,
+            meter_stop_wh REAL,
+            stop_reason TEXT
+        );
+        CREATE UNIQUE INDEX charge_sessions_replay
+            ON charge_sessions (charge_point_id, connector_id, stamped_start, meter_start_wh);
+        CREATE INDEX charge_sessions_site_start ON charge_sessions (site_id, started_at)
+    """)
+
+
+def _v8_storm_watch(db: sqlite3.Connection) -> None:
+    """Storm watch: each alert source's latest alerts per site (a restart mid-storm keeps them),
+    and the episodes storm mode was active (the backup history shows them with outages)."""
+    _script(db, """
+        CREATE TABLE storm_sources (
+            site_id INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            alerts TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (site_id, source)
+        ) WITHOUT ROWID;
+        CREATE TABLE storm_episodes (
+            id INTEGER PRIMARY KEY,
+            site_id INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL,
+            event TEXT NOT NULL,
+            source TEXT NOT NULL,
+            alert_onset REAL,
+            alert_ends REAL
+        );
+        CREATE INDEX storm_episodes_by_start ON storm_episodes (site_id, started_at);
+        CREATE UNIQUE INDEX storm_episodes_one_open ON storm_episodes (site_id)
+            WHERE ended_at IS NULL
+    """)
+
+
+def _v9_uplink(db: sqlite3.Connection) -> None:
     """The uplink's memory: command ids it has seen (and their outcome), history sent per site."""
     _script(db, """
         CREATE TABLE uplink_commands (
@@ -152,7 +205,10 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v3_issued_tokens,
     _v4_history,
     _v5_meta,
-    _v6_uplink,
+    _v6_token_env,
+    _v7_charge_sessions,
+    _v8_storm_watch,
+    _v9_uplink,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -22,7 +22,7 @@ __all__ = ["DB_NAME", "REFRESH_S", "IssuedToken", "TokenRegistry", "record", "re
 
 T = TypeVar("T")
 REFRESH_S: Final = 2.0  # how soon a running gateway honours `token revoke`
-_COLUMNS: Final = "jti, sub, scopes, sites, plan, issued_at, expires_at, revoked_at"
+_COLUMNS: Final = "jti, sub, scopes, sites, plan, issued_at, expires_at, revoked_at, env"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,7 @@ class IssuedToken:
     issued_at: int  # unix seconds
     expires_at: int
     revoked_at: int | None = None
+    env: str = "live"  # or "test": a sandbox token (docs/api.md "Sandbox sites")
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> IssuedToken:
@@ -44,15 +45,17 @@ class IssuedToken:
         sites = claims["sites"]
         return cls(jti=str(claims["jti"]), sub=str(claims["sub"]), scopes=tuple(claims["scp"]),
                    sites=None if sites == "*" else tuple(sites), plan=claims.get("plan"),
-                   issued_at=int(claims["iat"]), expires_at=int(claims["exp"]))
+                   issued_at=int(claims["iat"]), expires_at=int(claims["exp"]),
+                   env=str(claims.get("env", "live")))
 
 
 def _row(row: tuple[Any, ...]) -> IssuedToken:
-    jti, sub, scopes, sites, plan, issued_at, expires_at, revoked_at = row
+    jti, sub, scopes, sites, plan, issued_at, expires_at, revoked_at, env = row
     site_list = orjson.loads(sites)
     return IssuedToken(jti=jti, sub=sub, scopes=tuple(orjson.loads(scopes)),
                        sites=None if site_list == "*" else tuple(site_list), plan=plan,
-                       issued_at=issued_at, expires_at=expires_at, revoked_at=revoked_at)
+                       issued_at=issued_at, expires_at=expires_at, revoked_at=revoked_at,
+                       env=env)
 
 
 class TokenRegistry:
@@ -65,11 +68,12 @@ class TokenRegistry:
         """Remember an issued token."""
         sites = "*" if token.sites is None else list(token.sites)
         args = (token.jti, token.sub, orjson.dumps(list(token.scopes)).decode(),
-                orjson.dumps(sites).decode(), token.plan, token.issued_at, token.expires_at)
+                orjson.dumps(sites).decode(), token.plan, token.issued_at, token.expires_at,
+                token.env)
 
         def insert(db: sqlite3.Connection) -> None:
             db.execute(f"INSERT INTO issued_tokens ({_COLUMNS}) "  # noqa: S608 - constant columns
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, NULL)", args)
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)", args)
 
         await self._storage.write(insert)
 

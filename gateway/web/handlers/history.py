@@ -36,8 +36,9 @@ async def calendar_history(request: web.Request) -> web.Response:
                 response=energy_body(plan, sums, site.tz)))
         if kind == "backup":
             events, window = await service.backup(site, query)
+            storm = await site.storm.episodes(window.start, window.end)
             return await _answer(lambda: BackupHistoryResponse.model_construct(
-                response=backup_response(events, window)))
+                response=backup_response(events, window, storm=storm)))
     except HistoryQueryError as exc:
         raise InvalidField(f"{exc.field}: {exc.message}") from None
     raise InvalidField(f"kind: must be 'energy' or 'backup' (got {kind!r})")
@@ -66,5 +67,8 @@ async def telemetry_history(request: web.Request) -> web.Response:
         except HistoryQueryError as exc:
             raise InvalidField(f"{exc.field}: {exc.message}") from None
         bounds.append(parsed)
-    sessions = request.app[HISTORY].charge(site, bounds[0], bounds[1])
+    try:
+        sessions = await request.app[HISTORY].charge(site, bounds[0], bounds[1])
+    except HistoryQueryError as exc:
+        raise InvalidField(f"{exc.field}: {exc.message}") from None
     return ok(ChargeHistoryResponse.model_construct(response=charge_response(sessions)))

@@ -20,7 +20,8 @@ async def products(request: web.Request) -> web.Response:
     """Every energy site the token can reach."""
     who = principal(request)
     who.require(READ_SCOPE)
-    entries = [products_entry(s) for s in request.app[SITES].values() if who.can_reach(s.id)]
+    entries = [products_entry(s) for s in request.app[SITES].values()
+               if who.reaches(s.id, sandbox=s.config.sandbox)]
     return ok(ProductsResponse.model_construct(response=entries, count=len(entries)))
 
 

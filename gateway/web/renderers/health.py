@@ -9,7 +9,15 @@ from drivers.base import Quality
 from gateway.runtime.clock import ClockStatus
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.site import Site
-from gateway.web.renderers.models import ClockHealth, DeviceHealth, Health, SiteHealth, rfc3339
+from gateway.web.renderers.models import (
+    ChargerHealth,
+    ClockHealth,
+    DeviceHealth,
+    Health,
+    SiteHealth,
+    rfc3339,
+)
+from gateway.web.renderers.storm import storm_health
 
 
 def device_health(d: DeviceView, now_mono: float) -> DeviceHealth:
@@ -46,14 +54,23 @@ def clock_health(status: ClockStatus) -> ClockHealth:
 
 def health_body(sites: Iterable[Site], now_mono: float, clock: ClockStatus | None = None) -> Health:
     """``{"status": "ok" | "degraded", "sites": {...}, "clock": {...}}``: degraded unless every
-    device is fresh and the clock source answers."""
+    device is fresh, the clock source answers and every storm alert source answers."""
     out: dict[str, SiteHealth] = {}
     degraded = clock is not None and clock.state != "ok"
     for site in sites:
         devices = {d.name: device_health(d, now_mono) for d in site.devices}
         degraded |= any(d.quality is not Quality.FRESH for d in devices.values())
+        # a charge point that is not connected leaves the status alone: chargers dial in when
+        # they like (and a configured try-out id may never)
+        chargers = {c.id: ChargerHealth.model_construct(
+            connected=c.connected, wall_connector_state=c.state,
+            last_seen=None if c.last_seen is None else rfc3339(c.last_seen, UTC,
+                                                              timespec="seconds"))
+            for c in site.chargers}
+        storm = storm_health(site)
+        degraded |= any(s.status == "failing" for s in storm.sources.values())
         out[str(site.id)] = SiteHealth.model_construct(
             name=site.config.name, devices=devices, drift_count=site.drift_count,
-            reconciliations=site.reconciles)
+            reconciliations=site.reconciles, storm_watch=storm, chargers=chargers or None)
     return Health.model_construct(status="degraded" if degraded else "ok", sites=out,
                                   clock=None if clock is None else clock_health(clock))

@@ -18,6 +18,7 @@ from gateway.core.history import (
     sum_by_entry,
     zone,
 )
+from gateway.core.storm import StormEpisode, episode_at
 from gateway.web.renderers.models import (
     BackupEvent,
     BackupHistory,
@@ -120,6 +121,7 @@ def backup_response(
     tz: str | ZoneInfo | None = None,
     *,
     max_events: int = MAX_EVENTS,
+    storm: Sequence[StormEpisode] = (),
 ) -> BackupHistory:
     """The ``calendar_history?kind=backup`` response body (inside ``response``).
 
@@ -131,18 +133,25 @@ def backup_response(
         window: from ``resolve_window``.
         tz: zone for the timestamps; defaults to ``window.tz``.
         max_events: the most outages one answer may list.
+        storm: storm-mode episodes of the window; an outage that began during one carries
+            ``storm_watch`` (which alert, from which source, since when it charged).
 
     Raises:
         HistoryQueryError: as ``outages_in``.
     """
     zone_ = window.tz if tz is None else tz if isinstance(tz, ZoneInfo) else zone(tz)
-    out: list[BackupEvent] = [
-        {
-            "timestamp": rfc3339(e.start, zone_),
-            "duration": round(e.duration_s(window.now)),
-        }
-        for e in outages_in(events, window, max_events=max_events)
-    ]
+    out: list[BackupEvent] = []
+    for e in outages_in(events, window, max_events=max_events):
+        event: BackupEvent = {"timestamp": rfc3339(e.start, zone_),
+                              "duration": round(e.duration_s(window.now))}
+        episode = episode_at(storm, e.start)
+        if episode is not None:  # the battery was being held full for this alert
+            event["storm_watch"] = {
+                "event": episode.event, "source": episode.source,
+                "since": rfc3339(episode.start, zone_),
+                "alert_ends": None if episode.alert_ends is None
+                else rfc3339(episode.alert_ends, zone_)}
+        out.append(event)
     return BackupHistory.model_construct(events=out, total_events=len(out))
 
 
@@ -150,7 +159,7 @@ def charge_response(sessions: Sequence[ChargeSession]) -> ChargeHistory:
     """The ``telemetry_history?kind=charge`` response body (inside ``response``).
 
     The same entries appear under ``charge_history`` and ``time_series``, the two keys Fleet
-    clients read (docs/api.md "History"); both are empty lists without a wall connector.
+    clients read (docs/api.md "History"); both are empty lists without a charging session.
     """
     entries: list[ChargeEntry] = [
         {

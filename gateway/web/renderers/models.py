@@ -14,13 +14,20 @@ there, ``null`` only where its type says so.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    NotRequired,  # pydantic needs this one on Python < 3.12
+    TypeVar,
+)
 
 from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, WithJsonSchema, with_config
 from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import core_schema
-from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+from typing_extensions import TypedDict
 
 from drivers.base import Quality
 from gateway.core.history import Period
@@ -157,7 +164,7 @@ class ProductsResponse(Envelope[list[ProductEntry]]):
 
 
 class WallConnectorStatus(_Body):
-    """One wall connector in ``live_status`` (none is modelled yet: the list is empty)."""
+    """One wall connector in ``live_status``: an OCPP charge point of the site (docs/chargers.md)."""
 
     din: str
     vin: str | SkipJsonSchema[None] = absent_unless_set()
@@ -235,7 +242,7 @@ class InverterComponent(_Body):
 
 
 class WallConnectorComponent(_Body):
-    """A wall connector of the site (none is modelled yet: the list is empty)."""
+    """A wall connector of the site: a configured OCPP charge point (docs/chargers.md)."""
 
     device_id: str
     din: str
@@ -364,11 +371,29 @@ class EnergyHistoryResponse(Envelope[EnergyHistory]):
 
 
 @with_config(ConfigDict(extra="forbid"))
+class StormPrecharge(TypedDict):
+    """The storm alert the battery was pre-charged for when an outage began (not a Fleet key)."""
+
+    event: str
+    source: str
+    since: Timestamp
+    alert_ends: Timestamp | None
+
+
+def _outage_keys_required(schema: JsonDict) -> None:
+    # The bodies' config (serialization defaults required) would mark storm_watch required too.
+    schema["required"] = ["timestamp", "duration"]
+
+
+@with_config(ConfigDict(json_schema_extra=_outage_keys_required))
 class BackupEvent(TypedDict):
-    """One grid outage: its local start and how long it lasted (or has lasted), in seconds."""
+    """One grid outage: its local start and how long it lasted (or has lasted), in seconds;
+    ``storm_watch`` (absent otherwise) when storm mode had been charging for an alert as the
+    outage began."""
 
     timestamp: Timestamp
     duration: int
+    storm_watch: NotRequired[StormPrecharge]
 
 
 class BackupHistory(_Body):
@@ -441,11 +466,76 @@ class DeviceHealth(_Body):
     last_error: str | None
 
 
+class StormAlertBody(_Body):
+    """One active storm alert: which, from which source, from when to when (null: not said)."""
+
+    event: str
+    source: str
+    onset: Timestamp | None
+    ends: Timestamp | None
+    id: str
+    headline: str
+    severity: str
+
+
+class StormSourceHealth(_Body):
+    """An alert source: ``unknown`` before its first answer, ``failing`` while it does not
+    answer (its alerts are kept until their ends)."""
+
+    status: Literal["unknown", "ok", "failing"]
+    failures: int
+    last_error: str | None
+    last_ok_at: Timestamp | None
+    alerts: int
+
+
+class StormWatchHealth(_Body):
+    active: bool
+    sources: dict[str, StormSourceHealth]
+
+
+class ChargerHealth(_Body):
+    """One OCPP charge point in ``/health`` (docs/chargers.md)."""
+
+    connected: bool
+    last_seen: Timestamp | None  # its last message, UTC
+    wall_connector_state: int
+
+
 class SiteHealth(_Body):
     name: str
     devices: dict[str, DeviceHealth]
     drift_count: int
     reconciliations: int
+    storm_watch: StormWatchHealth
+    chargers: dict[str, ChargerHealth] | SkipJsonSchema[None] = absent_unless_set()
+
+
+class StormEpisodeBody(_Body):
+    """A span storm mode acted: for which alert (the one ending last), from which source."""
+
+    event: str
+    source: str
+    started: Timestamp
+    ended: Timestamp | None
+    alert_onset: Timestamp | None
+    alert_ends: Timestamp | None
+
+
+class StormStatus(_Body):
+    """``GET /api/1/energy_sites/{id}/storm_alert``: what storm watch sees and does now, and the
+    last storm-mode episodes (newest first)."""
+
+    storm_mode_enabled: bool
+    storm_mode_active: bool
+    alerts: list[StormAlertBody]
+    active_since: Timestamp | None
+    sources: dict[str, StormSourceHealth]
+    episodes: list[StormEpisodeBody]
+
+
+class StormStatusResponse(_Body):
+    response: StormStatus
 
 
 class ClockHealth(_Body):
@@ -468,3 +558,49 @@ class Health(_Body):
     status: Literal["ok", "degraded"]
     sites: dict[str, SiteHealth]
     clock: ClockHealth | None = None
+
+
+# --- gateway_status (the installer's page) -----------------------------------------------------
+
+
+class DeviceStatus(_Body):
+    """One device on the status page: ``/health``'s fields plus its name and last good read."""
+
+    name: str
+    type: str
+    quality: Quality
+    connected: bool
+    last_poll: str | None  # RFC 3339 in the site's zone: the last good read; null before it
+    data_age_s: float | None
+    polls: int
+    failures: int
+    last_error: str | None
+
+
+class Alert(_Body):
+    kind: Literal["storm", "grid_outage", "device_offline", "device_failing"]
+    message: str
+
+
+class JournalEntry(_Body):
+    """One command of the journal (docs/storage.md, command_journal)."""
+
+    id: int
+    command: str
+    changes: dict[str, Any]
+    received_at: str  # RFC 3339, UTC
+    status: str  # pending, confirmed, kept, rejected, interrupted
+    detail: str
+    finished_at: str | None
+
+
+class GatewayStatus(_Body):
+    name: str
+    devices: list[DeviceStatus]
+    alerts: list[Alert]
+    journal: list[JournalEntry]
+    drift_count: int
+
+
+class GatewayStatusResponse(Envelope[GatewayStatus]):
+    """``GET /api/1/energy_sites/{id}/gateway_status`` (docs/api.md "Status page")."""

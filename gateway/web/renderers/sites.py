@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Hashable
 from datetime import datetime
 from typing import Literal
 
@@ -12,6 +13,11 @@ from gateway.core.reading import SiteReading
 from gateway.core.settings import SiteSettings
 from gateway.runtime.site import Site
 from gateway.web.errors import to_json
+from gateway.web.renderers.chargers import (
+    wall_connector_components,
+    wall_connectors_key,
+    wall_connectors_live,
+)
 from gateway.web.renderers.models import (
     AppSettings,
     BatteryComponent,
@@ -120,7 +126,7 @@ def live_status_body(site: Site) -> LiveStatus:
                        else "on_grid" if grid_up else "off_grid_unintentional"),
         storm_mode_active=site.storm_mode_active(reading),
         timestamp=rfc3339(reading.taken_at, site.tz, timespec="seconds"),
-        wall_connectors=[],
+        wall_connectors=wall_connectors_live(site.chargers),
         percentage_charged=percentage_charged,
         energy_left=energy_left,
         total_pack_energy=total_pack_energy,
@@ -214,7 +220,7 @@ def site_info_body(site: Site, installed_at: datetime | None = None) -> SiteInfo
         )],
         batteries=batteries,
         inverters=inverters,
-        wall_connectors=[],
+        wall_connectors=wall_connector_components(site.id, site.chargers),
     )
     return SiteInfo.model_construct(
         id=_site_string_id(site),
@@ -249,14 +255,17 @@ class BodyCache:
     """
 
     def __init__(self) -> None:
-        self._live: dict[int, tuple[int, SiteSettings, bool, bytes]] = {}
+        self._live: dict[int, tuple[int, SiteSettings, int, Hashable, bytes]] = {}
 
     def live_status(self, site: Site) -> bytes:
         """The whole ``{"response": ...}`` body of the site's live_status (site online)."""
         cached = self._live.get(site.id)
+        chargers = wall_connectors_key(site.chargers)
         if (cached is not None and cached[0] == site.telemetry_version
-                and cached[1] is site.settings and cached[2] == site.admin_storm_alert):
-            return cached[3]
+                and cached[1] is site.settings and cached[2] == site.storm.version
+                and cached[3] == chargers):
+            return cached[4]
         body = to_json(LiveStatusResponse.model_construct(response=live_status_body(site)))
-        self._live[site.id] = (site.telemetry_version, site.settings, site.admin_storm_alert, body)
+        self._live[site.id] = (site.telemetry_version, site.settings, site.storm.version,
+                               chargers, body)
         return body

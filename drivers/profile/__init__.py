@@ -1,0 +1,1 @@
+"""Declarative Modbus profiles: one data file per model family (drivers/profiles/), one engine and driver."""

@@ -1,0 +1,1 @@
+"""EV charging rules: session accounting, the solar-surplus rule, the off-grid reserve rule."""

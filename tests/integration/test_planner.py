@@ -1,0 +1,104 @@
+"""The planner end to end: the simulator's price feed in, a plan out on /plan, bad feeds rejected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from structlog.testing import capture_logs
+
+from gateway.core.config import Config
+from simulator import Simulator
+from tests.helpers import SITE_ID, eventually, gateway_config, token
+from tests.integration.conftest import GatewayFactory
+
+PLAN = f"/api/1/energy_sites/{SITE_ID}/plan"
+
+
+def planner_config(sim: Simulator, data_dir: Path) -> Config:
+    data = gateway_config(sim, data_dir).model_dump(mode="json", exclude_unset=True)
+    site = data["sites"][0]
+    site.update(latitude=52.52, longitude=13.40, planner={
+        "horizon_h": 12, "step_min": 15, "pv_kw": 8,
+        "price_feed": {"url": f"{sim.control_url}/prices", "refresh_s": 1, "timeout_s": 2},
+    })
+    return Config.model_validate(data)
+
+
+async def get_json(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> Any:
+    async with http.get(url, **kwargs) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def test_autonomous_plans_from_the_price_feed_and_rejects_bad_ones(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    headers = {"Authorization": f"Bearer {token()}"}
+    async with start_gateway(planner_config(sim, tmp_path / "data")) as gw, aiohttp.ClientSession() as http:
+        idle = await get_json(http, gw.url + PLAN, headers=headers)
+        assert idle["response"]["status"] == "inactive"
+        async with http.post(
+            f"{gw.url}/api/1/energy_sites/{SITE_ID}/operation", headers=headers,
+            json={"default_real_mode": "autonomous"},
+        ) as resp:
+            assert resp.status == 200
+
+        async def plan() -> dict[str, Any]:
+            body: dict[str, Any] = (await get_json(http, gw.url + PLAN, headers=headers))["response"]
+            return body
+
+        body = await eventually(plan, lambda b: b["status"] == "planned", timeout=20)
+        feed = await get_json(http, f"{sim.control_url}/prices")
+        first = feed["prices"][0]
+        assert body["steps"][0]["buy_price"] == first["buy"]
+        assert body["steps"][0]["sell_price"] == first["sell"]
+        assert len(body["steps"]) >= 4
+        assert body["action"] is not None
+        assert body["feeds"] == {"price_feed": None}
+        assert body["expected_cost"] <= body["self_consumption_cost"] + 0.05
+        for step in body["steps"]:
+            assert step["soc_pct"] >= 20 - 1e-6  # the default reserve
+        # The device got the plan's setpoints, never below the user's reserve.
+        assert gw.site.applied is not None
+        assert gw.site.applied.reserve_pct >= 20
+
+        with capture_logs() as logs:
+            async with http.post(f"{sim.control_url}/prices", json={"mode": "wrong_unit"}) as resp:
+                assert resp.status == 200
+            rejected = await eventually(plan, lambda b: b["feeds"]["price_feed"] is not None, timeout=20)
+            assert "wrong unit" in rejected["feeds"]["price_feed"]
+            assert rejected["status"] == "planned"  # on the last good prices
+            async with http.post(f"{sim.control_url}/prices", json={"mode": "down"}) as resp:
+                assert resp.status == 200
+            down = await eventually(plan, lambda b: "503" in (b["feeds"]["price_feed"] or ""), timeout=20)
+            assert down["status"] == "planned"
+        events = [e for e in logs if e.get("event") == "planner.feed_rejected"]
+        assert [e["feed"] for e in events][:2] == ["price_feed", "price_feed"]
+        assert all(sim.control_url not in str(e) for e in events)  # URLs may carry keys
+
+
+async def test_autonomous_without_prices_falls_back_to_self_consumption_and_says_so(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    headers = {"Authorization": f"Bearer {token()}"}
+    with capture_logs() as logs:
+        async with start_gateway() as gw, aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{gw.url}/api/1/energy_sites/{SITE_ID}/operation", headers=headers,
+                json={"default_real_mode": "autonomous"},
+            ) as resp:
+                assert resp.status == 200
+
+            async def plan() -> dict[str, Any]:
+                body: dict[str, Any] = (await get_json(http, gw.url + PLAN, headers=headers))["response"]
+                return body
+
+            body = await eventually(plan, lambda b: b["status"] == "fallback", timeout=20)
+            assert body["action"]["kind"] == "self_consumption"
+            assert "no prices" in body["reason"]
+            await eventually(lambda: gw.site.applied is not None and gw.site.applied.battery_w is None)
+    fallbacks = [e for e in logs if e.get("event") == "planner.fallback"]
+    assert fallbacks
+    assert "no prices" in fallbacks[0]["reason"]

@@ -77,7 +77,7 @@ def bench_token(sites: list[int] | None = None) -> str:
 
 
 def bench_config(endpoints: Sequence[dict[str, Any]], data_dir: Path, *, poll_interval_s: float = 1.0,
-                 timeout_s: float = 1.0) -> Config:
+                 timeout_s: float = 1.0, first_site_id: int = FIRST_SITE_ID) -> Config:
     """One site per simulated device; a rate-limit plan that never limits the benchmark.
 
     An endpoint is SunSpec unless it names its ``type`` (and extra ``options``, e.g. a profile).
@@ -89,7 +89,7 @@ def bench_config(endpoints: Sequence[dict[str, Any]], data_dir: Path, *, poll_in
             "options": {"host": ep["host"], "port": ep["port"], "unit_id": ep["unit_id"],
                         "timeout_s": timeout_s, **ep.get("options", {})},
         })
-        sites.append(SiteConfig(energy_site_id=FIRST_SITE_ID + i, name=f"Bench {i}",
+        sites.append(SiteConfig(energy_site_id=first_site_id + i, name=f"Bench {i}",
                                 time_zone="Europe/Berlin", devices=[device]))
     unlimited = Plan(per_minute=10**12, per_day=10**12)
     return Config(

@@ -84,14 +84,23 @@ async def _stdin_lines() -> asyncio.StreamReader:
 
 
 async def main(endpoints: list[dict[str, Any]], data_dir: Path, poll_s: float,
-               profile: Path | None) -> None:
+               profile: Path | None, *, first_site: int = 1001, uplink: str | None = None,
+               gateway_id: str = "bench-edge", timeout_s: float = 1.0) -> None:
     """Serve the gateway and answer commands until stdin closes."""
     runner: web.AppRunner | None = None
     handles: list[DeviceView] = []
     app: web.Application | None = None
     url = ""
     if endpoints:
-        app = create_app(bench_config(endpoints, data_dir, poll_interval_s=poll_s))
+        config = bench_config(endpoints, data_dir, poll_interval_s=poll_s, first_site_id=first_site,
+                              timeout_s=timeout_s)
+        if uplink is not None:  # bench/hub.py: publish to the hub's broker
+            from gateway.core.config.models import UplinkSection
+
+            host, port = uplink.rsplit(":", 1)
+            config = config.model_copy(update={"uplink": UplinkSection(
+                host=host, port=int(port), gateway_id=gateway_id, live_every_s=10)})
+        app = create_app(config)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -149,9 +158,14 @@ if __name__ == "__main__":
     parser.add_argument("--poll-s", type=float, default=1.0)
     parser.add_argument("--profile", type=Path, default=None, help="write a pyinstrument profile")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--first-site", type=int, default=1001, help="energy_site_id of the first")
+    parser.add_argument("--uplink", default=None, help="HOST:PORT of a hub's broker (bench/hub.py)")
+    parser.add_argument("--gateway-id", default="bench-edge")
+    parser.add_argument("--timeout-s", type=float, default=1.0, help="device answer timeout")
     args = parser.parse_args()
     raise_fd_limit()
     # As deployed: JSON log lines on stderr (the bench sends them to a file).
     configure_logging("json", args.log_level)
     eps = orjson.loads(args.endpoints.read_bytes())
-    asyncio.run(main(eps, args.data_dir, args.poll_s, args.profile))
+    asyncio.run(main(eps, args.data_dir, args.poll_s, args.profile, first_site=args.first_site,
+                     uplink=args.uplink, gateway_id=args.gateway_id, timeout_s=args.timeout_s))

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from gateway.core.config import Config, ConfigError, Listener, LoadedConfig, Problem, Purpose
+    from gateway.core.config.hub import HubConfig
     from gateway.runtime import preflight
     from gateway.runtime.clock import Timebase
     from simulator.config import SimulatorConfig
@@ -447,6 +448,77 @@ def _sandbox_simulator(loaded: LoadedConfig) -> SimulatorConfig | None:
     return sim.model_copy(update={"homes": [h for h in sim.homes if h.id in homes]})
 
 
+def _hub_config(path: Path) -> HubConfig | None:
+    """The hub configuration in ``path``, or None when it is a gateway's (no top-level ``hub:``)."""
+    import yaml
+
+    from gateway.core.config.hub import is_hub_config, parse_hub_config
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _config_error([f"cannot read: {exc.strerror}"], path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None  # the gateway's reader reports it with its line
+    return parse_hub_config(text, str(path)) if is_hub_config(data) else None
+
+
+def _run_hub(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.hub.server import serve_hub
+    from gateway.runtime.logs import configure_logging
+
+    config = _hub_config(args.config)
+    if config is None:
+        raise _config_error(["line 1: a hub configuration has a top-level hub: section "
+                             "(docs/hub.md)"], args.config)
+    from gateway.core.config import JWT_SECRET_ENV, secret_problem
+
+    env = os.environ.get(JWT_SECRET_ENV)
+    why = secret_problem(env or config.hub.jwt_secret, from_env=bool(env))
+    if why is not None:  # refuse before connecting anything
+        raise _config_error([f"hub.jwt_secret: {why}"], args.config)
+    configure_logging(args.log_format, args.log_level or "INFO")
+
+    async def run() -> None:
+        await serve_hub(config, _stop_event(), port=args.port)
+
+    asyncio.run(run())
+    return 0
+
+
+def _issue_hub(args: argparse.Namespace, config: HubConfig) -> int:
+    """A token signed with the hub's secret; any site ids (the hub learns sites from uplinks)."""
+    from gateway.core.config import JWT_SECRET_ENV, secret_problem
+    from gateway.web.auth import parse_ttl, sign, token_claims
+
+    env = os.environ.get(JWT_SECRET_ENV)
+    secret = env or config.hub.jwt_secret
+    if secret is None or (why := secret_problem(secret, from_env=bool(env))) is not None:
+        raise _config_error([f"hub.jwt_secret: {why if secret else 'no JWT secret'}"], args.config)
+    sites = None
+    if args.sites is not None:
+        sites = parse_sites(args.sites, [int(p) for p in args.sites.split(",")
+                                         if p.strip().isdecimal() and len(p.strip()) <= 16] or [1])
+    plans = config.hub.rate_limits.plans
+    if args.plan is not None and args.plan not in plans:
+        raise UsageError(f"--plan: unknown plan {args.plan!r}; this config has "
+                         f"{', '.join(sorted(plans))}")
+    try:
+        ttl_s = parse_ttl(args.ttl)
+    except ValueError as exc:
+        raise UsageError(f"--ttl: {exc}") from None
+    if not args.sub.strip():
+        raise UsageError("--sub is empty; name who the token is for, e.g. home-assistant")
+    claims = token_claims(sub=args.sub.strip(), scopes=parse_scopes(args.scopes), sites=sites,
+                          ttl_s=ttl_s, now_s=time.time(), plan=args.plan)
+    print(sign(secret, claims))
+    return 0
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -612,6 +684,9 @@ def _issue(args: argparse.Namespace) -> int:
     from gateway.runtime.storage import tokens
     from gateway.web.auth import parse_ttl, sign, token_claims
 
+    hub = _hub_config(args.config)
+    if hub is not None:
+        return _issue_hub(args, hub)
     loaded = _read_for_tokens(args.config)
     config = loaded.config
     # a token signed with a weak secret is worth nothing: serve refuses the secret, and anyone
@@ -811,6 +886,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--config", type=Path, required=True,
                         help=f"{config_help}: its gateway.data_dir holds the registry")
     revoke.add_argument("jti", help="the token's jti, as `token list` shows it")
+    hub = sub.add_parser("hub", help="the hub: one Fleet API for every site of every uplinked "
+                                     "gateway (docs/hub.md)")
+    hub.add_argument("--config", type=Path, required=True, help="the hub's YAML file (hub:)")
+    hub.add_argument("--port", type=int, default=None,
+                     help="listen on this port instead of hub.port (replicas sharing one file)")
     scan = sub.add_parser("scan", help="find SunSpec and profile devices on a host; prints a "
                                        "devices: snippet")
     scan.add_argument("host", help="the device's (or Modbus gateway's) address")
@@ -835,7 +915,8 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.core.config import ConfigError  # every command reads a config
 
     commands = {"demo": _run_demo, "serve": _run_serve, "simulate": _run_simulate,
-                "check-config": _check_config, "init": _init, "scan": _run_scan}
+                "check-config": _check_config, "init": _init, "scan": _run_scan,
+                "hub": _run_hub}
     token_commands = {"issue": _issue, "list": _list, "revoke": _revoke}
     try:
         if args.command == "token":

@@ -34,7 +34,9 @@ from gateway.runtime.storage.history import HistoryStore
 from gateway.runtime.storage.sites import SiteStore, keep_journal
 from gateway.runtime.storage.storm import StormStore
 from gateway.runtime.storage.tokens import TokenRegistry
+from gateway.runtime.storage.uplink import UplinkStore
 from gateway.runtime.storm import NwsPoller, StormWatch, run_mqtt_source
+from gateway.runtime.uplink import Uplink, UplinkBridge
 
 log = structlog.get_logger("gateway.runtime.gateway")
 
@@ -54,7 +56,7 @@ class Gateway:
     """
 
     def __init__(self, config: Config, *, clock: Clock = utc_now,
-                 timebase: Timebase | None = None) -> None:
+                 timebase: Timebase | None = None, uplink_bridge: UplinkBridge | None = None) -> None:
         self.config = config
         self.timebase = timebase or timebase_for(config.gateway.clock, clock)
         self.clock: Clock = self.timebase.now
@@ -72,6 +74,9 @@ class Gateway:
         self._transports = Transports(modbus=ModbusPool())
         self._states: list[DeviceState] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # uplink: (docs/hub.md); the bridge renders Fleet bodies, so only an app can give one
+        self._uplink_bridge = uplink_bridge
+        self.uplink: Uplink | None = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -137,6 +142,7 @@ class Gateway:
                 self._spawn(self.chargers.control_loop(), "ocpp-control")
             self._spawn(keep_journal(store, config.gateway.journal_retention_days, self.clock),
                         "journal")
+            self._start_uplink()
             if config.mqtt_northbound is not None:
                 # sandbox sites are simulated homes for app developers, not the house's devices
                 real = {i: s for i, s in self.sites.items() if not s.config.sandbox}
@@ -152,6 +158,8 @@ class Gateway:
         if self.northbound is not None:  # first: it says "offline" while the broker is there
             with contextlib.suppress(Exception):
                 await self.northbound.stop()
+        if self.uplink is not None:
+            await self.uplink.stop()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -178,6 +186,20 @@ class Gateway:
         if self.sites:
             self.sites.clear()
             log.info("gateway.stopped")
+
+    def _start_uplink(self) -> None:
+        section = self.config.uplink
+        if section is None:
+            return
+        if self._uplink_bridge is None:
+            log.warning("uplink.not_started", reason="this Gateway runs without the HTTP edge")
+            return
+        # sandbox sites are simulated homes for app developers, not homes the hub should list
+        real = {i: s for i, s in self.sites.items() if not s.config.sandbox}
+        self.uplink = Uplink(section, real, store=UplinkStore(self.storage),
+                             history=HistoryStore(self.storage), bridge=self._uplink_bridge,
+                             timebase=self.timebase)
+        self._spawn(self.uplink.run(), "uplink")
 
     def _log_storage(self) -> None:
         storage = self.storage

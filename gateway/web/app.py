@@ -45,6 +45,7 @@ from gateway.web.keys import (
 from gateway.web.openapi import build_openapi
 from gateway.web.ratelimit import RateLimiter
 from gateway.web.renderers.sites import BodyCache
+from gateway.web.uplink_bridge import WebBridge
 
 log = structlog.get_logger("gateway.web.app")
 
@@ -148,7 +149,8 @@ def create_app(
     add_redacted_secret(secret)
     app[VERIFIER] = TokenVerifier(secret)
     app[LIMITER] = RateLimiter()
-    gateway = app[GATEWAY] = Gateway(config, clock=clock, timebase=timebase)
+    bridge = WebBridge(lambda: app[GATEWAY].first_started_at)
+    gateway = app[GATEWAY] = Gateway(config, clock=clock, timebase=timebase, uplink_bridge=bridge)
     app[CLOCK] = gateway.clock  # domain time; tokens and rate limits keep to the wall clock
     app[SITES] = gateway.sites
     app[PROXIES] = gateway.proxies

@@ -304,11 +304,36 @@ class SiteConfig(_Strict):
 FOREIGN_SECTIONS = ("simulator",)
 
 
+class MqttLink(_Strict):
+    """An MQTT broker connection (the edge's uplink, the hub's subscription; docs/hub.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None  # TLS: the broker's CA (default: the system's)
+    cert_file: Path | None = None  # TLS client certificate instead of username/password
+    key_file: Path | None = None
+    base_topic: str = Field("energy-gateway/v1", min_length=1, pattern=r"^[A-Za-z0-9._/-]+$")
+    keepalive_s: int = Field(30, ge=5, le=3600)
+
+    check_host = field_validator("host")(_valid_host)
+
+
+class UplinkSection(MqttLink):
+    """``uplink:``: this gateway's sites published to a hub's broker (off unless present)."""
+
+    gateway_id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    live_every_s: float = Field(10.0, gt=0, le=3600)  # live_status at least this often
+
+
 class Config(_Strict):
     """The gateway's configuration (a file's ``simulator:`` section is not part of it)."""
 
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     sites: list[SiteConfig] = Field(min_length=1)
+    uplink: UplinkSection | None = None
     # Home Assistant discovery on an MQTT broker (docs/home-assistant.md); none by default.
     mqtt_northbound: MqttNorthbound | None = None
 

@@ -178,6 +178,26 @@ def _v8_storm_watch(db: sqlite3.Connection) -> None:
     """)
 
 
+def _v9_uplink(db: sqlite3.Connection) -> None:
+    """The uplink's memory: command ids it has seen (and their outcome), history sent per site."""
+    _script(db, """
+        CREATE TABLE uplink_commands (
+            command_id TEXT PRIMARY KEY,
+            site_id INTEGER NOT NULL,
+            command TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            status INTEGER,
+            body TEXT,
+            published INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        CREATE INDEX uplink_commands_received ON uplink_commands (received_at);
+        CREATE TABLE uplink_history_sent (
+            site_id INTEGER PRIMARY KEY,
+            sent_until REAL NOT NULL
+        )
+    """)
+
+
 #: Every migration in order; a database records how many it has had (``schema_version``).
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_settings_and_journal,
@@ -188,6 +208,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v6_token_env,
     _v7_charge_sessions,
     _v8_storm_watch,
+    _v9_uplink,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -1,0 +1,395 @@
+"""create_hub_app(config): the hub's Fleet API, answered from PostgreSQL and Redis state."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+
+from gateway.core.config.hub import HubConfig
+from gateway.core.history import HistoryQueryError, plan_energy, resolve_window, zone
+from gateway.core.history.flows import FlowEnergy
+from gateway.core.uplink.contract import MAX_COMMAND_TTL_S, CommandMessage
+from gateway.hub.db import HubStore, SiteRow, connect
+from gateway.hub.ingest import Ingest, NotConnected
+from gateway.hub.shared import OutcomeBus, SharedLimiter, connect_redis
+from gateway.runtime.logs import add_redacted_secret
+from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, Principal, TokenVerifier, bearer
+from gateway.web.errors import (
+    JSON,
+    DeviceOffline,
+    FleetError,
+    InvalidField,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    error_response,
+    to_json,
+)
+from gateway.web.handlers.commands import COMMANDS, Command, read_json, validate
+from gateway.web.renderers.history import energy_body
+from gateway.web.renderers.models import EnergyHistoryResponse
+
+log = structlog.get_logger("gateway.hub.app")
+
+CONFIG = web.AppKey("hub_config", HubConfig)
+VERIFIER = web.AppKey("hub_verifier", TokenVerifier)
+STORE = web.AppKey("hub_store", HubStore)
+LIMITER = web.AppKey("hub_limiter", SharedLimiter)
+OUTCOMES = web.AppKey("hub_outcomes", OutcomeBus)
+INGEST = web.AppKey("hub_ingest", Ingest)
+SITE_CACHE: web.AppKey[SiteCache] = web.AppKey("hub_site_cache")
+REDIS: web.AppKey[aioredis.Redis] = web.AppKey("hub_redis")
+PRINCIPAL = web.RequestKey("hub_principal", Principal)
+REPLICA = f"{os.uname().nodename}-{os.getpid()}"
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_READ_TTL_S = 0.5  # a replica reuses a site's row this long for reads (SiteCache)
+_RECHECK_S = 1.0  # a waiting command reads the journal this often, besides the announcement
+_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,80}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+routes = web.RouteTableDef()
+
+
+class GatewayAbsent(DeviceOffline):
+    """408: the site's gateway is offline per its presence (the hub does not guess)."""
+
+
+class NoOutcome(FleetError):
+    status, error = 504, "device did not confirm"
+
+
+class KeyReused(FleetError):
+    status, error = 422, "invalid_request"
+
+
+def answer(status: int, body: Any) -> web.Response:
+    """A Fleet body (already a plain value) with its status."""
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON)
+
+
+@web.middleware
+async def hub_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token and the shared per-token plan on /api/; every error in the Fleet envelope."""
+    headers: dict[str, str] | None = None
+    try:
+        if request.path.startswith("/api/"):
+            app = request.app
+            now = time.time()
+            who = app[VERIFIER].verify(bearer(request.headers.get("Authorization")), now)
+            request[PRINCIPAL] = who
+            limits = app[CONFIG].hub.rate_limits
+            plan = limits.plans.get(who.plan or limits.default_plan) or \
+                limits.plans[limits.default_plan]
+            try:
+                decision = await app[LIMITER].hit(who.key, plan, now)
+            except aioredis.RedisError as exc:
+                raise ServiceUnavailable("the hub cannot count requests right now (Redis: "
+                                         f"{type(exc).__name__}); retry shortly") from None
+            headers = decision.headers()
+            if not decision.allowed:
+                raise RateLimited("rate limit exceeded for this token",  # noqa: TRY301
+                                  retry_after_s=decision.retry_after_s)
+        response = await handler(request)
+    except FleetError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            response = error_response(NotFound(f"no resource at {request.path}"))
+        elif exc.status == 405:
+            response = error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.path}"))
+        else:
+            raise
+    except Exception:
+        log.exception("hub.request_crashed", path=request.path, method=request.method)
+        response = error_response(FleetError("internal error", error="upstream internal error"))
+    if headers is not None:
+        response.headers.update(headers)
+    return response
+
+
+def _who(request: web.Request, scope: str) -> Principal:
+    who = request[PRINCIPAL]
+    who.require(scope)
+    return who
+
+
+class SiteCache:
+    """Site rows kept for ``ttl_s`` for reads: a live_status poll costs no PostgreSQL query while
+    its row is that fresh (the data are only as fresh as the edge's poll anyway). Bounded."""
+
+    def __init__(self, store: HubStore, ttl_s: float = _READ_TTL_S, max_rows: int = 100_000) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._max_rows = max_rows
+        self._rows: dict[int, tuple[float, SiteRow | None]] = {}
+
+    async def get(self, site_id: int) -> SiteRow | None:
+        now = time.monotonic()
+        hit = self._rows.get(site_id)
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        row = await self._store.site(site_id)
+        if len(self._rows) >= self._max_rows:
+            self._rows.clear()
+        self._rows[site_id] = (now, row)
+        return row
+
+
+async def _site(request: web.Request, scope: str, *, fresh: bool = False) -> SiteRow:
+    """The path's site, after scope and access checks; 503 while two gateways claim it.
+
+    ``fresh``: straight from PostgreSQL (commands: presence decides 408), else through the cache.
+    """
+    who = _who(request, scope)
+    site_id = int(request.match_info["site_id"])
+    who.require_site(site_id)
+    if fresh:
+        site = await request.app[STORE].site(site_id)
+    else:
+        site = await request.app[SITE_CACHE].get(site_id)
+    if site is None:
+        raise NotFound(f"energy site {site_id} not found")
+    if site.conflict_gateway is not None:
+        raise ServiceUnavailable(
+            f"site {site_id} is claimed by gateways {site.gateway_id} and {site.conflict_gateway}; "
+            "an operator must resolve it (docs/hub.md)")
+    return site
+
+
+def _require_present(site: SiteRow) -> None:
+    if not site.gateway_online:
+        seen = "never" if site.presence_at is None else \
+            datetime.fromtimestamp(site.presence_at, UTC).isoformat(timespec="seconds")
+        raise GatewayAbsent(f"site {site.site_id}: gateway {site.gateway_id} is offline "
+                            f"(last presence {seen})")
+
+
+@routes.get("/api/1/products")
+async def products(request: web.Request) -> web.Response:
+    """Every site of every gateway the token can reach (live fields from the latest status)."""
+    who = _who(request, READ_SCOPE)
+    rows = await request.app[STORE].sites(None if who.sites is None else sorted(who.sites))
+    entries = []
+    for row in rows:
+        if row.products is None or row.conflict_gateway is not None:
+            continue
+        entry = dict(row.products)
+        live = row.live if row.gateway_online and row.live_offline is None else None
+        for key in ("percentage_charged", "energy_left", "total_pack_energy"):
+            entry[key] = None if live is None else live.get(key)
+        entry["battery_power"] = None if live is None else live.get("battery_power")
+        entries.append(entry)
+    return answer(200, {"response": entries, "count": len(entries)})
+
+
+@routes.get(r"/api/1/energy_sites/{site_id:\d+}/live_status")
+async def live_status(request: web.Request) -> web.Response:
+    """The newest live status the site's gateway published; 408 as the edge would answer."""
+    site = await _site(request, READ_SCOPE)
+    _require_present(site)
+    if site.live is None:
+        raise DeviceOffline(site.live_offline or f"site {site.site_id}: no live status yet")
+    return answer(200, {"response": site.live})
+
+
+@routes.get(r"/api/1/energy_sites/{site_id:\d+}/site_info")
+async def site_info(request: web.Request) -> web.Response:
+    """The site_info the site's gateway published (kept while it is offline)."""
+    site = await _site(request, READ_SCOPE)
+    if site.site_info is None:
+        raise DeviceOffline(f"site {site.site_id}: no site_info yet (a device never reached)")
+    return answer(200, {"response": site.site_info})
+
+
+@routes.get(r"/api/1/energy_sites/{site_id:\d+}/calendar_history")
+async def calendar_history(request: web.Request) -> web.Response:
+    """``kind=energy`` from the history rollups the gateways published (closed buckets only)."""
+    site = await _site(request, READ_SCOPE)
+    query = dict(request.query)
+    kind = query.get("kind")
+    if kind != "energy":
+        raise InvalidField(f"kind: the hub serves 'energy' (got {kind!r}); ask the site's "
+                           "gateway for 'backup' (docs/hub.md, \"What the contract lacks\")")
+    tz_name = (site.site_info or {}).get("installation_time_zone")
+    if not isinstance(tz_name, str):
+        raise DeviceOffline(f"site {site.site_id}: no site_info yet (its time zone is unknown)")
+    store = request.app[STORE]
+    try:
+        tz = await asyncio.to_thread(zone, tz_name)
+        window = await asyncio.to_thread(
+            resolve_window, query.get("period"), query.get("start_date"), query.get("end_date"),
+            query.get("time_zone"), site_tz=tz, now=datetime.now(UTC))
+        first = await store.first_bucket(site.site_id)
+        plan = await asyncio.to_thread(
+            plan_energy, window, query.get("period") or "day",
+            None if first is None else datetime.fromtimestamp(first, UTC))
+    except HistoryQueryError as exc:
+        raise InvalidField(f"{exc.field}: {exc.message}") from None
+    sums = await store.energy_by_entry(site.site_id, [edge.timestamp() for edge in plan.edges])
+    body = await asyncio.to_thread(lambda: to_json(EnergyHistoryResponse.model_construct(
+        response=energy_body(plan, [FlowEnergy(*values) for values in sums], tz))))
+    return web.Response(body=body, content_type=JSON)
+
+
+def _command_id(request: web.Request) -> str:
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    if key is None:
+        return uuid.uuid4().hex
+    if not _KEY.match(key):
+        raise InvalidRequest(f"{IDEMPOTENCY_KEY}: 1 to 80 characters of A-Z a-z 0-9 . _ : -")
+    return key
+
+
+def _handler(command: Command) -> Handler:
+    async def handle(request: web.Request) -> web.Response:
+        site = await _site(request, COMMAND_SCOPE, fresh=True)
+        raw = await read_json(request)
+        validate(command.model, raw)  # a 400 here costs no journal entry and no round trip
+        return await run_command(request, site, command.name, raw)
+
+    handle.__doc__ = command.summary
+    return handle
+
+
+async def run_command(request: web.Request, site: SiteRow, name: str, body: dict[str, Any]) -> web.Response:
+    """Journal → publish to the owning gateway → wait for its outcome → answer with its status."""
+    app = request.app
+    store, outcomes, section = app[STORE], app[OUTCOMES], app[CONFIG].hub
+    who = request[PRINCIPAL]
+    command_id = _command_id(request)
+    timeout_s = section.command_timeout_s
+    expires_at = time.time() + min(MAX_COMMAND_TTL_S, 3 * timeout_s)
+    _require_present(site)
+    # Wait before asking: an outcome announced between the journal and the wait is not missed.
+    future = outcomes.wait(command_id)
+    try:
+        earlier = await store.journal(command_id, site.site_id, gateway_id=site.gateway_id,
+                                      command=name, body=body, token_sub=who.sub,
+                                      expires_at=expires_at)
+        if earlier is not None:
+            if (earlier.site_id, earlier.command, earlier.body) != (site.site_id, name, body):
+                raise KeyReused(f"{IDEMPOTENCY_KEY} {command_id} was used for another command")
+            if earlier.status is not None and earlier.response is not None:
+                log.info("hub.command_replayed", command_id=command_id, site_id=site.site_id)
+                return answer(earlier.status, earlier.response)
+            # still open: send it again (the edge applies an id once), then wait like the first
+        message = CommandMessage(command_id=command_id, site_id=site.site_id, command=name,
+                                 body=body, expires_at=expires_at)
+        try:
+            await app[INGEST].publish_command(site.gateway_id, message)
+        except NotConnected as exc:
+            raise ServiceUnavailable(f"{exc}; the command {command_id} is journaled: repeat it "
+                                     f"with {IDEMPOTENCY_KEY}: {command_id}") from None
+        status, response = await _outcome(store, future, command_id, timeout_s)
+        if status is None or response is None:
+            raise NoOutcome(
+                f"site {site.site_id}: no outcome from gateway {site.gateway_id} within "
+                f"{timeout_s:g} s; it is recorded when it arrives: repeat with "
+                f"{IDEMPOTENCY_KEY}: {command_id} to read it")
+    finally:
+        outcomes.forget(command_id, future)
+        if not future.done():
+            future.cancel()
+    log.info("hub.command_answered", command_id=command_id, site_id=site.site_id, command=name,
+             status=status, gateway_id=site.gateway_id)
+    return answer(status, response)
+
+
+async def _outcome(store: HubStore, future: asyncio.Future[tuple[int, dict[str, Any]]],
+                   command_id: str, timeout_s: float) -> tuple[int | None, dict[str, Any] | None]:
+    """The outcome announced through Redis, or found in the journal (an announcement lost with a
+    Redis hiccup or a replica restart costs at most ``_RECHECK_S``); (None, None) after the wait."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), min(left, _RECHECK_S))
+        except TimeoutError:
+            done = await store.command(command_id)
+            if done is not None and done.status is not None:
+                return done.status, done.response
+    return None, None
+
+
+for _command in COMMANDS:
+    routes.post(rf"/api/1/energy_sites/{{site_id:\d+}}/{_command.name}")(_handler(_command))
+
+
+@routes.get("/status")
+async def status(_: web.Request) -> web.Response:
+    """Liveness: the text ``ok``."""
+    return web.Response(text="ok")
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    """Gateways (presence, sites), conflicts and this replica's broker link and counters."""
+    store, ingest = request.app[STORE], request.app[INGEST]
+    gateways = await store.gateways()
+    return answer(200, {"response": {
+        "replica": REPLICA,
+        "broker_connected": ingest.connected.is_set(),
+        "gateways": gateways,
+        "connected_gateways": sum(1 for g in gateways if g["online"]),
+        "conflicts": await store.conflicts(),
+        "counters": dict(sorted(ingest.counters.items())),
+    }})
+
+
+def create_hub_app(config: HubConfig, *, jwt_secret: str | None = None) -> web.Application:
+    """The hub application; PostgreSQL, Redis and the broker are connected when it starts."""
+    app = web.Application(middlewares=[hub_middleware], handler_args={"auto_decompress": False})
+    app[CONFIG] = config
+    secret = jwt_secret or config.jwt_secret()
+    add_redacted_secret(secret)
+    app[VERIFIER] = TokenVerifier(secret)
+    app.router.add_routes(routes)
+    app.cleanup_ctx.append(_backends)
+    return app
+
+
+async def _backends(app: web.Application) -> AsyncIterator[None]:
+    """PostgreSQL (migrated), Redis, the outcome bus and the broker session, for the app's life."""
+    section = app[CONFIG].hub
+    pool = await connect(section.postgres_dsn)
+    try:
+        client = await connect_redis(section.redis_url)
+    except BaseException:
+        await pool.close()
+        raise
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        store = app[STORE] = HubStore(pool)
+        app[SITE_CACHE] = SiteCache(store)
+        app[REDIS] = client
+        app[LIMITER] = SharedLimiter(client, section.redis_prefix)
+        outcomes = app[OUTCOMES] = OutcomeBus(client, section.redis_prefix)
+        ingest = app[INGEST] = Ingest(section, store, outcomes)
+        tasks.append(asyncio.create_task(outcomes.run(), name="hub-outcomes"))
+        tasks.append(asyncio.create_task(ingest.run(), name="hub-ingest"))
+        log.info("hub.started", replica=REPLICA)
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("hub.task_failed", task=task.get_name())
+        await client.aclose()
+        await pool.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -75,3 +76,15 @@ def token(
     """A bearer token signed with the test secret."""
     return issue_token(SECRET, sub="test", scopes=scopes, sites=sites, ttl_s=ttl_s,
                        now_s=time.time() if now_s is None else now_s, plan=plan)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free right now (all bound at once, so never the same)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

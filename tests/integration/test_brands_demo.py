@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import aiohttp
@@ -13,28 +12,19 @@ from gateway.core.config import parse_config
 from gateway.web.app import create_app
 from gateway.web.server import GatewayRunner
 from simulator import Simulator, load_simulator_config
-from tests.helpers import SECRET, eventually, token
+from tests.helpers import SECRET, eventually, free_ports, token
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Sites whose devices honour no backup reserve (the SMA home: a PV inverter and an SBS).
 RESERVE_LESS = {2004}
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def brands_text(tmp_path: Path) -> str:
     """config.brands.yaml on free ports, a temporary data dir, the test secret and fast twins."""
     text = (ROOT / "config.brands.yaml").read_text(encoding="utf-8")
-    control, sungrow, huawei, solaredge, sma_pv, sma = _free_ports(6)
+    control, sungrow, huawei, solaredge, sma_pv, sma = free_ports(6)
     for old, new in (("port: 8080", "port: 0"), ("port: 15100", f"port: {control}"),
                      ("15121", str(sungrow)), ("15122", str(huawei)), ("15123", str(solaredge)),
                      ("15124", str(sma_pv)), ("15125", str(sma)),

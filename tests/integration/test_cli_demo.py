@@ -7,7 +7,6 @@ import os
 import pty
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,23 +14,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.helpers import free_ports
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _demo_config(tmp_path: Path) -> Path:
     text = (ROOT / "config.example.yaml").read_text()
-    gateway, control, inverter, pv, broker, ocpp = _free_ports(6)
+    gateway, control, inverter, pv, broker, ocpp = free_ports(6)
     # every fixed port of the example moves (the control API also in the price feed's URL), so
     # demos of tests running side by side never meet
     for old, new in (("port: 8080", f"port: {gateway}"), ("15000", str(control)),

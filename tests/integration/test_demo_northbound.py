@@ -13,14 +13,15 @@ import pytest
 from paho.mqtt.client import Client, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.helpers import free_ports
 from tests.integration.brokers import mosquitto_path
-from tests.integration.test_cli_demo import _demo_config, _free_ports
+from tests.integration.test_cli_demo import _demo_config
 
 
 @pytest.mark.skipif(mosquitto_path() is None, reason="needs the mosquitto binary")
 def test_demo_publishes_every_site_for_home_assistant(tmp_path: Path) -> None:
     config = _demo_config(tmp_path)
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     broker = subprocess.Popen([str(mosquitto_path()), "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seen: dict[str, bytes] = {}

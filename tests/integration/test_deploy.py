@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from gateway import cli
+from tests.helpers import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "docs" / "deploy" / "energy-gateway.service"
@@ -96,11 +96,6 @@ def test_the_dockerfile_is_slim_non_root_and_checks_status() -> None:
     assert {".venv", ".git", "data"} <= set(ignored)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -112,9 +107,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     cwd.mkdir()
     assert cli.main(["init", "--config", str(etc / "config.yaml"),
                      "--env-file", str(etc / "env")]) == 0
-    port = _free_port()
+    port = free_ports(1)[0]
     config = (etc / "config.yaml").read_text().replace("port: 8080", f"port: {port}") \
-        .replace("host: 192.168.1.50", "host: 127.0.0.1").replace("port: 502", f"port: {_free_port()}")
+        .replace("host: 192.168.1.50", "host: 127.0.0.1").replace("port: 502", f"port: {free_ports(1)[0]}")
     (etc / "config.yaml").write_text(config)
     key, _, secret = (etc / "env").read_text().strip().partition("=")
     env = {k: v for k, v in os.environ.items() if k not in {"XDG_STATE_HOME", key}}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import select
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.helpers import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "lean-start-test-secret-0123456789abcdef"
@@ -58,22 +59,10 @@ def test_the_gateway_config_loads_without_the_simulator() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def _free_ports(count: int) -> list[int]:
-    """Different ports free right now (held open together while chosen)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def test_serve_runs_without_any_simulator_module(tmp_path: Path) -> None:
     # the old flat form: its deprecation is logged as a warning once logging is configured
     config = tmp_path / "serve.yaml"
-    gateway_port, device_port = _free_ports(2)
+    gateway_port, device_port = free_ports(2)
     config.write_text(f"""\
 gateway:
   port: {gateway_port}

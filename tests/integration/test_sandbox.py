@@ -27,7 +27,7 @@ from gateway.web.app import SANDBOX_HEADER, create_app
 from gateway.web.server import GatewayRunner
 from simulator import Simulator
 from simulator.config import ControlConfig, HomeConfig, SimDeviceConfig, SimulatorConfig
-from tests.helpers import SECRET, eventually
+from tests.helpers import SECRET, eventually, free_ports
 
 LIVE_SITE, SANDBOX_SITE = 1001, 2001
 
@@ -138,15 +138,6 @@ sites:
 # ---- `serve` with a sandbox beside a real site, tokens from `token issue` ---------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 SERVE_CONFIG = """
@@ -193,7 +184,7 @@ def _get(url: str, token_text: str) -> tuple[int, dict[str, str], Any]:
 def test_serve_runs_the_sandbox_beside_the_real_site(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    gateway, real, sim_device, control, unused = _free_ports(5)
+    gateway, real, sim_device, control, unused = free_ports(5)
     path = tmp_path / "config.yaml"
     path.write_text(SERVE_CONFIG.format(gateway=gateway, data=tmp_path / "data", real=real,
                                         sim_device=sim_device, control=control, unused=unused))

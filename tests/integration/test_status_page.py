@@ -12,7 +12,6 @@ import asyncio
 import functools
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from gateway.web.app import create_app
 from gateway.web.server import GatewayRunner
 from simulator import Simulator
 from simulator.config import SimulatorConfig
-from tests.helpers import SECRET, eventually, token
+from tests.helpers import SECRET, eventually, free_ports, token
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -41,15 +40,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Demo:
@@ -63,7 +53,7 @@ class Demo:
 @pytest_asyncio.fixture
 async def demo(tmp_path: Path) -> AsyncIterator[Demo]:
     text = (ROOT / "config.example.yaml").read_text()
-    control, inverter, pv, broker, ocpp = _free_ports(5)
+    control, inverter, pv, broker, ocpp = free_ports(5)
     for old, new in (("15000", str(control)), ("15020", str(inverter)),
                      ("15030", str(pv)), ("18830", str(broker)), ("9000", str(ocpp)),
                      ("data_dir: data", f"data_dir: {tmp_path / 'data'}"),

@@ -95,7 +95,7 @@ def hourly_tariff(buy: list[float], sell: list[float], code: str) -> dict[str, A
     }
 
 
-def tou3_tariff() -> Tariff:
+def tou3_content() -> dict[str, Any]:
     """Three levels like the Fleet docs' example: off-peak, partial peak 15-16 and 21-24, peak 16-21."""
     buy = [0.2451] * 24
     sell = [0.05] * 24
@@ -103,7 +103,12 @@ def tou3_tariff() -> Tariff:
         buy[h], sell[h] = 0.4471, 0.12
     for h in range(16, 21):
         buy[h], sell[h] = 0.5576, 0.30
-    return parse_tariff(hourly_tariff(buy, sell, "TOU3"))
+    return hourly_tariff(buy, sell, "TOU3")
+
+
+def tou3_tariff() -> Tariff:
+    """``tou3_content`` parsed."""
+    return parse_tariff(tou3_content())
 
 
 def flat_tariff() -> Tariff:

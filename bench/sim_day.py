@@ -9,6 +9,11 @@ gateway's totals and their difference from it.
 Run: ``.venv/bin/python -m bench.sim_day [--speed 2400] [--date 2026-06-21] [--clock in_process]``.
 ``--clock simulator`` follows the clock over HTTP (``gateway.clock``, as ``serve`` does) instead
 of in process (as ``demo`` does). The engine (``run_sim_day``) is shared with a 2-hour test.
+
+``--mode autonomous --tariff tou3`` runs the day under the planner with ``bench/energy.py``'s
+3-level TOU tariff and its settings (set through the Fleet API), and sets the day's bill from the
+simulator's meters per 30-minute step against ``bench/energy.py``'s pure evaluation of the same
+day (same home, clear sky, same seeded load): the pure bill is the baseline.
 """
 
 from __future__ import annotations
@@ -27,13 +32,17 @@ import aiohttp
 from aiohttp import web
 
 from bench._common import ROOT, SECRET, bench_token, machine, print_table
+from bench._energy_home import SLOTS_PER_DAY, STEP_S, PlannerAgent, World, run_home
+from bench.energy import tou3_content
 from gateway.core.config import ClockSection, Config, DeviceConfig, Plan, RateLimits, read_config
+from gateway.core.settings import SiteSettings
+from gateway.core.tariff import Tariff, parse_tariff
 from gateway.runtime.clock import InProcessClock, Timebase
 from gateway.web.app import create_app
 from gateway.web.keys import SITES
 from gateway.web.server import GatewayRunner
 from simulator import Simulator
-from simulator.config import ControlConfig, SimulatorConfig
+from simulator.config import ControlConfig, HomeConfig, SimulatorConfig
 from simulator.home import SimHome
 from simulator.physics import HomeTruth
 
@@ -65,6 +74,8 @@ class SimDayResult:
     polls: int
     truth_wh: dict[str, float]
     gateway_wh: dict[str, float]
+    step_truth: tuple[dict[str, float], ...] = ()  # the meters' energy per ``step_s`` interval
+    stored_delta_wh: float = 0.0  # energy in the battery at the end minus at the start
 
     def error_pct(self, field: str) -> float:
         """The gateway's figure against the truth, in % of the truth."""
@@ -80,7 +91,8 @@ class SimDayResult:
 
 
 def demo_configs(data_dir: Path, start: datetime, *, poll_interval_s: float,
-                 clock: ClockKind, tick_s: float = 0.05) -> tuple[SimulatorConfig, Any]:
+                 clock: ClockKind, tick_s: float = 0.05,
+                 price_feed: bool = True) -> tuple[SimulatorConfig, Any]:
     """The simulator and gateway sections of config.example.yaml, reduced to home 1001."""
     loaded = read_config(ROOT / "config.example.yaml")
     sim = loaded.section("simulator", SimulatorConfig)
@@ -109,8 +121,10 @@ def demo_configs(data_dir: Path, start: datetime, *, poll_interval_s: float,
             "clock": ClockSection(source="simulator", url=simulator.control_url,
                                   sync_interval_s=0.2, timeout_s=1.0)
             if clock == "simulator" else ClockSection()})
-        return Config(gateway=gateway,
-                      sites=[site.model_copy(update={"devices": devices})])
+        update: dict[str, Any] = {"devices": devices}
+        if not price_feed:  # the planner then prices steps with the site's tariff
+            update["planner"] = site.planner.model_copy(update={"price_feed": None})
+        return Config(gateway=gateway, sites=[site.model_copy(update=update)])
 
     return sim_config, gateway_config
 
@@ -133,15 +147,19 @@ def _truth_wh(first: HomeTruth, before: HomeTruth, after: HomeTruth,
             "discharge": discharge, "home": solar + discharge + imported - charge - exported}
 
 
-async def _meters_around(home: SimHome, end: datetime,
-                         timeout_s: float) -> tuple[HomeTruth, HomeTruth]:
-    """The home's truth at its last physics step before ``end`` and its first at or after it."""
+async def _meters_around(home: SimHome, ends: list[datetime],
+                         timeout_s: float) -> list[tuple[HomeTruth, HomeTruth]]:
+    """Per time in ``ends`` (ascending), the home's truth at its last physics step before it
+    and its first at or after it."""
     deadline = time.monotonic() + timeout_s
     before = home.truth()
+    found: list[tuple[HomeTruth, HomeTruth]] = []
     while True:
         truth = home.truth()
-        if truth.at >= end:
-            return before, truth
+        while len(found) < len(ends) and truth.at >= ends[len(found)]:
+            found.append((before, truth))
+        if len(found) == len(ends):
+            return found
         before = truth
         if time.monotonic() > deadline:
             raise TimeoutError(f"the simulated interval did not end within {timeout_s:g} s")
@@ -158,15 +176,22 @@ async def _until(probe: Any, timeout_s: float, what: str) -> None:
 
 async def run_sim_day(data_dir: Path, *, start: datetime, hours: int = 24, speed: float = 2400.0,
                       poll_interval_s: float = 0.05, tick_s: float = 0.05,
-                      clock: ClockKind = "in_process") -> SimDayResult:
+                      clock: ClockKind = "in_process", mode: str = "self_consumption",
+                      tariff: dict[str, Any] | None = None, step_s: int = 0) -> SimDayResult:
     """Run the demo home from ``start`` (a whole local hour) for ``hours`` at ``speed``.
+
+    ``mode`` and ``tariff`` (a ``tariff_content_v2``; given, the planner prices with it instead
+    of the example's price feed) are set through the Fleet API before the clock runs, with the
+    settings ``bench/energy.py`` uses (reserve 20 %, grid charging, export ``battery_ok``).
+    ``step_s`` > 0 also records the simulator's meters every ``step_s`` (``step_truth``).
 
     The simulator starts frozen; once the gateway has read the home, ``POST /clock`` sets the
     speed (as a user would), and when the simulated interval is over it freezes the clock again.
     The gateway's hourly ``calendar_history`` entries in the interval are summed.
     """
     sim_config, gateway_config = await asyncio.to_thread(  # reads a file: off the loop
-        demo_configs, data_dir, start, poll_interval_s=poll_interval_s, clock=clock, tick_s=tick_s)
+        demo_configs, data_dir, start, poll_interval_s=poll_interval_s, clock=clock, tick_s=tick_s,
+        price_feed=tariff is None)
     end = start + timedelta(hours=hours)
     async with Simulator(sim_config) as sim, aiohttp.ClientSession() as http:
         config = gateway_config(sim)
@@ -183,17 +208,23 @@ async def run_sim_day(data_dir: Path, *, start: datetime, hours: int = 24, speed
             site = app[SITES][SITE_ID]
             await _until(lambda: not site.offline() and site.applied is not None, 20,
                          "gateway online")
+            headers = {"Authorization": f"Bearer {bench_token()}"}
+            await _set_up_site(http, f"http://{host}:{port}/api/1/energy_sites/{SITE_ID}",
+                               headers, mode, tariff)
             home = sim.homes[HOME]
             first = home.truth()
+            ends = [start + timedelta(seconds=s) for s in range(step_s, 3600 * hours, step_s)
+                    ] if step_s > 0 else []
+            ends.append(end)
             started = time.monotonic()
             async with http.post(f"{sim.control_url}/clock", json={"speed": speed}) as resp:
                 resp.raise_for_status()
-            before, after = await _meters_around(home, end, 3600 * hours / speed * 3 + 60)
+            around = await _meters_around(home, ends, 3600 * hours / speed * 3 + 60)
+            before, after = around[-1]
             async with http.post(f"{sim.control_url}/clock", json={"speed": 0}) as resp:
                 resp.raise_for_status()
             real_s = time.monotonic() - started
             polls = site.devices[0].polls
-            headers = {"Authorization": f"Bearer {bench_token()}"}
             day_end = datetime.combine(start.date(), datetime.min.time(), site.tz) + timedelta(
                 hours=23, minutes=59, seconds=59)
             query = f"kind=energy&period=day&end_date={day_end.isoformat()}"
@@ -210,10 +241,33 @@ async def run_sim_day(data_dir: Path, *, start: datetime, hours: int = 24, speed
             for name, _ in FIELDS:
                 gateway_wh[name] += entry[name]
     truth = _truth_wh(first, before, after, end)
+    cumulative = [_truth_wh(first, b, a, at) for (b, a), at in zip(around, ends, strict=True)]
+    steps = tuple({k: now[k] - (prev[k] if prev else 0.0) for k in now}
+                  for prev, now in zip([None, *cumulative[:-1]], cumulative, strict=True))
     return SimDayResult(start=start, end=end, truth_end=after.at, speed=speed, clock=clock,
                         real_s=real_s, polls=polls,
                         truth_wh={name: truth[key] for name, key in FIELDS},
-                        gateway_wh=gateway_wh)
+                        gateway_wh=gateway_wh, step_truth=steps if step_s > 0 else (),
+                        stored_delta_wh=(after.soc_pct - first.soc_pct) / 100 * first.capacity_wh)
+
+
+async def _set_up_site(http: aiohttp.ClientSession, base: str, headers: dict[str, str],
+                       mode: str, tariff: dict[str, Any] | None) -> None:
+    """The site's settings through the Fleet API, as a user (or ``bench/energy.py``) sets them."""
+    if mode == "self_consumption" and tariff is None:
+        return  # the example's own settings, as the history comparison always ran
+    bodies: list[tuple[str, dict[str, Any]]] = [
+        ("backup", {"backup_reserve_percent": 20}),
+        ("grid_import_export", {"disallow_charge_from_grid_with_solar_installed": False,
+                                "customer_preferred_export_rule": "battery_ok"}),
+    ]
+    if tariff is not None:
+        bodies.append(("time_of_use_settings", {"tou_settings": {"tariff_content_v2": tariff}}))
+    bodies.append(("operation", {"default_real_mode": mode}))
+    for command, body in bodies:
+        async with http.post(f"{base}/{command}", json=body, headers=headers) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"{command}: HTTP {resp.status}: {await resp.text()}")
 
 
 def _report(result: SimDayResult, poll_interval_s: float) -> None:
@@ -228,6 +282,61 @@ def _report(result: SimDayResult, poll_interval_s: float) -> None:
           f"{(result.truth_end - result.end).total_seconds():.0f} simulated s past it)")
 
 
+@dataclass(frozen=True)
+class DayCost:
+    """One day's bill (import x buy - export x sell, per 30-minute step), end to end and pure."""
+
+    e2e: float
+    e2e_import: float
+    e2e_export: float
+    pure: float
+    pure_import: float
+    pure_export: float
+    pure_stored_delta_wh: float
+
+    @property
+    def difference_pct(self) -> float:
+        """The end-to-end bill against the pure one, in % of the pure day's bill."""
+        return 100.0 * (self.e2e - self.pure) / abs(self.pure) if self.pure else float("nan")
+
+
+def day_cost(result: SimDayResult, home: HomeConfig, tariff: Tariff,
+             mode: Literal["self_consumption", "autonomous"]) -> DayCost:
+    """The run's bill from the simulator's meters per step, and ``bench/energy.py``'s pure
+    evaluation of the same day: same home, clear sky (the simulator's default cloud factor 0),
+    same seeded load, same tariff and settings, the planner without warm-up days."""
+    tz = result.start.tzinfo
+    assert tz is not None  # noqa: S101 - run_sim_day's start is aware
+    imp = exp = 0.0
+    for i, step in enumerate(result.step_truth):
+        price = tariff.price_at(result.start + timedelta(seconds=i * STEP_S))
+        imp += step["import"] * price.buy / 1000
+        exp += step["export"] * price.sell / 1000
+    slots = 2 * SLOTS_PER_DAY  # the counted day and the horizon's next one
+    prices = [tariff.price_at(result.start + timedelta(seconds=i * STEP_S)) for i in range(slots)]
+    world = World(start=result.start, tz=tz, cloud=[0.0] * slots, load_scale=[1.0, 1.0],
+                  buy=[p.buy for p in prices], sell=[p.sell for p in prices],
+                  known_until=[slots] * slots)
+    settings = SiteSettings(backup_reserve_pct=20, export_rule="battery_ok",
+                            grid_charging_allowed=True, operation_mode=mode)
+    planner = PlannerAgent(home, world, settings, tariff=tariff) if mode == "autonomous" else None
+    out = run_home(home, world, settings, rule_tariff=lambda _d: tariff, planner=planner, days=1)
+    return DayCost(e2e=imp - exp, e2e_import=imp, e2e_export=exp, pure=out.cost[0],
+                   pure_import=out.import_cost[0], pure_export=out.export_revenue[0],
+                   pure_stored_delta_wh=out.stored_delta_wh[0])
+
+
+def _report_cost(result: SimDayResult, cost: DayCost) -> None:
+    print_table("the day's bill: end to end (simulator meters per 30-min step) against bench/energy.py",
+                ["run", "bill", "import cost", "export revenue"],
+                [["end to end", f"{cost.e2e:.3f}", f"{cost.e2e_import:.3f}", f"{cost.e2e_export:.3f}"],
+                 ["pure (bench/energy.py)", f"{cost.pure:.3f}", f"{cost.pure_import:.3f}",
+                  f"{cost.pure_export:.3f}"]])
+    print(f"\ndifference: {cost.e2e - cost.pure:+.3f} = {cost.difference_pct:+.1f} % of the pure bill; "
+          f"energy stored at the end minus at the start: end to end {result.stored_delta_wh:+.0f} Wh, "
+          f"pure {cost.pure_stored_delta_wh:+.0f} Wh")
+
+
 def main() -> None:
     """CLI entry."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -237,14 +346,25 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=24)
     parser.add_argument("--poll-interval-s", type=float, default=0.05)
     parser.add_argument("--clock", choices=("in_process", "simulator"), default="in_process")
+    parser.add_argument("--mode", choices=("self_consumption", "autonomous"),
+                        default="self_consumption")
+    parser.add_argument("--tariff", choices=("none", "tou3"), default="none",
+                        help="tou3: bench/energy.py's 3-level TOU tariff, and the bill compared "
+                             "with its pure evaluation of the same day")
     args = parser.parse_args()
     start = datetime.combine(args.date, datetime.min.time(), ZoneInfo("Europe/Berlin"))
+    content = tou3_content() if args.tariff == "tou3" else None
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run_sim_day(Path(tmp), start=start, hours=args.hours,
                                          speed=args.speed, poll_interval_s=args.poll_interval_s,
-                                         clock=args.clock))
+                                         clock=args.clock, mode=args.mode, tariff=content,
+                                         step_s=STEP_S if content is not None else 0))
+        sim_config, _ = demo_configs(Path(tmp), start, poll_interval_s=args.poll_interval_s,
+                                     clock=args.clock)
     _report(result, args.poll_interval_s)
+    if content is not None:
+        _report_cost(result, day_cost(result, sim_config.homes[0], parse_tariff(content), args.mode))
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ class Gateway:
                     self._spawn(self._poller(site, state).run(), f"poll-{site.id}-{state.name}")
                 self._spawn(site.control_loop(config.gateway.reconcile_interval_s),
                             f"control-{site.id}")
-                planner = self.planners[site.id] = PlannerService(site, clock=self.clock)
+                planner = self.planners[site.id] = PlannerService(site, timebase=self.timebase)
                 self._spawn(planner.run(), f"planner-{site.id}")
                 self._start_storm_watch(site)
             self._spawn(self.history.run(), "history")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 import aiohttp
@@ -40,13 +39,14 @@ from gateway.core.planner import (
     action_for,
     solve,
 )
-from gateway.runtime.clock import Clock
+from gateway.runtime.clock import Clock, Timebase
 from gateway.runtime.site import Site
 
 log = structlog.get_logger("gateway.runtime.planner")
 
 WAKE_S: Final = 2.0
-"""How often (real seconds) the service looks at the clock, the SoC and the settings."""
+"""How often (real seconds) the service looks at the SoC and the settings; a step boundary in
+between wakes it too, in domain time, so steps follow a simulated clock at any speed."""
 SOC_REPLAN_PCT: Final = 5.0
 """Re-plan within a step when the measured SoC left the plan by more than this."""
 MAX_FEED_BYTES: Final = 2 * 1024 * 1024
@@ -71,10 +71,12 @@ class PlannerService:
     """Keeps ``site.plan_action`` on the current step of an up-to-date plan while the site is
     ``autonomous`` with ``strategy: optimiser``; None otherwise (the policy's two-level rule)."""
 
-    def __init__(self, site: Site, *, clock: Clock) -> None:
+    def __init__(self, site: Site, *, clock: Clock | None = None,
+                 timebase: Timebase | None = None) -> None:
         self.site = site
         self.config: PlannerConfig = site.config.planner
-        self._clock = clock
+        self._timebase = timebase if timebase is not None else Timebase(clock or Timebase().now)
+        self._clock = self._timebase.now
         self._log = log.bind(site_id=site.id)
         self.learned = Learned(
             load=DailyProfile(slots=96),
@@ -115,10 +117,15 @@ class PlannerService:
                 except Exception:  # a bug in one pass must not end planning for good
                     self._log.exception("planner.crashed")
                     self._set_action(SELF_CONSUMPTION if self._autonomous() else None)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(WAKE_S):
-                        await self.wake.wait()
+                await self._timebase.wait(self.wake, self.wait_s())
                 self.wake.clear()
+
+    def wait_s(self) -> float:
+        """Domain seconds until the next look: the next step's start, or ``WAKE_S`` real seconds."""
+        step_s = self.config.step_min * 60
+        now = self._clock()
+        to_step = (step_start(now, step_s) + timedelta(seconds=step_s) - now).total_seconds()
+        return max(min(to_step, WAKE_S * max(self._timebase.speed, 1.0)), 0.0)
 
     def _autonomous(self) -> bool:
         return self.site.settings.operation_mode == "autonomous" and self.config.strategy == "optimiser"

@@ -98,8 +98,10 @@ def demo_configs(data_dir: Path, start: datetime, *, poll_interval_s: float,
     sim = loaded.section("simulator", SimulatorConfig)
     assert sim is not None  # noqa: S101 - the example has one
     home = next(h for h in sim.homes if h.id == HOME)
+    # no EV charger: its OCPP listener has a fixed port in the example, and the day is the home's
     home = home.model_copy(update={"devices": [d.model_copy(update={"port": 0})
-                                               for d in home.devices]})
+                                               for d in home.devices
+                                               if d.kind != "ocpp_charger"]})
     sim_config = sim.model_copy(update={
         "control": ControlConfig(port=0), "homes": [home], "start": start,
         "clock_speed": 0.0,  # frozen until the gateway is up: the day starts with its first reading
@@ -115,13 +117,13 @@ def demo_configs(data_dir: Path, start: datetime, *, poll_interval_s: float,
                 **dev.model_dump(exclude={"options"}), "poll_interval_s": poll_interval_s,
                 "options": options}))
         gateway = loaded.config.gateway.model_copy(update={
-            "port": 0, "data_dir": data_dir, "jwt_secret": SECRET,
+            "port": 0, "data_dir": data_dir, "jwt_secret": SECRET, "ocpp": None,
             "rate_limits": RateLimits(default_plan="bench", plans={
                 "bench": Plan(per_minute=10_000_000, per_day=100_000_000)}),
             "clock": ClockSection(source="simulator", url=simulator.control_url,
                                   sync_interval_s=0.2, timeout_s=1.0)
             if clock == "simulator" else ClockSection()})
-        update: dict[str, Any] = {"devices": devices}
+        update: dict[str, Any] = {"devices": devices, "chargers": []}
         if not price_feed:  # the planner then prices steps with the site's tariff
             update["planner"] = site.planner.model_copy(update={"price_feed": None})
         return Config(gateway=gateway, sites=[site.model_copy(update=update)])

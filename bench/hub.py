@@ -309,6 +309,20 @@ def _edge_history(data_dir: Path) -> tuple[dict[int, float], dict[tuple[int, flo
         db.close()
 
 
+def _missing_slots(sites: set[int], cursors: dict[int, float],
+                   five: dict[tuple[int, float], tuple[float, ...]]) -> list[tuple[int, float]]:
+    """5-minute slots up to each site's cursor, since the first bucket anywhere, with no row."""
+    first = min((key[1] for key in five), default=None)
+    missing = []
+    for site in sites if first is not None else ():
+        start = first
+        while start + _BUCKET_S <= cursors.get(site, 0.0):
+            if (site, start) not in five:
+                missing.append((site, start))
+            start += _BUCKET_S
+    return missing
+
+
 def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return all(abs(x - y) <= 1e-6 * max(1.0, abs(x), abs(y)) for x, y in zip(a, b, strict=True))
 
@@ -347,6 +361,9 @@ async def history_check(fleet: Fleet, title: str, deadline_s: float = 120.0) -> 
         whole = {key: v for key, v in hours.items() if key[1] + 3600 <= cursors.get(key[0], 0.0)}
         hour_gaps = [key for key in whole if key not in hub1h]
         hour_differ = [key for key, v in whole.items() if key in hub1h and not _same(v, hub1h[key])]
+        # a slot no site-bucket holds at either end: the edge lost it (every home uses energy in
+        # every 5 minutes, so each site has a row for every slot since the first one anywhere)
+        lost_slots = _missing_slots(sites, cursors, five)
         settled = not behind and not gaps and not differ
         if settled or time.monotonic() - waited > deadline_s:
             break
@@ -361,6 +378,8 @@ async def history_check(fleet: Fleet, title: str, deadline_s: float = 120.0) -> 
                  ["buckets missing at the hub (gap)", len(gaps)],
                  ["buckets at the hub the edge does not have", len(extra)],
                  ["buckets whose energy differs (a doubled batch would)", len(differ)],
+                 ["site-slots up to the cursor missing at the edge (so at the hub too)",
+                  len(lost_slots)],
                  ["whole hours compared / missing / differing",
                   f"{len(whole)} / {len(hour_gaps)} / {len(hour_differ)}"]])
 

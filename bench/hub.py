@@ -12,6 +12,12 @@ starts its own broker on a free port. Measures, each against a baseline in the s
   live_status showing it, vs to the edge's own live_status showing it (p50/p99);
 - CPU (cores) and RSS of each hub replica, the broker and the edges over a quiet window,
   per 1,000 homes.
+
+``--faults`` then runs three fault runs, each with clients sending commands through the hub
+(retrying with their Idempotency-Key): the broker restarted and a replica killed; an edge killed
+(SIGKILL) and restarted on its data dir; the uplink cut for ``--cut-s`` (the broker stopped, the
+edges controlled directly meanwhile). After each: acknowledged commands on their edges, none run
+twice, the hub's journal against the edges', and the hub's history buckets against the edges'.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,28 +156,61 @@ async def loadgen(port: int, path: str, token: str, seconds: float) -> float:
     return float(result["requests"]) / float(result["elapsed_s"])
 
 
-async def fault_run(http: aiohttp.ClientSession, auth: dict[str, str], *,
-                    stack: contextlib.AsyncExitStack, mqtt: Broker, hub_yaml: Path,
-                    ports: list[int], hubs: list[asyncio.subprocess.Process], gws: list[Any],
-                    tmpdir: Path, edges: int, homes: int) -> None:
-    """Commands through the hub while the broker restarts and a replica is killed (SIGKILL) and
-    replaced; clients retry with their Idempotency-Key. Then: every acknowledged command is the
-    edge's setting, none ran twice, PostgreSQL's journal agrees with the edges'."""
-    hub_urls = [f"http://127.0.0.1:{p}" for p in ports]
+async def start_edge(stack: contextlib.AsyncExitStack, k: int, sim: Any, *, tmpdir: Path,
+                     broker_port: int, poll_s: float, log_suffix: str = "") -> Any:
+    """Edge gateway process k (its data dir survives a restart: same journal, same cursor)."""
+    eps = tmpdir / f"endpoints-{k}.json"
+    eps.write_bytes(orjson.dumps(sim.hello["endpoints"]))
+    return await stack.enter_async_context(helper(
+        "bench._gwproc", "--endpoints", str(eps), "--data-dir", str(tmpdir / f"data-{k}"),
+        "--poll-s", str(poll_s), "--first-site", str(FIRST_SITE_ID + k * SITE_STRIDE),
+        "--uplink", f"127.0.0.1:{broker_port}", "--gateway-id", f"edge-{k}",
+        "--timeout-s", str(max(1.0, poll_s)),
+        "--log-level", os.environ.get("BENCH_GW_LOG", "WARNING"),
+        log_path=tmpdir / f"gw-{k}{log_suffix}.log"))
+
+
+@dataclass
+class Fleet:
+    """What the fault runs act on: the broker, the replicas, the edges and their simulators."""
+
+    stack: contextlib.AsyncExitStack
+    mqtt: Broker
+    hub_yaml: Path
+    ports: list[int]
+    hubs: list[asyncio.subprocess.Process]
+    sims: list[Any]
+    gws: list[Any]
+    tmpdir: Path
+    edges: int
+    homes: int
+    poll_s: float
+
+
+async def command_run(http: aiohttp.ClientSession, auth: dict[str, str], fleet: Fleet, *,
+                      title: str, prefix: str, chaos: Callable[[], Awaitable[None]],
+                      client_deadline_s: float = 90.0) -> None:
+    """Commands through the hub while ``chaos`` runs; clients retry with their Idempotency-Key.
+    Then: every acknowledged command is the edge's setting, none ran twice, PostgreSQL's journal
+    agrees with the edges'."""
+    hub_urls = [f"http://127.0.0.1:{p}" for p in fleet.ports]
+    edges, tmpdir = fleet.edges, fleet.tmpdir
     journal_before = [await asyncio.to_thread(_edge_rows, tmpdir / f"data-{k}", _JOURNAL)
                       for k in range(edges)]
-    sites = [(k, FIRST_SITE_ID + k * SITE_STRIDE + i) for k in range(edges) for i in range(min(homes, 10))]
+    sites = [(k, FIRST_SITE_ID + k * SITE_STRIDE + i)
+             for k in range(edges) for i in range(min(fleet.homes, 10))]
     acknowledged: dict[str, tuple[int, int, int]] = {}  # key -> (edge, site, reserve)
+    statuses: dict[int, int] = {}
     retries = 0
     sent: list[tuple[str, int]] = []
 
     async def client(k: int, site: int, offset: int) -> None:
         nonlocal retries
         for n in range(6):
-            key = f"fault-{site}-{n}"
-            reserve = 20 + (offset * 7 + n * 5) % 60
+            key = f"{prefix}-{site}-{n}"
+            reserve = 20 + (offset * 7 + n * 5 + len(prefix)) % 60
             sent.append((key, k))
-            deadline = time.monotonic() + 90
+            deadline = time.monotonic() + client_deadline_s
             attempt = 0
             while time.monotonic() < deadline:
                 url = hub_urls[(attempt + n) % 2] + f"/api/1/energy_sites/{site}/backup"
@@ -182,6 +222,7 @@ async def fault_run(http: aiohttp.ClientSession, auth: dict[str, str], *,
                         status = resp.status
                 except aiohttp.ClientError:
                     status = 0
+                statuses[status] = statuses.get(status, 0) + 1
                 if status == 200:
                     acknowledged[key] = (k, site, reserve)
                     break
@@ -190,20 +231,6 @@ async def fault_run(http: aiohttp.ClientSession, auth: dict[str, str], *,
                 retries += 1
                 await asyncio.sleep(0.5)
             await asyncio.sleep(0.3)
-
-    async def chaos() -> None:
-        await asyncio.sleep(2.0)
-        await mqtt.stop()
-        await asyncio.sleep(3.0)
-        await mqtt.start()
-        print("fault: broker restarted (down 3 s)")
-        await asyncio.sleep(3.0)
-        hubs[0].kill()
-        await hubs[0].wait()
-        print("fault: replica 1 killed (SIGKILL)")
-        await asyncio.sleep(2.0)
-        hubs[0] = await stack.enter_async_context(replica(hub_yaml, ports[0], tmpdir / "hub-0b.log"))
-        print("fault: replica 1 replaced")
 
     started = time.monotonic()
     await asyncio.gather(chaos(), *(client(k, site, i) for i, (k, site) in enumerate(sites)))
@@ -214,10 +241,10 @@ async def fault_run(http: aiohttp.ClientSession, auth: dict[str, str], *,
     for k in range(edges):
         edge_runs.update(await asyncio.to_thread(_edge_rows, tmpdir / f"data-{k}", _UPLINK))
         journal_after.append(await asyncio.to_thread(_edge_rows, tmpdir / f"data-{k}", _JOURNAL))
-    conn = await asyncpg.connect(json_dsn(hub_yaml))
+    conn = await asyncpg.connect(json_dsn(fleet.hub_yaml))
     try:
         pg = {r["command_id"]: r["status"] for r in await conn.fetch(
-            "SELECT command_id, status FROM hub_commands WHERE command_id LIKE 'fault-%'")}
+            "SELECT command_id, status FROM hub_commands WHERE command_id LIKE $1", f"{prefix}-%")}
     finally:
         await conn.close()
     fault_keys = {key for key, _ in sent}
@@ -227,6 +254,9 @@ async def fault_run(http: aiohttp.ClientSession, auth: dict[str, str], *,
     lost = [key for key in acknowledged if edge_runs.get(key) != 200]
     disagree = [key for key, status in pg.items()
                 if status is not None and edge_runs.get(key) not in {None, status}]
+    edge_status: dict[int | None, int] = {}
+    for key in ran_at_edges:
+        edge_status[edge_runs[key]] = edge_status.get(edge_runs[key], 0) + 1
     wrong_setting = 0
     last: dict[int, tuple[int, int]] = {}
     for key, (_, site, reserve) in acknowledged.items():
@@ -235,22 +265,198 @@ async def fault_run(http: aiohttp.ClientSession, auth: dict[str, str], *,
             last[site] = (n, reserve)
     for site, (_, reserve) in last.items():
         k = (site - FIRST_SITE_ID) // SITE_STRIDE
-        async with http.get(gws[k].hello["url"] + f"/api/1/energy_sites/{site}/site_info",
+        async with http.get(fleet.gws[k].hello["url"] + f"/api/1/energy_sites/{site}/site_info",
                             headers=auth) as resp:
             body = await resp.json()
         wrong_setting += body["response"]["backup_reserve_percent"] != reserve
-    print_table(f"Faults: broker restart + replica SIGKILL during {len(fault_keys)} commands "
-                f"({took:.0f} s)",
+    print_table(f"{title} during {len(fault_keys)} commands ({took:.0f} s)",
                 ["figure", "value"],
                 [["commands acknowledged 200", len(acknowledged)],
                  ["client retries (same key)", retries],
+                 ["client answers by status", dict(sorted(statuses.items()))],
                  ["acknowledged but not 200 at the edge", len(lost)],
-                 ["ids run at the edges", len(ran_at_edges)],
+                 ["ids run at the edges (by edge status)",
+                  f"{len(ran_at_edges)} {dict(sorted(edge_status.items(), key=str))}"],
                  ["edge journal entries added", new_journal],
                  ["hub journal rows / with a status",
                   f"{len(pg)} / {sum(s is not None for s in pg.values())}"],
                  ["hub vs edge status disagreements", len(disagree)],
                  ["sites whose setting is not the last acknowledged", wrong_setting]])
+    await history_check(fleet, title)
+
+
+_FLOWS = ("solar_to_home", "solar_to_battery", "solar_to_grid", "battery_to_home",
+          "battery_to_grid", "grid_to_home", "grid_to_battery")
+_BUCKET_S = 300.0
+_CLOSED_AFTER_S = 20.0  # the uplink sends a bucket 20 s after its end (docs/hub.md)
+
+
+def _edge_history(data_dir: Path) -> tuple[dict[int, float], dict[tuple[int, float], tuple[float, ...]],
+                                             dict[tuple[int, float], tuple[float, ...]]]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{data_dir / 'gateway.sqlite3'}?mode=ro", uri=True)
+    flows = ", ".join(_FLOWS)
+    try:
+        cursors = {int(r[0]): float(r[1]) for r in
+                   db.execute("SELECT site_id, sent_until FROM uplink_history_sent")}
+        five = {(int(r[0]), float(r[1])): tuple(r[2:]) for r in db.execute(
+            f"SELECT site_id, start, {flows} FROM energy_5min")}  # noqa: S608 - constants
+        hours = {(int(r[0]), float(r[1])): tuple(r[2:]) for r in db.execute(
+            f"SELECT site_id, hour, {flows} FROM energy_1h")}  # noqa: S608 - constants
+        return cursors, five, hours
+    finally:
+        db.close()
+
+
+def _missing_slots(sites: set[int], cursors: dict[int, float],
+                   five: dict[tuple[int, float], tuple[float, ...]]) -> list[tuple[int, float]]:
+    """5-minute slots up to each site's cursor, since the first bucket anywhere, with no row."""
+    first = min((key[1] for key in five), default=None)
+    missing = []
+    for site in sites if first is not None else ():
+        start = first
+        while start + _BUCKET_S <= cursors.get(site, 0.0):
+            if (site, start) not in five:
+                missing.append((site, start))
+            start += _BUCKET_S
+    return missing
+
+
+def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return all(abs(x - y) <= 1e-6 * max(1.0, abs(x), abs(y)) for x, y in zip(a, b, strict=True))
+
+
+async def history_check(fleet: Fleet, title: str, deadline_s: float = 120.0) -> None:
+    """Once every edge's cursor reached the last closed bucket: the hub's 5-minute buckets (and
+    whole hours) against the edge's own, bucket by bucket, up to each site's cursor."""
+    sites = {FIRST_SITE_ID + k * SITE_STRIDE + i for k in range(fleet.edges)
+             for i in range(fleet.homes)}
+    closed_until = (time.time() - _CLOSED_AFTER_S) // _BUCKET_S * _BUCKET_S
+    waited = time.monotonic()
+    while True:
+        cursors: dict[int, float] = {}
+        five: dict[tuple[int, float], tuple[float, ...]] = {}
+        hours: dict[tuple[int, float], tuple[float, ...]] = {}
+        for k in range(fleet.edges):
+            c, f, h = await asyncio.to_thread(_edge_history, fleet.tmpdir / f"data-{k}")
+            cursors.update(c)
+            five.update(f)
+            hours.update(h)
+        behind = [s for s in sites if cursors.get(s, 0.0) < closed_until]
+        conn = await asyncpg.connect(json_dsn(fleet.hub_yaml))
+        try:
+            flows = ", ".join(_FLOWS)
+            hub5 = {(int(r[0]), float(r[1])): tuple(r[2:]) for r in await conn.fetch(
+                f"SELECT site_id, start, {flows} FROM hub_energy_5min")}  # noqa: S608 - constants
+            hub1h = {(int(r[0]), float(r[1])): tuple(r[2:]) for r in await conn.fetch(
+                f"SELECT site_id, hour, {flows} FROM hub_energy_1h")}  # noqa: S608 - constants
+        finally:
+            await conn.close()
+        expected = {key: v for key, v in five.items() if key[1] + _BUCKET_S <= cursors.get(key[0], 0.0)}
+        gaps = [key for key in expected if key not in hub5]
+        extra = [key for key in hub5 if key not in five]
+        differ = [key for key, v in expected.items() if key in hub5 and not _same(v, hub5[key])]
+        # whole hours the cursor passed: the hub's rollup row against the edge's
+        whole = {key: v for key, v in hours.items() if key[1] + 3600 <= cursors.get(key[0], 0.0)}
+        hour_gaps = [key for key in whole if key not in hub1h]
+        hour_differ = [key for key, v in whole.items() if key in hub1h and not _same(v, hub1h[key])]
+        # a slot no site-bucket holds at either end: the edge lost it (every home uses energy in
+        # every 5 minutes, so each site has a row for every slot since the first one anywhere)
+        lost_slots = _missing_slots(sites, cursors, five)
+        settled = not behind and not gaps and not differ
+        if settled or time.monotonic() - waited > deadline_s:
+            break
+        await asyncio.sleep(2.0)
+    starts = sorted({key[1] for key in expected})
+    span = (f"{time.strftime('%H:%M', time.gmtime(starts[0]))}-"
+            f"{time.strftime('%H:%M', time.gmtime(starts[-1] + _BUCKET_S))} UTC" if starts else "none")
+    print_table(f"History after: {title} (waited {time.monotonic() - waited:.0f} s for the cursors)",
+                ["figure", "value"],
+                [["closed buckets at the edges up to their cursors", f"{len(expected)} ({span})"],
+                 ["sites whose cursor is behind the last closed bucket", len(behind)],
+                 ["buckets missing at the hub (gap)", len(gaps)],
+                 ["buckets at the hub the edge does not have", len(extra)],
+                 ["buckets whose energy differs (a doubled batch would)", len(differ)],
+                 ["site-slots up to the cursor missing at the edge (so at the hub too)",
+                  len(lost_slots)],
+                 ["whole hours compared / missing / differing",
+                  f"{len(whole)} / {len(hour_gaps)} / {len(hour_differ)}"]])
+
+
+async def fault_run(http: aiohttp.ClientSession, auth: dict[str, str], fleet: Fleet,
+                    cut_s: float) -> None:
+    """The four faults of docs/hub.md, one after another, each checked on its own."""
+
+    async def broker_and_replica() -> None:
+        await asyncio.sleep(2.0)
+        await fleet.mqtt.stop()
+        await asyncio.sleep(3.0)
+        await fleet.mqtt.start()
+        print("fault: broker restarted (down 3 s)")
+        await asyncio.sleep(3.0)
+        fleet.hubs[0].kill()
+        await fleet.hubs[0].wait()
+        print("fault: replica 1 killed (SIGKILL)")
+        await asyncio.sleep(2.0)
+        fleet.hubs[0] = await fleet.stack.enter_async_context(
+            replica(fleet.hub_yaml, fleet.ports[0], fleet.tmpdir / "hub-0b.log"))
+        print("fault: replica 1 replaced")
+
+    await command_run(http, auth, fleet, title="Faults: broker restart + replica SIGKILL",
+                      prefix="fault", chaos=broker_and_replica)
+
+    async def edge_killed() -> None:
+        await asyncio.sleep(2.0)
+        fleet.gws[0].proc.kill()
+        await fleet.gws[0].proc.wait()
+        print("fault: edge 0 killed (SIGKILL)")
+        await asyncio.sleep(3.0)
+        fleet.gws[0] = await start_edge(fleet.stack, 0, fleet.sims[0], tmpdir=fleet.tmpdir,
+                                        broker_port=fleet.mqtt.port, poll_s=fleet.poll_s,
+                                        log_suffix="-b")
+        await fleet.gws[0].ask("wait_online")
+        print("fault: edge 0 restarted on its data dir, devices online")
+
+    await command_run(http, auth, fleet, title="Faults: edge 0 SIGKILL + restart",
+                      prefix="edgekill", chaos=edge_killed)
+
+    # the cut should span a bucket's close (end + 20 s + the 10 s send loop), so that history
+    # piles up at the edge and must be caught up: start it 0-30 s before a bucket boundary
+    wait = (_BUCKET_S - 30 - time.time() % _BUCKET_S) % _BUCKET_S
+    if cut_s >= 60 and wait > 0:
+        print(f"\nwaiting {wait:.0f} s so that the uplink cut spans a bucket's close")
+        await asyncio.sleep(wait)
+    local: dict[int, int] = {}
+    reads: dict[int, int] = {}
+
+    async def uplink_cut() -> None:
+        await asyncio.sleep(2.0)
+        await fleet.mqtt.stop()
+        cut = time.monotonic()
+        print(f"fault: broker stopped, uplink cut for {cut_s:g} s")
+        # meanwhile the edges keep controlling: local commands and reads on other sites
+        n = 0
+        while time.monotonic() - cut < cut_s:
+            k = n % fleet.edges
+            site = FIRST_SITE_ID + k * SITE_STRIDE + 10 + (n // fleet.edges) % max(1, fleet.homes - 10)
+            base = fleet.gws[k].hello["url"] + f"/api/1/energy_sites/{site}"
+            async with http.post(base + "/backup", json={"backup_reserve_percent": 30 + n % 40},
+                                 headers=auth) as resp:
+                await resp.read()
+                local[resp.status] = local.get(resp.status, 0) + 1
+            async with http.get(base + "/live_status", headers=auth) as resp:
+                await resp.read()
+                reads[resp.status] = reads.get(resp.status, 0) + 1
+            n += 1
+            await asyncio.sleep(0.5)
+        await fleet.mqtt.start()
+        print(f"fault: broker back after {time.monotonic() - cut:.0f} s")
+
+    await command_run(http, auth, fleet, title=f"Faults: uplink cut {cut_s:g} s (broker down)",
+                      prefix="cut", chaos=uplink_cut, client_deadline_s=cut_s + 90)
+    print(f"\nduring the cut, direct to the edges: commands by status {local}, "
+          f"live_status by status {reads}")
 
 
 _JOURNAL = "SELECT id, 0 FROM command_journal"
@@ -273,7 +479,7 @@ def json_dsn(hub_yaml: Path) -> str:
 
 
 async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: float, *,
-              faults: bool = False) -> None:
+              faults: bool = False, cut_s: float = 60.0) -> None:
     total = edges * homes
     print(f"# Hub bench: {edges} edges x {homes} homes = {total} homes, poll {poll_s:g} s; "
           f"{machine()}")
@@ -301,15 +507,8 @@ async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: flo
                 sim = await stack.enter_async_context(helper(
                     "bench._simproc", "--homes", str(homes), "--tick-s", str(max(1.0, poll_s / 2)),
                     "--image-cache-s", "0.5", log_path=tmpdir / f"sim-{k}.log"))
-                eps = tmpdir / f"endpoints-{k}.json"
-                eps.write_bytes(orjson.dumps(sim.hello["endpoints"]))
-                gw = await stack.enter_async_context(helper(
-                    "bench._gwproc", "--endpoints", str(eps), "--data-dir", str(tmpdir / f"data-{k}"),
-                    "--poll-s", str(poll_s), "--first-site", str(FIRST_SITE_ID + k * SITE_STRIDE),
-                    "--uplink", f"127.0.0.1:{broker_port}", "--gateway-id", f"edge-{k}",
-                    "--timeout-s", str(max(1.0, poll_s)),
-                    "--log-level", os.environ.get("BENCH_GW_LOG", "WARNING"),
-                    log_path=tmpdir / f"gw-{k}.log"))
+                gw = await start_edge(stack, k, sim, tmpdir=tmpdir, broker_port=broker_port,
+                                      poll_s=poll_s)
                 sims.append(sim)
                 gws.append(gw)
             for gw in gws:
@@ -415,9 +614,9 @@ async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: flo
                     counters = (await resp.json())["response"]["counters"]
                 print(f"\nreplica 1 counters: {counters}")
                 if faults:
-                    await fault_run(http, auth, stack=stack, mqtt=mqtt, hub_yaml=hub_yaml,
-                                    ports=ports, hubs=hubs, gws=gws, tmpdir=tmpdir, edges=edges,
-                                    homes=homes)
+                    await fault_run(http, auth, Fleet(
+                        stack=stack, mqtt=mqtt, hub_yaml=hub_yaml, ports=ports, hubs=hubs, sims=sims,
+                        gws=gws, tmpdir=tmpdir, edges=edges, homes=homes, poll_s=poll_s), cut_s)
         client = aioredis.Redis.from_url(REDIS)
         async for key in client.scan_iter(match=f"{prefix}*"):
             await client.delete(key)
@@ -433,7 +632,10 @@ def main() -> None:
     parser.add_argument("--window-s", type=float, default=20.0)
     parser.add_argument("--quick", action="store_true", help="2 edges x 25 homes, fewer samples")
     parser.add_argument("--faults", action="store_true",
-                        help="then: commands while the broker restarts and a replica is killed")
+                        help="then the fault runs: broker restart + replica killed, edge killed "
+                             "and restarted, uplink cut (each checked for lost/doubled commands "
+                             "and history gaps)")
+    parser.add_argument("--cut-s", type=float, default=60.0, help="uplink cut length (real seconds)")
     args = parser.parse_args()
     raise_fd_limit()
     quiet_logging()
@@ -441,7 +643,7 @@ def main() -> None:
         args.edges, args.homes, args.samples, args.window_s = 2, 25, 20, 5.0
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     asyncio.run(run(args.edges, args.homes, args.poll_s, args.samples, args.window_s,
-                    faults=args.faults))
+                    faults=args.faults, cut_s=args.cut_s))
 
 
 if __name__ == "__main__":

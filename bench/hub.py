@@ -529,7 +529,7 @@ async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: flo
 
                 # 1. verified command latency, hub vs edge, alternating, sites spread over edges
                 sites = [(k, FIRST_SITE_ID + k * SITE_STRIDE + i)
-                         for i in range(samples) for k in range(edges)][:samples * 2]
+                         for i in range(min(samples, homes)) for k in range(edges)][:samples * 2]
                 direct, via_hub, failures = [], [], 0
                 reserve = itertools.cycle(range(20, 60))
                 for n, (k, site) in enumerate(sites):

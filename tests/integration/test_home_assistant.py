@@ -350,6 +350,9 @@ async def test_energy_counters_grow_and_survive_a_restart(
     def total(s: dict[str, Any]) -> float:
         return sum(s[k] or 0.0 for k in keys)
 
+    # a heavy house load (kW through battery and grid), so the counters move by their 1 Wh
+    # resolution within a second of real time, not after ~12 s of 300 W of sun on a slow machine
+    sim.homes["home-1001"].set_load_scale(30)
     async with HaClient(host, port) as ha:
         async with start_gateway(config):
             first = await published(ha, lambda s: total(s) > 0)

@@ -8,6 +8,7 @@ plan, as on the SunSpec device), and plays `ignore_writes` itself.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 from simulator.devices.modbus_front import FrontedFaults, ModbusFront
@@ -16,7 +17,7 @@ from simulator.faults import FaultPlan
 from simulator.physics import HomePhysics
 
 
-class RegisterTwin(FrontedFaults):
+class RegisterTwin(FrontedFaults, ABC):
     """One brand twin on a Modbus TCP port.
 
     Args:
@@ -45,21 +46,25 @@ class RegisterTwin(FrontedFaults):
 
     # --- the brand's map (subclasses) ---------------------------------------------------------
 
+    @abstractmethod
     def blocks(self, table: Table) -> tuple[tuple[int, int], ...]:
         """Address ranges (first, last) the device answers in ``table``; elsewhere exception 2."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def registers(self, table: Table) -> Mapping[int, int]:
         """The registers of ``table`` defined now (unlisted addresses inside a block read 0)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def store(self, address: int, values: list[int]) -> int | None:
         """Validate and apply a holding-register write; an exception code refuses all of it."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def factory_reset(self) -> None:
         """Restore the factory settings (reboot)."""
-        raise NotImplementedError
+        ...
 
     # --- RegisterDevice -----------------------------------------------------------------------
 

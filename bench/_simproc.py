@@ -26,9 +26,13 @@ def _cache_images(ttl_s: float) -> None:
     """Serve each device's register image from a cache at most ``ttl_s`` old.
 
     The simulator encodes the whole image on every read; at hundreds of devices that costs more
-    than the gateway under test. A short cache keeps the protocol real and frees the CPU.
+    than the gateway under test. A short cache keeps the protocol real and frees the CPU. A write
+    drops the device's entry: a real device reads back what it was just told at once, and a stale
+    image would hold every command's read-back until the entry expires (it made a command after
+    another on the same device look ~0.5 s slow).
     """
     original = SunSpecDevice.image
+    original_action = SunSpecDevice._action
     cache: dict[int, tuple[float, list[int]]] = {}
 
     def image(self: SunSpecDevice) -> list[int]:
@@ -40,7 +44,14 @@ def _cache_images(ttl_s: float) -> None:
         cache[id(self)] = (now, value)
         return value
 
+    async def action(self: SunSpecDevice, *args: Any) -> Any:
+        result = await original_action(self, *args)
+        if args[-1] is not None:  # set_values: a write
+            cache.pop(id(self), None)
+        return result
+
     SunSpecDevice.image = image  # type: ignore[method-assign]
+    SunSpecDevice._action = action  # type: ignore[method-assign,assignment]
 
 
 async def _stdin_lines() -> asyncio.StreamReader:

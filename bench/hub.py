@@ -70,12 +70,15 @@ def free_port() -> int:
 class Broker:
     """The bench's Mosquitto on a free port; ``restart`` keeps the port (sessions are lost)."""
 
-    def __init__(self, tmpdir: Path) -> None:
+    def __init__(self, tmpdir: Path, *, nodelay: bool = True) -> None:
         self.port = free_port()
         self.tmpdir = tmpdir
         self.conf = tmpdir / "mosquitto.conf"
+        # docs/hub.md asks for set_tcp_nodelay: Mosquitto's default holds each small packet
+        # (an outcome, its PUBACK) for the peer's delayed ACK, ~40 ms per hop
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             "max_queued_messages 100000\n")
+                             "max_queued_messages 100000\n"
+                             f"set_tcp_nodelay {'true' if nodelay else 'false'}\n")
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -98,8 +101,8 @@ class Broker:
 
 
 @contextlib.asynccontextmanager
-async def broker(tmpdir: Path) -> AsyncIterator[Broker]:
-    running = Broker(tmpdir)
+async def broker(tmpdir: Path, *, nodelay: bool = True) -> AsyncIterator[Broker]:
+    running = Broker(tmpdir, nodelay=nodelay)
     await running.start()
     try:
         yield running
@@ -479,17 +482,17 @@ def json_dsn(hub_yaml: Path) -> str:
 
 
 async def run(edges: int, homes: int, poll_s: float, samples: int, window_s: float, *,
-              faults: bool = False, cut_s: float = 60.0) -> None:
+              faults: bool = False, cut_s: float = 60.0, broker_nodelay: bool = True) -> None:
     total = edges * homes
-    print(f"# Hub bench: {edges} edges x {homes} homes = {total} homes, poll {poll_s:g} s; "
-          f"{machine()}")
+    print(f"# Hub bench: {edges} edges x {homes} homes = {total} homes, poll {poll_s:g} s, "
+          f"mosquitto set_tcp_nodelay {str(broker_nodelay).lower()}; {machine()}")
     token = bench_token()
     auth = {"Authorization": f"Bearer {token}"}
     prefix = f"egw-hub-bench-{uuid.uuid4().hex[:8]}:"
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(os.environ.get("BENCH_KEEP_DIR", tmp))
         async with contextlib.AsyncExitStack() as stack:
-            mqtt = await stack.enter_async_context(broker(tmpdir))
+            mqtt = await stack.enter_async_context(broker(tmpdir, nodelay=broker_nodelay))
             broker_port = mqtt.port
             dsn = await stack.enter_async_context(database())
             hub_yaml = tmpdir / "hub.yaml"
@@ -636,6 +639,8 @@ def main() -> None:
                              "and restarted, uplink cut (each checked for lost/doubled commands "
                              "and history gaps)")
     parser.add_argument("--cut-s", type=float, default=60.0, help="uplink cut length (real seconds)")
+    parser.add_argument("--broker-nagle", action="store_true",
+                        help="leave Mosquitto's set_tcp_nodelay at its default (false)")
     args = parser.parse_args()
     raise_fd_limit()
     quiet_logging()
@@ -643,7 +648,7 @@ def main() -> None:
         args.edges, args.homes, args.samples, args.window_s = 2, 25, 20, 5.0
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     asyncio.run(run(args.edges, args.homes, args.poll_s, args.samples, args.window_s,
-                    faults=args.faults, cut_s=args.cut_s))
+                    faults=args.faults, cut_s=args.cut_s, broker_nodelay=not args.broker_nagle))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import socket
 import ssl
 
 import aiomqtt
@@ -44,6 +45,9 @@ def client(link: MqttLink, identifier: str, *, will: aiomqtt.Will | None = None,
         keepalive=link.keepalive_s, timeout=10.0, properties=properties,
         clean_start=not persistent,
         tls_context=_tls(link),
+        # Commands and outcomes are small packets: with Nagle's algorithm each one waits for
+        # the peer's delayed ACK (~40 ms on Linux) instead of leaving at once (docs/hub.md).
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
     )
 
 

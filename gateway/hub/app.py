@@ -19,10 +19,10 @@ from aiohttp import web
 from gateway.core.config.hub import HubConfig
 from gateway.core.history import HistoryQueryError, plan_energy, resolve_window, zone
 from gateway.core.history.flows import FlowEnergy
-from gateway.core.uplink.contract import MAX_COMMAND_TTL_S, CommandMessage
+from gateway.core.uplink.contract import MAX_COMMAND_TTL_S, UNSETTLED, CommandMessage
 from gateway.hub.db import HubStore, SiteRow, connect
-from gateway.hub.ingest import Ingest, NotConnected
-from gateway.hub.shared import OutcomeBus, SharedLimiter, connect_redis
+from gateway.hub.ingest import Ingest, NotConnected, Outcome, Waiters
+from gateway.hub.shared import SharedLimiter, connect_redis
 from gateway.runtime.logs import add_redacted_secret
 from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, Principal, TokenVerifier, bearer
 from gateway.web.errors import (
@@ -48,7 +48,7 @@ CONFIG = web.AppKey("hub_config", HubConfig)
 VERIFIER = web.AppKey("hub_verifier", TokenVerifier)
 STORE = web.AppKey("hub_store", HubStore)
 LIMITER = web.AppKey("hub_limiter", SharedLimiter)
-OUTCOMES = web.AppKey("hub_outcomes", OutcomeBus)
+WAITERS = web.AppKey("hub_waiters", Waiters)
 INGEST = web.AppKey("hub_ingest", Ingest)
 SITE_CACHE: web.AppKey[SiteCache] = web.AppKey("hub_site_cache")
 REDIS: web.AppKey[aioredis.Redis] = web.AppKey("hub_redis")
@@ -56,7 +56,7 @@ PRINCIPAL = web.RequestKey("hub_principal", Principal)
 REPLICA = f"{os.uname().nodename}-{os.getpid()}"
 IDEMPOTENCY_KEY = "Idempotency-Key"
 _READ_TTL_S = 0.5  # a replica reuses a site's row this long for reads (SiteCache)
-_RECHECK_S = 1.0  # a waiting command reads the journal this often, besides the announcement
+_RECHECK_S = 1.0  # a waiting command reads the journal this often (an outcome this replica missed)
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{1,80}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -151,13 +151,14 @@ class SiteCache:
 async def _site(request: web.Request, scope: str, *, fresh: bool = False) -> SiteRow:
     """The path's site, after scope and access checks; 503 while two gateways claim it.
 
-    ``fresh``: straight from PostgreSQL (commands: presence decides 408), else through the cache.
+    ``fresh``: owner and presence straight from PostgreSQL (commands: presence decides 408),
+    else the whole row through the cache.
     """
     who = _who(request, scope)
     site_id = int(request.match_info["site_id"])
     who.require_site(site_id)
     if fresh:
-        site = await request.app[STORE].site(site_id)
+        site = await request.app[STORE].command_target(site_id)
     else:
         site = await request.app[SITE_CACHE].get(site_id)
     if site is None:
@@ -267,14 +268,14 @@ def _handler(command: Command) -> Handler:
 async def run_command(request: web.Request, site: SiteRow, name: str, body: dict[str, Any]) -> web.Response:
     """Journal → publish to the owning gateway → wait for its outcome → answer with its status."""
     app = request.app
-    store, outcomes, section = app[STORE], app[OUTCOMES], app[CONFIG].hub
+    store, waiters, section = app[STORE], app[WAITERS], app[CONFIG].hub
     who = request[PRINCIPAL]
     command_id = _command_id(request)
     timeout_s = section.command_timeout_s
     expires_at = time.time() + min(MAX_COMMAND_TTL_S, 3 * timeout_s)
     _require_present(site)
-    # Wait before asking: an outcome announced between the journal and the wait is not missed.
-    future = outcomes.wait(command_id)
+    # Wait before asking: an outcome taken between the journal and the wait is not missed.
+    future = waiters.wait(command_id)
     try:
         earlier = await store.journal(command_id, site.site_id, gateway_id=site.gateway_id,
                                       command=name, body=body, token_sub=who.sub,
@@ -282,25 +283,36 @@ async def run_command(request: web.Request, site: SiteRow, name: str, body: dict
         if earlier is not None:
             if (earlier.site_id, earlier.command, earlier.body) != (site.site_id, name, body):
                 raise KeyReused(f"{IDEMPOTENCY_KEY} {command_id} was used for another command")
-            if earlier.status is not None and earlier.response is not None:
+            if earlier.status in UNSETTLED:
+                # the edge did not settle it (restarted mid-command, device away): ask again;
+                # the edge confirms it anew, or repeats its answer if a newer command came since
+                await store.reopen(command_id, earlier.status)
+                log.info("hub.command_resent", command_id=command_id, site_id=site.site_id,
+                         earlier_status=earlier.status)
+            elif earlier.status is not None and earlier.response is not None:
                 log.info("hub.command_replayed", command_id=command_id, site_id=site.site_id)
                 return answer(earlier.status, earlier.response)
             # still open: send it again (the edge applies an id once), then wait like the first
         message = CommandMessage(command_id=command_id, site_id=site.site_id, command=name,
                                  body=body, expires_at=expires_at)
+        # The broker's acknowledgement is awaited beside the outcome, not before it: the message
+        # is on the wire at once, and a refusal still answers 503 (the edge never had it).
+        sending = asyncio.create_task(app[INGEST].publish_command(site.gateway_id, message))
         try:
-            await app[INGEST].publish_command(site.gateway_id, message)
+            status, response = await _outcome(store, future, sending, command_id, timeout_s)
         except NotConnected as exc:
             raise ServiceUnavailable(f"{exc}; the command {command_id} is journaled: repeat it "
                                      f"with {IDEMPOTENCY_KEY}: {command_id}") from None
-        status, response = await _outcome(store, future, command_id, timeout_s)
+        finally:
+            if not sending.done():
+                sending.cancel()  # the outcome came first: the acknowledgement no longer matters
         if status is None or response is None:
             raise NoOutcome(
                 f"site {site.site_id}: no outcome from gateway {site.gateway_id} within "
                 f"{timeout_s:g} s; it is recorded when it arrives: repeat with "
                 f"{IDEMPOTENCY_KEY}: {command_id} to read it")
     finally:
-        outcomes.forget(command_id, future)
+        waiters.forget(command_id, future)
         if not future.done():
             future.cancel()
     log.info("hub.command_answered", command_id=command_id, site_id=site.site_id, command=name,
@@ -308,18 +320,23 @@ async def run_command(request: web.Request, site: SiteRow, name: str, body: dict
     return answer(status, response)
 
 
-async def _outcome(store: HubStore, future: asyncio.Future[tuple[int, dict[str, Any]]],
+async def _outcome(store: HubStore, future: asyncio.Future[Outcome], sending: asyncio.Task[None],
                    command_id: str, timeout_s: float) -> tuple[int | None, dict[str, Any] | None]:
-    """The outcome announced through Redis, or found in the journal (an announcement lost with a
-    Redis hiccup or a replica restart costs at most ``_RECHECK_S``); (None, None) after the wait."""
+    """The outcome as this replica takes it from the broker, or as found in the journal (one
+    missed while this replica's broker session was down costs at most ``_RECHECK_S``);
+    (None, None) after the wait. Raises ``NotConnected`` when the broker refused the command."""
     deadline = time.monotonic() + timeout_s
     while (left := deadline - time.monotonic()) > 0:
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), min(left, _RECHECK_S))
-        except TimeoutError:
-            done = await store.command(command_id)
-            if done is not None and done.status is not None:
-                return done.status, done.response
+        pending: set[asyncio.Future[Any]] = {future} if sending.done() else {future, sending}
+        await asyncio.wait(pending, timeout=min(left, _RECHECK_S), return_when=asyncio.FIRST_COMPLETED)
+        if future.done():
+            return future.result()
+        if sending.done():
+            sending.result()  # NotConnected: the edge never had the command
+            continue
+        done = await store.command(command_id)
+        if done is not None and done.status is not None:
+            return done.status, done.response
     return None, None
 
 
@@ -361,7 +378,7 @@ def create_hub_app(config: HubConfig, *, jwt_secret: str | None = None) -> web.A
 
 
 async def _backends(app: web.Application) -> AsyncIterator[None]:
-    """PostgreSQL (migrated), Redis, the outcome bus and the broker session, for the app's life."""
+    """PostgreSQL (migrated), Redis and the broker session, for the app's life."""
     section = app[CONFIG].hub
     pool = await connect(section.postgres_dsn)
     try:
@@ -375,9 +392,8 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         app[SITE_CACHE] = SiteCache(store)
         app[REDIS] = client
         app[LIMITER] = SharedLimiter(client, section.redis_prefix)
-        outcomes = app[OUTCOMES] = OutcomeBus(client, section.redis_prefix)
-        ingest = app[INGEST] = Ingest(section, store, outcomes)
-        tasks.append(asyncio.create_task(outcomes.run(), name="hub-outcomes"))
+        waiters = app[WAITERS] = Waiters()
+        ingest = app[INGEST] = Ingest(section, store, waiters)
         tasks.append(asyncio.create_task(ingest.run(), name="hub-ingest"))
         log.info("hub.started", replica=REPLICA)
         yield

@@ -227,6 +227,15 @@ class HubStore:
         row = await self.pool.fetchrow(_SITE_SELECT + " WHERE s.site_id = $1", site_id)
         return None if row is None else _site_row(row)
 
+    async def command_target(self, site_id: int) -> SiteRow | None:
+        """A site's owner and presence only (what a command needs; no JSON documents)."""
+        row = await self.pool.fetchrow(
+            "SELECT s.site_id, s.gateway_id, s.conflict_gateway, NULL AS products, "
+            "NULL AS site_info, NULL AS live, NULL AS live_offline, NULL AS live_at, "
+            "coalesce(g.online, false) AS online, g.presence_at FROM hub_sites s "
+            "LEFT JOIN hub_gateways g ON g.gateway_id = s.gateway_id WHERE s.site_id = $1", site_id)
+        return None if row is None else _site_row(row)
+
     async def sites(self, ids: Sequence[int] | None = None) -> list[SiteRow]:
         """Every registered site (or those of ``ids``), by id."""
         if ids is None:
@@ -279,20 +288,26 @@ class HubStore:
         return CommandRow(row["command_id"], int(row["site_id"]), row["gateway_id"], row["command"],
                           row["body"], row["status"], row["response"])
 
+    async def reopen(self, command_id: str, status: int) -> None:
+        """Clear an unsettled outcome (``UNSETTLED``) so the edge's next answer is recorded."""
+        await self.pool.execute(
+            "UPDATE hub_commands SET status = NULL, response = NULL, finished_at = NULL "
+            "WHERE command_id = $1 AND status = $2", command_id, status)
+
     async def outcome(self, command_id: str, gateway_id: str, status: int,
                       response: dict[str, Any]) -> bool | None:
         """Record an edge's outcome: True when recorded now, False when already, None: unsolicited."""
         async with self.pool.acquire() as conn:
+            # every replica takes every outcome: one round trip, the first replica records it
             row = await conn.fetchrow(
-                "SELECT gateway_id, status FROM hub_commands WHERE command_id = $1", command_id)
-            if row is None or row["gateway_id"] != gateway_id:
+                "WITH taken AS (UPDATE hub_commands SET status = $3, response = $4, "
+                "finished_at = now() WHERE command_id = $1 AND gateway_id = $2 AND status IS NULL "
+                "RETURNING 1) SELECT EXISTS (SELECT 1 FROM taken) AS recorded, EXISTS (SELECT 1 "
+                "FROM hub_commands WHERE command_id = $1 AND gateway_id = $2) AS known",
+                command_id, gateway_id, status, response)
+            if row is None or not row["known"]:
                 return None
-            if row["status"] is not None:
-                return False
-            await conn.execute(
-                "UPDATE hub_commands SET status = $2, response = $3, finished_at = now() "
-                "WHERE command_id = $1 AND status IS NULL", command_id, status, response)
-            return True
+            return bool(row["recorded"])
 
     # ---- history -------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import contextlib
 import os
 import zlib
 from collections import Counter
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -25,7 +26,6 @@ from gateway.core.uplink.contract import (
     encode,
 )
 from gateway.hub.db import HubStore
-from gateway.hub.shared import OutcomeBus
 from gateway.runtime import mqtt_link
 
 log = structlog.get_logger("gateway.hub.ingest")
@@ -38,22 +38,55 @@ class NotConnected(Exception):
     """The hub has no broker connection right now."""
 
 
+Outcome = tuple[int, dict[str, Any]]
+
+
+class Waiters:
+    """This replica's clients waiting for command outcomes, by command id."""
+
+    def __init__(self) -> None:
+        self._futures: dict[str, list[asyncio.Future[Outcome]]] = {}
+
+    def wait(self, command_id: str) -> asyncio.Future[Outcome]:
+        """A future resolved with (status, body) when this replica takes the command's outcome."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._futures.setdefault(command_id, []).append(future)
+        return future
+
+    def forget(self, command_id: str, future: asyncio.Future[Outcome]) -> None:
+        """Stop waiting (timed out or answered)."""
+        waiting = self._futures.get(command_id)
+        if waiting is not None:
+            with contextlib.suppress(ValueError):
+                waiting.remove(future)
+            if not waiting:
+                del self._futures[command_id]
+
+    def resolve(self, command_id: str, status: int, body: dict[str, Any]) -> None:
+        """Answer everyone here waiting for ``command_id``."""
+        for future in self._futures.pop(command_id, []):
+            if not future.done():
+                future.set_result((status, body))
+
+
 class Ingest:
     """One broker session at a time (re-made with backoff) and the workers storing what arrives.
 
     Presence and site info are subscribed by every replica (retained messages are not sent to
-    shared subscriptions); live status, history and outcomes through a shared subscription when
-    ``shared_group`` is set, so each message is stored by one replica. ``counters`` counts
-    messages stored and dropped by reason.
+    shared subscriptions), and so are outcomes: the replica whose client waits for one takes it
+    straight from the broker, with no hop through another replica (each records it; the journal
+    keeps the first). Live status and history come through a shared subscription when
+    ``shared_group`` is set, so each is stored by one replica. ``counters`` counts messages
+    stored and dropped by reason.
     """
 
-    def __init__(self, section: HubSection, store: HubStore, outcomes: OutcomeBus) -> None:
+    def __init__(self, section: HubSection, store: HubStore, waiters: Waiters) -> None:
         self.section = section
         self.topics = Topics(section.mqtt.base_topic)
         self.counters: Counter[str] = Counter()
         self.connected = asyncio.Event()
         self._store = store
-        self._outcomes = outcomes
+        self._waiters = waiters
         self._client: aiomqtt.Client | None = None
         self._queues: list[asyncio.Queue[aiomqtt.Message]] = [
             asyncio.Queue(_QUEUE) for _ in range(_WORKERS)]
@@ -66,7 +99,7 @@ class Ingest:
         shared = f"$share/{group}/" if group else ""
         return [f"{base}/+/presence", f"{base}/+/sites/+/info",
                 f"{shared}{base}/+/sites/+/live", f"{shared}{base}/+/sites/+/history",
-                f"{shared}{base}/+/outcomes"]
+                f"{base}/+/outcomes"]
 
     async def publish_command(self, gateway_id: str, message: CommandMessage) -> None:
         """Send a command to its gateway (QoS 1, acknowledged by the broker)."""
@@ -166,10 +199,10 @@ class Ingest:
             if recorded is None:
                 self._drop("unsolicited", topic, f"no command {message.command_id} for {gw}")
                 return
-            if recorded:
-                await self._outcomes.announce(message.command_id, message.status, message.body)
-            else:
-                self.counters["duplicate_outcomes"] += 1
+            # recorded by this replica or already by another: the journal holds it either way
+            self._waiters.resolve(message.command_id, message.status, message.body)
+            if not recorded:
+                self.counters["outcomes_recorded_before"] += 1
         if not stored:
             self._drop("unknown_site", topic, f"site {site_id} is not registered to {gw}")
             return

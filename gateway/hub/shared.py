@@ -1,12 +1,9 @@
-"""What replicas share through Redis: per-token rate-limit counters and command outcomes."""
+"""What replicas share through Redis: per-token rate-limit counters."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 import structlog
 from redis.driver_info import DriverInfo
@@ -63,66 +60,3 @@ class SharedLimiter:
         if day_left < minute_left:
             return Decision(True, plan.per_day, day_left, day_reset, 0)
         return Decision(True, plan.per_minute, minute_left, minute_reset, 0)
-
-
-class OutcomeBus:
-    """Routes an edge's outcome to the replica whose client waits for it (Redis pub/sub).
-
-    Whichever replica receives an outcome from the broker records it in PostgreSQL and
-    announces it here; every replica listens and resolves its own waiters.
-    """
-
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self._client = client
-        self._channel = f"{prefix}outcomes"
-        self._waiters: dict[str, list[asyncio.Future[tuple[int, dict[str, Any]]]]] = {}
-        self.ready = asyncio.Event()
-
-    def wait(self, command_id: str) -> asyncio.Future[tuple[int, dict[str, Any]]]:
-        """A future resolved with (status, body) when the command's outcome is announced."""
-        future: asyncio.Future[tuple[int, dict[str, Any]]] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(command_id, []).append(future)
-        return future
-
-    def forget(self, command_id: str, future: asyncio.Future[tuple[int, dict[str, Any]]]) -> None:
-        """Stop waiting (timed out or answered)."""
-        waiting = self._waiters.get(command_id)
-        if waiting is not None:
-            with contextlib.suppress(ValueError):
-                waiting.remove(future)
-            if not waiting:
-                del self._waiters[command_id]
-
-    async def announce(self, command_id: str, status: int, body: dict[str, Any]) -> None:
-        """Tell every replica a command's outcome."""
-        await self._client.publish(self._channel, orjson.dumps(
-            {"command_id": command_id, "status": status, "body": body}))
-
-    def _resolve(self, data: bytes) -> None:
-        try:
-            message = orjson.loads(data)
-            command_id, status, body = message["command_id"], int(message["status"]), message["body"]
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            log.warning("hub.outcome_announcement_malformed")
-            return
-        for future in self._waiters.pop(command_id, []):
-            if not future.done():
-                future.set_result((status, body))
-
-    async def run(self) -> None:
-        """Listen to announcements until cancelled (resubscribing after a Redis error)."""
-        while True:
-            pubsub = self._client.pubsub()
-            try:
-                await pubsub.subscribe(self._channel)
-                self.ready.set()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self._resolve(message["data"])
-            except aioredis.RedisError as exc:
-                self.ready.clear()
-                log.warning("hub.redis_lost", error=str(exc))
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]

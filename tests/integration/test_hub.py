@@ -392,3 +392,80 @@ async def test_a_replica_lost_mid_command_loses_nothing(
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.3):
                     await anext(aiter(fake.messages))
+
+
+async def test_a_command_the_broker_cannot_take_is_503_then_sent_on_retry(
+    hub_db: str, redis_prefix: str, http: aiohttp.ClientSession,
+) -> None:
+    await _reset(hub_db)
+    auth = _auth()
+    key = {"Idempotency-Key": "no-broker-1", **auth}
+    body = {"backup_reserve_percent": 33}
+    async with mqtt_broker() as broker:
+        config = hub_config(broker, hub_db, redis_prefix, timeout_s=3.0)
+        async with replica(config) as a:
+            url = f"{a.url}/api/1/energy_sites/5005/backup"
+            async with aiomqtt.Client(broker.host, broker.port,
+                                      protocol=aiomqtt.ProtocolVersion.V5) as fake:
+                await _fake_gateway(fake, "edge-z", 5005)
+                await eventually(lambda: _get(http, f"{a.url}/api/1/energy_sites/5005/site_info",
+                                              auth), lambda r: r[0] == 200)
+            # the broker is gone; the gateway's presence (in PostgreSQL) still says online
+            await broker.stop()
+            await eventually(lambda: not a.app[INGEST].connected.is_set())
+            status, answer = await _post(http, url, body, key)
+            assert status == 503, answer
+            assert "no-broker-1" in answer["error_description"]
+            # back: the retry with the same key sends it, and the edge's outcome answers it
+            await broker.restart()
+            await eventually(a.app[INGEST].connected.is_set, timeout=15)
+            async with aiomqtt.Client(broker.host, broker.port,
+                                      protocol=aiomqtt.ProtocolVersion.V5) as fake:
+                await fake.subscribe(TOPICS.commands("edge-z"), qos=1)
+                retry = asyncio.create_task(_post(http, url, body, key))
+                async with asyncio.timeout(5):
+                    sent = await anext(aiter(fake.messages))
+                assert b'"command_id":"no-broker-1"' in bytes(sent.payload)
+                await fake.publish(TOPICS.outcomes("edge-z"), encode(OutcomeMessage(
+                    command_id="no-broker-1", site_id=5005, command="backup", status=200,
+                    body={"response": {"code": 201, "message": "Updated"}}, at=time.time())), qos=1)
+                assert await retry == (200, {"response": {"code": 201, "message": "Updated"}})
+
+
+async def test_a_retry_of_an_unsettled_outcome_is_sent_again_a_settled_one_replayed(
+    hub_db: str, redis_prefix: str, http: aiohttp.ClientSession,
+) -> None:
+    await _reset(hub_db)
+    auth = _auth()
+    body = {"backup_reserve_percent": 27}
+    unavailable = {"response": None, "error": "service_unavailable",
+                   "error_description": "the gateway restarted while running this command"}
+    updated = {"response": {"code": 201, "message": "Updated"}}
+    async with mqtt_broker() as broker:
+        config = hub_config(broker, hub_db, redis_prefix, timeout_s=3.0)
+        async with replica(config) as a, aiomqtt.Client(
+                broker.host, broker.port, protocol=aiomqtt.ProtocolVersion.V5) as fake:
+            await fake.subscribe(TOPICS.commands("edge-z"), qos=1)
+            await _fake_gateway(fake, "edge-z", 5005)
+            url = f"{a.url}/api/1/energy_sites/5005/backup"
+            await eventually(lambda: _get(http, f"{a.url}/api/1/energy_sites/5005/site_info", auth),
+                             lambda r: r[0] == 200)
+            key = {"Idempotency-Key": "unsettled-1", **auth}
+
+            async def answered(status: int, answer: dict[str, Any]) -> tuple[int, Any]:
+                request = asyncio.create_task(_post(http, url, body, key))
+                async with asyncio.timeout(5):
+                    sent = await anext(aiter(fake.messages))
+                assert b'"command_id":"unsettled-1"' in bytes(sent.payload)
+                await fake.publish(TOPICS.outcomes("edge-z"), encode(OutcomeMessage(
+                    command_id="unsettled-1", site_id=5005, command="backup", status=status,
+                    body=answer, at=time.time())), qos=1)
+                return await request
+
+            assert await answered(503, unavailable) == (503, unavailable)
+            assert await answered(200, updated) == (200, updated)  # sent again, not replayed
+            # settled: the retry is answered from the journal, nothing is sent
+            assert await _post(http, url, body, key) == (200, updated)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await anext(aiter(fake.messages))

@@ -19,6 +19,7 @@ from gateway.core.history.buckets import BUCKET
 from gateway.core.history.flows import FLOW_NAMES
 from gateway.core.uplink.contract import (
     MAX_BUCKETS_PER_MESSAGE,
+    UNSETTLED,
     CommandMessage,
     ContractError,
     HistoryBucket,
@@ -64,6 +65,9 @@ class UplinkBridge(Protocol):
 
     def live_status(self, site: Site) -> tuple[dict[str, Any] | None, str | None]:
         """live_status's ``response``, or None and the 408 description."""
+
+    def still_wanted(self, site: Site, command: str, body: dict[str, Any]) -> bool:
+        """Whether the site's desired settings still hold what ``command`` asked for."""
 
     async def run_command(self, site: Site, command: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Validate and run a command as a local POST would: (HTTP status, whole Fleet body)."""
@@ -261,6 +265,16 @@ class Uplink:
             self._drop("expired", command.command_id, f"expired at {command.expires_at:.3f}")
             return
         seen = await self._store.take(command.command_id, site.id, command.command, time.time())
+        if seen is not None and seen.status in UNSETTLED and \
+                self._bridge.still_wanted(site, command.command, command.body) and \
+                await self._store.retake(command.command_id, seen.status, time.time()):
+            # a retry of a command that did not settle (a restart interrupted it, the device was
+            # away): its setting is still the wanted one, so confirm it again on the device; one
+            # a newer command superseded is answered as before, never re-applied over the newer
+            self.counters["retries_rerun"] += 1
+            self._log.info("uplink.command_rerun", command_id=command.command_id,
+                           earlier_status=seen.status)
+            seen = None
         if seen is not None:
             self.counters["duplicates"] += 1
             self._log.info("uplink.duplicate_command", command_id=command.command_id,

@@ -53,6 +53,17 @@ class WebBridge:
             return None, exc.description
         return body, None
 
+    def still_wanted(self, site: Site, command: str, body: dict[str, Any]) -> bool:
+        """Whether the site's desired settings still hold what ``command`` asked for."""
+        found = _BY_NAME.get(command)
+        if found is None:
+            return False
+        try:
+            changes = found.changes(validate(found.model, body))
+        except FleetError:
+            return False
+        return all(getattr(site.settings, name) == value for name, value in changes.items())
+
     async def run_command(self, site: Site, command: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """The local POST's pipeline: body validation, then ``Site.command``; its Fleet answer."""
         found = _BY_NAME.get(command)

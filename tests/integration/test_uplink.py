@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,9 +28,9 @@ GW = "edge-a"
 TOPICS = Topics(BASE)
 
 
-def uplink_config(sim: Simulator, data_dir: Path, broker: RunningBroker) -> Config:
+def uplink_config(sim: Simulator, data_dir: Path, broker: RunningBroker, **kwargs: Any) -> Config:
     """The test gateway config with an uplink to ``broker``."""
-    base = gateway_config(sim, data_dir)
+    base = gateway_config(sim, data_dir, **kwargs)
     return base.model_copy(update={"uplink": UplinkSection(
         host=broker.host, port=broker.port, gateway_id=GW, base_topic=BASE, live_every_s=1.0)})
 
@@ -149,3 +150,74 @@ async def test_uplink_down_edge_keeps_control_and_catches_up(
                 assert live[-1]["v"] == 1
                 # the outcome sent before the cut is not sent again (it was acknowledged)
                 assert heard.of(TOPICS.outcomes(GW)) == []
+
+
+async def test_a_retry_of_an_unsettled_command_confirms_it_again_unless_superseded(
+    sim: Simulator, tmp_path: Path, start_gateway: GatewayFactory,
+) -> None:
+    home = sim.homes["home-1001"]
+    device = home.device("inverter")
+    async with mqtt_broker() as broker, listening(broker) as (client, heard):
+        config = uplink_config(sim, tmp_path / "data", broker, command_timeout_s=1.0)
+        async with start_gateway(config) as gw:
+            link = gw.app[GATEWAY].uplink
+            assert link is not None
+            await eventually(lambda: link.connected)
+
+            def outcomes(n: int) -> list[dict[str, Any]]:
+                got = heard.of(TOPICS.outcomes(GW))
+                return got if len(got) >= n else []
+
+            # acknowledged, never applied: 504, the setting kept
+            await device.apply_faults(ignore_writes=True)
+            await client.publish(TOPICS.commands(GW), command("u-1", 61), qos=1)
+            assert (await eventually(lambda: outcomes(1), timeout=15))[0]["status"] == 504
+            # the device takes writes again; the client's retry confirms it on the device
+            await device.apply_faults(ignore_writes=False)
+            await client.publish(TOPICS.commands(GW), command("u-1", 61), qos=1)
+            assert (await eventually(lambda: outcomes(2), timeout=15))[1]["status"] == 200
+            assert home.truth().reserve_pct == 61
+            assert link.counters["retries_rerun"] == 1
+            # unsettled, then superseded by a newer command: the retry repeats the old answer and
+            # never puts the old value back over the newer one
+            await device.apply_faults(ignore_writes=True)
+            await client.publish(TOPICS.commands(GW), command("u-2", 70), qos=1)
+            assert (await eventually(lambda: outcomes(3), timeout=15))[2]["status"] == 504
+            await device.apply_faults(ignore_writes=False)
+            await gw.site.command("backup", {"backup_reserve_pct": 45})
+            await client.publish(TOPICS.commands(GW), command("u-2", 70), qos=1)
+            assert (await eventually(lambda: outcomes(4), timeout=15))[3]["status"] == 504
+            assert link.counters["retries_rerun"] == 1
+            assert (gw.site.settings.backup_reserve_pct, home.truth().reserve_pct) == (45, 45)
+
+
+async def test_a_command_a_crash_interrupted_runs_again_when_retried(
+    sim: Simulator, tmp_path: Path, start_gateway: GatewayFactory,
+) -> None:
+    home = sim.homes["home-1001"]
+    data_dir = tmp_path / "data"
+    async with mqtt_broker() as broker, listening(broker) as (client, heard):
+        config = uplink_config(sim, data_dir, broker)
+        async with start_gateway(config) as gw:
+            link = gw.app[GATEWAY].uplink
+            assert link is not None
+            await eventually(lambda: link.connected)
+            # the desired setting is saved before the device is written (docs/api.md)
+            await gw.site.command("backup", {"backup_reserve_pct": 37})
+        # the process died with uplink command crash-1 taken but unanswered
+        db = sqlite3.connect(data_dir / "gateway.sqlite3")
+        with db:
+            db.execute("INSERT INTO uplink_commands (command_id, site_id, command, received_at) "
+                       "VALUES ('crash-1', ?, 'backup', ?)", (SITE_ID, time.time()))
+        db.close()
+        async with start_gateway(config) as gw:
+            restarted = gw.app[GATEWAY].uplink
+            assert restarted is not None
+            # closed as interrupted (503) at start, published; the retry runs it and confirms
+            first = await eventually(lambda: heard.of(TOPICS.outcomes(GW)), timeout=15)
+            assert (first[0]["command_id"], first[0]["status"]) == ("crash-1", 503)
+            await client.publish(TOPICS.commands(GW), command("crash-1", 37), qos=1)
+            second = await eventually(lambda: heard.of(TOPICS.outcomes(GW))[1:], timeout=15)
+            assert (second[0]["command_id"], second[0]["status"]) == ("crash-1", 200)
+            assert restarted.counters["retries_rerun"] == 1
+            assert home.truth().reserve_pct == 37

@@ -16,6 +16,11 @@ MAX_PAYLOAD_BYTES: Final = 256 * 1024
 MAX_BUCKETS_PER_MESSAGE: Final = 288  # one day of 5-minute buckets
 #: The longest wait a command may ask of an edge (expires_at beyond this is clipped by the hub).
 MAX_COMMAND_TTL_S: Final = 300.0
+#: Outcome statuses that did not settle a command: device offline, a crash, unavailable (a
+#: restart interrupted it, a device unreachable), not confirmed. The site keeps the setting in
+#: each case, so a retry of the same command id runs the pipeline again (hub and edge) instead
+#: of repeating the old answer, unless a newer command changed that setting since.
+UNSETTLED: Final = frozenset({408, 500, 503, 504})
 
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 GatewayId = Annotated[str, StringConstraints(pattern=_ID.pattern)]

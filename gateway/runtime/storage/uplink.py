@@ -44,6 +44,12 @@ class UplinkStore:
 
         return await self._storage.write(write)
 
+    async def retake(self, command_id: str, status: int, now_s: float) -> bool:
+        """Open an unsettled command again for a retry; False when another retry already did."""
+        return bool(await self._storage.write(lambda db: db.execute(
+            "UPDATE uplink_commands SET status = NULL, body = NULL, published = 0, received_at = ? "
+            "WHERE command_id = ? AND status = ?", (now_s, command_id, status)).rowcount))
+
     async def finish(self, command_id: str, status: int, body: str) -> None:
         """The outcome of a command (not yet published)."""
         await self._storage.write(lambda db: db.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +40,9 @@ log = structlog.get_logger("gateway.runtime.history")
 # Real seconds: flushing is I/O. Buckets close by the readings' (domain) timestamps, and a query
 # counts the ones not yet flushed, so a fast followed clock needs no faster flushing.
 _FLUSH_INTERVAL_S = 5.0
+# Real seconds between writes of the buckets still filling (the store adds a bucket's parts):
+# a process killed without its final flush loses at most this much energy, not a whole bucket.
+_CHECKPOINT_S = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR = timedelta(days=1)  # past the bucket still filling, whatever the clocks disagree on
 # History queries run one at a time: each holds the storage's one reading connection, and
@@ -94,15 +98,29 @@ class HistoryService:
             log.info("grid.outage" if event.end is None else "grid.restored",
                      site_id=site.id, start=event.start.isoformat())
 
-    async def flush(self, *, final: bool = False) -> None:
-        """Write completed buckets and outage transitions to the database."""
+    def buffered_wh(self, site_id: int) -> float:
+        """Energy (Wh, all flows) integrated for the site but not yet in the store."""
+        entry = self._sites.get(site_id)
+        if entry is None:
+            return 0.0
+        held = [*entry.pending, *entry.accumulator.open_buckets()]
+        return sum(sum(b.energy.values()) for b in held)
+
+    async def flush(self, *, final: bool = False, checkpoint: bool = False) -> None:
+        """Write completed buckets and outage transitions to the database, all sites' buckets in
+        one transaction; ``final`` or ``checkpoint``: the energy of the buckets still filling too
+        (their later remainder adds to it)."""
         async with self._flush_lock:
+            by_site: dict[int | str, list[Bucket]] = {}
             for site_id, entry in self._sites.items():
                 buckets, entry.pending = entry.pending, []
-                if final:
+                if final or checkpoint:
                     buckets.extend(entry.accumulator.flush())
                 if buckets:
-                    await self._store.add_buckets(site_id, buckets)
+                    by_site[site_id] = buckets
+            if by_site:
+                await self._store.add_many(by_site)
+            for site_id, entry in self._sites.items():
                 events, entry.outage_events = entry.outage_events, []
                 for event in events:
                     # opening is a no-op when a flush already stored it; an outage may also
@@ -117,10 +135,10 @@ class HistoryService:
             current = await self._store.current_outage(site_id)
             if current is not None and entry.tracker.current is None:
                 entry.tracker = OutageTracker(current)
-        while True:
+        for n in itertools.count(1):
             await asyncio.sleep(_FLUSH_INTERVAL_S)
             try:
-                await self.flush()
+                await self.flush(checkpoint=n % round(_CHECKPOINT_S / _FLUSH_INTERVAL_S) == 0)
             except Exception:
                 log.exception("history.flush_failed")
 

@@ -6,7 +6,7 @@ import itertools
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -92,16 +92,21 @@ class HistoryStore:
         Raises:
             ValueError: a bucket start that is naive or not aligned to 5 minutes.
         """
+        await self.add_many({site_id: buckets})
+
+    async def add_many(self, by_site: Mapping[int | str, Iterable[Bucket]]) -> None:
+        """``add_buckets`` for several sites in one transaction."""
         size = int(BUCKET.total_seconds())
         rows = []
         hours = []  # the same energy added to its UTC hour, in the same transaction
-        for b in buckets:
-            start = _ts(b.start)
-            if start % size:
-                raise ValueError(f"bucket start {b.start.isoformat()} is not 5-minute aligned")
-            values = b.energy.values()
-            rows.append((str(site_id), int(start), *values))
-            hours.append((str(site_id), int(start - start % 3600), *values))
+        for site_id, buckets in by_site.items():
+            for b in buckets:
+                start = _ts(b.start)
+                if start % size:
+                    raise ValueError(f"bucket start {b.start.isoformat()} is not 5-minute aligned")
+                values = b.energy.values()
+                rows.append((str(site_id), int(start), *values))
+                hours.append((str(site_id), int(start - start % 3600), *values))
         if not rows:
             return
 

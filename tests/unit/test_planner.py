@@ -509,3 +509,18 @@ def test_dp_helper_agrees_with_itself_on_a_trivial_case() -> None:
     p = problem(solar=[0], load=[1000], buy=[0.3], soc=0, grid_charging=False)
     assert dp_optimum(p, 100.0) == pytest.approx(0.3)
     assert list(itertools.islice(iter(CASES), 1))
+
+
+def test_a_solve_prints_nothing_on_stdout() -> None:
+    """stdout carries the gateway's JSON log lines: HiGHS' banner must not land there."""
+    import subprocess
+    import sys
+
+    script = (
+        "from tests.unit.test_planner import problem\n"
+        "from gateway.core.planner import solve\n"
+        "plan = solve(problem(solar=[0, 0], load=[500, 500], buy=[0.1, 0.4], soc=50, rte=0.9))\n"
+        "assert plan.kind == 'optimal', plan\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True, timeout=60)
+    assert done.stdout == b""

@@ -163,7 +163,10 @@ def _solve_lp(problem: Problem, time_limit_s: float) -> Floats | str:
             rows.append(([col(_R, t), *change], [1.0, -1.0, 1.0, 1.0, -1.0], 0.0, _INF))
             rows.append(([col(_R, t), *change], [1.0, 1.0, -1.0, -1.0, 1.0], 0.0, _INF))
 
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
+    # The core class, not highspy.Highs: that wrapper's constructor already calls into HiGHS,
+    # which prints its banner on stdout before output_flag can be set (HiGHS issue #2749), and
+    # stdout carries the gateway's JSON log lines.
+    h = highspy._core._Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("threads", 1)

@@ -20,7 +20,7 @@ from simulator.clock import SimClock
 ZONE_DEG: Final = 0.05
 MAX_ALERTS_PER_HOME: Final = 50
 GEO_JSON: Final = "application/geo+json"
-FeedMode = Literal["ok", "garbage", "huge", "error", "slow", "not_geojson"]
+FeedMode = Literal["ok", "garbage", "huge", "error", "slow", "not_geojson", "rate_limited"]
 _IDS = itertools.count(1)
 
 
@@ -139,7 +139,7 @@ class FeedFaults:
 
     def __init__(self) -> None:
         self.mode: FeedMode = "ok"
-        self.delay_s = 5.0  # how long a "slow" answer takes (real seconds)
+        self.delay_s = 5.0  # how long a "slow" answer takes; a rate limit's Retry-After (real s)
         self.requests = 0
 
     async def answer(self, body: dict[str, Any]) -> web.StreamResponse:
@@ -147,6 +147,10 @@ class FeedFaults:
         mode = self.mode
         if mode == "error":
             return _problem(500, "Unexpected Problem", "simulated server error")
+        if mode == "rate_limited":  # what api.weather.gov answers a client that polls too often
+            response = _problem(429, "Too Many Requests", "simulated rate limit")
+            response.headers["Retry-After"] = str(round(self.delay_s))
+            return response
         if mode == "garbage":
             return web.Response(body=b'{"type": "FeatureCollection", "features": [', content_type=GEO_JSON)
         if mode == "not_geojson":

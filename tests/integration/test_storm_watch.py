@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -381,3 +382,23 @@ async def test_the_mqtt_source_logs_in_to_a_secured_broker(
                 health = await _health(http, gw)
         assert PASSWORD not in repr(logs)
         assert PASSWORD not in repr(health)
+
+
+async def test_a_rate_limited_feed_is_asked_again_no_sooner_than_its_retry_after(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path, http: aiohttp.ClientSession,
+) -> None:
+    async with start_gateway(storm_config(sim, tmp_path / "data", nws(sim))) as gw:
+        nws_state = gw.site.storm.sources["nws"]
+        await eventually(lambda: nws_state.status == "ok")
+        # polled every 0.1 s; the feed now refuses with Retry-After: 3 (seconds)
+        before = (await control(http, sim, "POST", "/alerts/feed",
+                                {"mode": "rate_limited", "delay_s": 3}))["requests"]
+        await eventually(lambda: nws_state.failures >= 1, timeout=10)
+        assert "retry after 3 s" in (nws_state.last_error or "")
+        # without the header the backoff (0.2, 0.4, 0.8 s ...) would ask ~4 times in 2 s
+        await asyncio.sleep(2.0)  # a window in which no request may come, not a wait for state
+        during = (await control(http, sim, "POST", "/alerts/feed",
+                                {"mode": "rate_limited", "delay_s": 3}))["requests"]
+        assert during - before <= 2, during - before  # the refused one (and one in flight)
+        await control(http, sim, "POST", "/alerts/feed", {"mode": "ok"})
+        await eventually(lambda: nws_state.status == "ok", timeout=15)

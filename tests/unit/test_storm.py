@@ -26,6 +26,7 @@ from gateway.core.storm import (
     parse_mqtt_payload,
     parse_nws,
     primary,
+    retry_after_s,
 )
 from gateway.runtime.storm.nws import backoff_s
 
@@ -236,3 +237,12 @@ def test_serving_against_the_real_nws_keeps_its_terms() -> None:
     assert problems({"user_agent": "me (me@example.com)"}) == []
     # a feed of one's own (the simulator, a mirror) sets its own terms
     assert problems({"base_url": "http://127.0.0.1:15000", "poll_interval_s": 1}) == []
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    (None, None), ("", None), ("soon", None), ("120", 120.0), (" 7 ", 7.0), ("-5", None),
+    ("10000000", 86_400.0),  # a day at most
+    ("Mon, 01 Jun 2026 12:02:00 GMT", 120.0), ("Mon, 01 Jun 2026 11:00:00 GMT", 0.0),
+])
+def test_retry_after_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:
+    assert retry_after_s(header, NOW) == seconds

@@ -15,7 +15,14 @@ from gateway.core.storm.alerts import (
     primary,
 )
 from gateway.core.storm.mqtt import MAX_PAYLOAD_BYTES, parse_mqtt_payload
-from gateway.core.storm.nws import MAX_BODY_BYTES, MAX_FEATURES, NwsParse, nws_point, parse_nws
+from gateway.core.storm.nws import (
+    MAX_BODY_BYTES,
+    MAX_FEATURES,
+    NwsParse,
+    nws_point,
+    parse_nws,
+    retry_after_s,
+)
 
 __all__ = [
     "DEFAULT_EVENTS",
@@ -35,4 +42,5 @@ __all__ = [
     "parse_mqtt_payload",
     "parse_nws",
     "primary",
+    "retry_after_s",
 ]

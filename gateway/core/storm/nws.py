@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 import orjson
@@ -36,6 +37,23 @@ class NwsParse:
     alerts: tuple[StormAlert, ...]
     features: int
     skipped: int
+
+
+def retry_after_s(value: str | None, now: datetime) -> float | None:
+    """A ``Retry-After`` header as seconds from ``now`` (delta-seconds or an HTTP date, RFC 9110);
+    None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(min(int(text), 86_400))
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT by definition
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - now).total_seconds()), 86_400.0)
 
 
 def nws_point(latitude: float, longitude: float) -> str:

@@ -10,7 +10,7 @@ import aiohttp
 import structlog
 
 from gateway.core.config.storm import NwsSource
-from gateway.core.storm import MAX_BODY_BYTES, FeedError, nws_point, parse_nws
+from gateway.core.storm import MAX_BODY_BYTES, FeedError, nws_point, parse_nws, retry_after_s
 from gateway.runtime.clock import Clock, utc_now
 from gateway.runtime.storm.watch import StormWatch
 
@@ -31,7 +31,8 @@ def backoff_s(interval_s: float, failures: int) -> float:
 
 class NwsPoller:
     """``GET {base_url}/alerts/active?point=LAT,LON`` every ``poll_interval_s``, backing off
-    (doubling, capped, jittered) while it fails; a failure never clears an alert."""
+    (doubling, capped, jittered) while it fails, and never sooner than a 429 or 503 answer's
+    ``Retry-After`` asks; a failure never clears an alert."""
 
     def __init__(
         self, watch: StormWatch, config: NwsSource, latitude: float, longitude: float, *,
@@ -42,6 +43,7 @@ class NwsPoller:
         self.url = f"{config.base_url}/alerts/active"
         self.point = nws_point(latitude, longitude)
         self.polls = 0
+        self._retry_after: float | None = None  # the last refusal's Retry-After (s)
         self._clock = clock
         self._headers = {"User-Agent": config.user_agent, "Accept": "application/geo+json"}
 
@@ -59,6 +61,9 @@ class NwsPoller:
                 pause = backoff_s(self.config.poll_interval_s, failures)
                 if failures:
                     pause *= random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not a secret
+                if self._retry_after is not None:  # the server said when: no sooner than that
+                    pause = max(pause, min(self._retry_after, MAX_BACKOFF_S))
+                    self._retry_after = None
                 await asyncio.sleep(pause)
 
     async def poll_once(self, session: aiohttp.ClientSession) -> None:
@@ -84,7 +89,11 @@ class NwsPoller:
     async def _fetch(self, session: aiohttp.ClientSession) -> bytes:
         async with session.get(self.url, params={"point": self.point}) as resp:
             if resp.status != 200:
-                raise FeedError(f"HTTP {resp.status}")
+                wait = None
+                if resp.status in {429, 503}:
+                    wait = retry_after_s(resp.headers.get("Retry-After"), self._clock())
+                    self._retry_after = wait
+                raise FeedError(f"HTTP {resp.status}" + (f", retry after {wait:g} s" if wait else ""))
             if (resp.content_length or 0) > MAX_BODY_BYTES:
                 raise FeedError(f"answer of {resp.content_length} bytes exceeds {MAX_BODY_BYTES}")
             body = bytearray()

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from gateway.core.config.hub import HubConfig
-from gateway.core.history import HistoryQueryError, plan_energy, resolve_window, zone
+from gateway.core.history import MAX_EVENTS, HistoryQueryError, Outage, plan_energy, resolve_window, zone
 from gateway.core.history.flows import FlowEnergy
 from gateway.core.uplink.contract import MAX_COMMAND_TTL_S, UNSETTLED, CommandMessage
 from gateway.hub.db import HubStore, SiteRow, connect
@@ -39,8 +39,8 @@ from gateway.web.errors import (
     to_json,
 )
 from gateway.web.handlers.commands import COMMANDS, Command, read_json, validate
-from gateway.web.renderers.history import energy_body
-from gateway.web.renderers.models import EnergyHistoryResponse
+from gateway.web.renderers.history import backup_response, energy_body
+from gateway.web.renderers.models import BackupHistoryResponse, EnergyHistoryResponse
 
 log = structlog.get_logger("gateway.hub.app")
 
@@ -217,13 +217,13 @@ async def site_info(request: web.Request) -> web.Response:
 
 @routes.get(r"/api/1/energy_sites/{site_id:\d+}/calendar_history")
 async def calendar_history(request: web.Request) -> web.Response:
-    """``kind=energy`` from the history rollups the gateways published (closed buckets only)."""
+    """``kind=energy`` from the history rollups the gateways published (closed buckets only),
+    ``kind=backup`` from the outages they published."""
     site = await _site(request, READ_SCOPE)
     query = dict(request.query)
     kind = query.get("kind")
-    if kind != "energy":
-        raise InvalidField(f"kind: the hub serves 'energy' (got {kind!r}); ask the site's "
-                           "gateway for 'backup' (docs/hub.md, \"What the contract lacks\")")
+    if kind not in {"energy", "backup"}:
+        raise InvalidField(f"kind: must be 'energy' or 'backup' (got {kind!r})")
     tz_name = (site.site_info or {}).get("installation_time_zone")
     if not isinstance(tz_name, str):
         raise DeviceOffline(f"site {site.site_id}: no site_info yet (its time zone is unknown)")
@@ -233,6 +233,16 @@ async def calendar_history(request: web.Request) -> web.Response:
         window = await asyncio.to_thread(
             resolve_window, query.get("period"), query.get("start_date"), query.get("end_date"),
             query.get("time_zone"), site_tz=tz, now=datetime.now(UTC))
+        if kind == "backup":
+            # one more than an answer may list tells whether the window holds too many
+            rows = await store.outages_started(
+                site.site_id, None if window.start is None else window.start.timestamp(),
+                window.end.timestamp(), limit=MAX_EVENTS + 1)
+            events = [Outage(start=datetime.fromtimestamp(a, UTC),
+                             end=None if b is None else datetime.fromtimestamp(b, UTC)) for a, b in rows]
+            body = await asyncio.to_thread(lambda: to_json(BackupHistoryResponse.model_construct(
+                response=backup_response(events, window))))
+            return web.Response(body=body, content_type=JSON)
         first = await store.first_bucket(site.site_id)
         plan = await asyncio.to_thread(
             plan_energy, window, query.get("period") or "day",

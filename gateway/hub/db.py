@@ -16,7 +16,7 @@ from typing import Any, Final
 import asyncpg
 import structlog
 
-from gateway.core.uplink.contract import HistoryBucket
+from gateway.core.uplink.contract import HistoryBucket, OutageEntry
 
 log = structlog.get_logger("gateway.hub.db")
 
@@ -66,6 +66,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         {_FLOW_COLUMNS}, PRIMARY KEY (site_id, start));
     CREATE TABLE hub_energy_1h (site_id bigint NOT NULL, hour double precision NOT NULL,
         {_FLOW_COLUMNS}, PRIMARY KEY (site_id, hour))
+    """,
+    """
+    CREATE TABLE hub_outages (site_id bigint NOT NULL, start double precision NOT NULL,
+        "end" double precision, PRIMARY KEY (site_id, start))
     """,
 )
 
@@ -308,6 +312,27 @@ class HubStore:
             if row is None or not row["known"]:
                 return None
             return bool(row["recorded"])
+
+    # ---- outages -------------------------------------------------------------------------------
+
+    async def save_outages(self, site_id: int, gateway_id: str, outages: Sequence[OutageEntry]) -> bool:
+        """Store a site's outages by start, replacing their ends (False: not the owner's)."""
+        if await self.owner(site_id) != gateway_id:
+            return False
+        if outages:
+            await self.pool.executemany(
+                'INSERT INTO hub_outages (site_id, start, "end") VALUES ($1, $2, $3) '
+                'ON CONFLICT (site_id, start) DO UPDATE SET "end" = excluded."end"',
+                [(site_id, o.start, o.end) for o in outages])
+        return True
+
+    async def outages_started(self, site_id: int, start: float | None, end: float, *,
+                              limit: int) -> list[tuple[float, float | None]]:
+        """The first ``limit`` outages starting in ``[start, end)``: (start, end), oldest first."""
+        rows = await self.pool.fetch(
+            'SELECT start, "end" FROM hub_outages WHERE site_id = $1 AND start >= $2 AND start < $3 '
+            "ORDER BY start LIMIT $4", site_id, -math.inf if start is None else start, end, limit)
+        return [(float(r["start"]), None if r["end"] is None else float(r["end"])) for r in rows]
 
     # ---- history -------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from gateway.core.uplink.contract import (
     ContractError,
     HistoryMessage,
     LiveMessage,
+    OutagesMessage,
     OutcomeMessage,
     Presence,
     SiteInfoMessage,
@@ -72,8 +73,8 @@ class Waiters:
 class Ingest:
     """One broker session at a time (re-made with backoff) and the workers storing what arrives.
 
-    Presence and site info are subscribed by every replica (retained messages are not sent to
-    shared subscriptions), and so are outcomes: the replica whose client waits for one takes it
+    Presence, site info and outages are subscribed by every replica (retained messages are not
+    sent to shared subscriptions), and so are outcomes: the replica whose client waits for one takes it
     straight from the broker, with no hop through another replica (each records it; the journal
     keeps the first). Live status and history come through a shared subscription when
     ``shared_group`` is set, so each is stored by one replica. ``counters`` counts messages
@@ -97,7 +98,7 @@ class Ingest:
         base = self.topics.base
         group = self.section.shared_group
         shared = f"$share/{group}/" if group else ""
-        return [f"{base}/+/presence", f"{base}/+/sites/+/info",
+        return [f"{base}/+/presence", f"{base}/+/sites/+/info", f"{base}/+/sites/+/outages",
                 f"{shared}{base}/+/sites/+/live", f"{shared}{base}/+/sites/+/history",
                 f"{base}/+/outcomes"]
 
@@ -193,6 +194,8 @@ class Ingest:
                                                  message.offline, message.at)
         elif isinstance(message, HistoryMessage):
             stored = await self._store.add_history(message.site_id, gw, message.buckets)
+        elif isinstance(message, OutagesMessage):
+            stored = await self._store.save_outages(message.site_id, gw, message.outages)
         elif isinstance(message, OutcomeMessage):
             recorded = await self._store.outcome(message.command_id, gw, message.status,
                                                  message.body)

@@ -19,12 +19,16 @@ from gateway.core.history.buckets import BUCKET
 from gateway.core.history.flows import FLOW_NAMES
 from gateway.core.uplink.contract import (
     MAX_BUCKETS_PER_MESSAGE,
+    MAX_OUTAGES_PER_MESSAGE,
+    OUTAGE_WINDOW_S,
     UNSETTLED,
     CommandMessage,
     ContractError,
     HistoryBucket,
     HistoryMessage,
     LiveMessage,
+    OutageEntry,
+    OutagesMessage,
     OutcomeMessage,
     Presence,
     SiteInfoMessage,
@@ -98,6 +102,7 @@ class Uplink:
         self._seq = 0
         self._live_sent: dict[int, tuple[bytes, float]] = {}  # site -> (body without time, when)
         self._info_sent: dict[int, bytes] = {}
+        self._outages_sent: dict[int, list[OutageEntry]] = {}
         self._slots = asyncio.Semaphore(_MAX_INFLIGHT)
         self._running: set[asyncio.Task[None]] = set()
         self._log = log.bind(gateway_id=self.gateway_id)
@@ -144,6 +149,7 @@ class Uplink:
             await client.publish(topics.presence(gw), self._presence(online=True), qos=1, retain=True)
             self._info_sent.clear()
             self._live_sent.clear()
+            self._outages_sent.clear()
             await self._publish_infos(client)
             self.connected = True
             self._log.info("uplink.connected", broker=f"{self.config.host}:{self.config.port}")
@@ -216,7 +222,23 @@ class Uplink:
         while True:
             for site in self._sites.values():
                 await self._send_history(client, site)
+                await self._send_outages(client, site)
             await asyncio.sleep(_HISTORY_EVERY_S)
+
+    async def _send_outages(self, client: aiomqtt.Client, site: Site) -> None:
+        """The site's recent outages (retained), when they differ from what this session sent."""
+        now = self._timebase.now().timestamp()
+        found = await self._history.outages(site.id, _dt(now - OUTAGE_WINDOW_S), _dt(now + 86_400))
+        entries = [OutageEntry(start=o.start.timestamp(),
+                               end=None if o.end is None else o.end.timestamp())
+                   for o in found][-MAX_OUTAGES_PER_MESSAGE:]
+        if self._outages_sent.get(site.id, []) == entries:  # nothing new (none at all: no message)
+            self._outages_sent[site.id] = entries
+            return
+        await client.publish(self.topics.outages(self.gateway_id, site.id), encode(OutagesMessage(
+            site_id=site.id, outages=entries, at=time.time())), qos=1, retain=True)
+        self._outages_sent[site.id] = entries
+        self.counters["outages_published"] += 1
 
     async def _send_history(self, client: aiomqtt.Client, site: Site) -> None:
         """Closed buckets after the persisted cursor, in batches, the cursor moved after each."""

@@ -302,11 +302,16 @@ async def test_rate_limits_hold_across_replicas(
             assert statuses == [200] * 6 + [429, 429]
 
 
-async def _seed_history(data_dir: Path, buckets: list[Bucket]) -> None:
+async def _seed_history(data_dir: Path, buckets: list[Bucket],
+                        outages: tuple[tuple[datetime, datetime], ...] = ()) -> None:
     storage = Storage.in_data_dir(data_dir)
     await storage.open()
     try:
-        await HistoryStore(storage).add_buckets(SITE_ID, buckets)
+        store = HistoryStore(storage)
+        await store.add_buckets(SITE_ID, buckets)
+        for start, end in outages:
+            await store.open_outage(SITE_ID, start)
+            await store.close_outage(SITE_ID, end)
     finally:
         await storage.close()
 
@@ -320,10 +325,13 @@ async def test_history_reaches_the_hub_once_and_reads_as_on_the_edge(
     day = (datetime.now(UTC) - timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
     seeded = [Bucket(day + timedelta(minutes=5 * i), FlowEnergy(10.0 + i, 2, 1, 3, 0, 5, 0.5))
               for i in range(30)]  # two and a half hours: whole hours and ragged ends
-    await _seed_history(data_dir, seeded)
+    outages = ((day + timedelta(minutes=20), day + timedelta(minutes=47)),
+               (day + timedelta(hours=3), day + timedelta(hours=3, seconds=90)))
+    await _seed_history(data_dir, seeded, outages)
     auth = _auth()
     query = f"kind=energy&period=day&end_date={(day + timedelta(hours=12)).isoformat()}"
     query = query.replace("+", "%2B")
+    backup = query.replace("kind=energy", "kind=backup")
     async with mqtt_broker() as broker:
         config = hub_config(broker, hub_db, redis_prefix)
         async with replica(config) as a:
@@ -336,6 +344,14 @@ async def test_history_reaches_the_hub_once_and_reads_as_on_the_edge(
                                              lambda r: r[0] == 200)
                 assert on_hub == on_edge
                 assert sum(e["solar_energy_exported"] for e in on_hub["response"]["time_series"]) > 0
+                # grid outages too (kind=backup), as the edge answers them
+                path = f"/api/1/energy_sites/{SITE_ID}/calendar_history?{backup}"
+                _, outages_on_edge = await _get(http, edge.url + path, auth)
+                assert [e["duration"] for e in outages_on_edge["response"]["events"]] == [1620, 90]
+                _, outages_on_hub = await eventually(lambda: _get(http, a.url + path, auth),
+                                                     lambda r: r[0] == 200 and r[1]["response"]["events"])
+                assert outages_on_hub == outages_on_edge
+                path = f"/api/1/energy_sites/{SITE_ID}/calendar_history?{query}"
             # the cursor lost (a restored backup): everything is sent again, nothing doubles
             storage = Storage.in_data_dir(data_dir)
             await storage.open()

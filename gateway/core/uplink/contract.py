@@ -16,6 +16,9 @@ MAX_PAYLOAD_BYTES: Final = 256 * 1024
 MAX_BUCKETS_PER_MESSAGE: Final = 288  # one day of 5-minute buckets
 #: The longest wait a command may ask of an edge (expires_at beyond this is clipped by the hub).
 MAX_COMMAND_TTL_S: Final = 300.0
+MAX_OUTAGES_PER_MESSAGE: Final = 500
+#: An outages message carries the outages that started this long ago at most (and any open one).
+OUTAGE_WINDOW_S: Final = 30 * 86_400.0
 #: Outcome statuses that did not settle a command: device offline, a crash, unavailable (a
 #: restart interrupted it, a device unreachable), not confirmed. The site keeps the setting in
 #: each case, so a retry of the same command id runs the pipeline again (hub and edge) instead
@@ -100,6 +103,27 @@ class HistoryMessage(_Message):
     buckets: list[HistoryBucket] = Field(max_length=MAX_BUCKETS_PER_MESSAGE)
 
 
+class OutageEntry(BaseModel):
+    """One grid outage: unix seconds; ``end`` null while it lasts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: float
+    end: float | None = None
+
+
+class OutagesMessage(_Message):
+    """``{base}/{gw}/sites/{site}/outages`` (retained, QoS 1): the site's outages of the last
+    ``OUTAGE_WINDOW_S``, oldest first, sent when they change (an outage opens or closes).
+
+    Idempotent: the hub stores each by (site, start), replacing its end; older ones it keeps.
+    """
+
+    site_id: SiteId
+    outages: list[OutageEntry] = Field(max_length=MAX_OUTAGES_PER_MESSAGE)
+    at: float
+
+
 class CommandMessage(_Message):
     """``{base}/{gw}/commands`` (hub → edge, QoS 1): run a Fleet command on one of its sites."""
 
@@ -146,6 +170,10 @@ class Topics:
         """Closed history buckets of a site."""
         return f"{self.base}/{gw}/sites/{site_id}/history"
 
+    def outages(self, gw: str, site_id: int) -> str:
+        """Retained recent grid outages of a site."""
+        return f"{self.base}/{gw}/sites/{site_id}/outages"
+
     def commands(self, gw: str) -> str:
         """Commands for a gateway's sites."""
         return f"{self.base}/{gw}/commands"
@@ -161,7 +189,7 @@ class Topics:
     def parse(self, topic: str) -> tuple[str, str, int | None] | None:
         """``(gateway_id, kind, site_id)`` of an uplink topic, or None when it is not one.
 
-        ``kind`` is presence, info, live, history, commands or outcomes.
+        ``kind`` is presence, info, live, history, outages, commands or outcomes.
         """
         prefix = self.base + "/"
         if not topic.startswith(prefix):
@@ -172,7 +200,7 @@ class Topics:
         gw = parts[0]
         if len(parts) == 2 and parts[1] in {"presence", "commands", "outcomes"}:
             return gw, parts[1], None
-        if len(parts) == 4 and parts[1] == "sites" and parts[3] in {"info", "live", "history"} \
+        if len(parts) == 4 and parts[1] == "sites" and parts[3] in {"info", "live", "history", "outages"} \
                 and parts[2].isdigit() and len(parts[2]) <= 16:
             return gw, parts[3], int(parts[2])
         return None
@@ -180,7 +208,8 @@ class Topics:
 
 MESSAGES: Final[dict[str, type[_Message]]] = {
     "presence": Presence, "info": SiteInfoMessage, "live": LiveMessage,
-    "history": HistoryMessage, "commands": CommandMessage, "outcomes": OutcomeMessage,
+    "history": HistoryMessage, "outages": OutagesMessage, "commands": CommandMessage,
+    "outcomes": OutcomeMessage,
 }
 
 

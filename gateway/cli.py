@@ -10,7 +10,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from gateway.core.config import Config, ConfigError, Listener, LoadedConfig, Problem, Purpose
     from gateway.core.config.hub import HubConfig
+    from gateway.hub.db import HubStore
     from gateway.runtime import preflight
     from gateway.runtime.clock import Timebase
     from simulator.config import SimulatorConfig
@@ -515,8 +516,35 @@ def _issue_hub(args: argparse.Namespace, config: HubConfig) -> int:
         raise UsageError("--sub is empty; name who the token is for, e.g. home-assistant")
     claims = token_claims(sub=args.sub.strip(), scopes=parse_scopes(args.scopes), sites=sites,
                           ttl_s=ttl_s, now_s=time.time(), plan=args.plan)
-    print(sign(secret, claims))
+    token = sign(secret, claims)
+    from gateway.runtime.storage.tokens import IssuedToken
+
+    _hub_registry(args.config, config, lambda store: store.record_token(
+        IssuedToken.from_claims(claims)))
+    print(token)
     return 0
+
+
+def _hub_registry(path: Path, config: HubConfig, call: Callable[[HubStore], Awaitable[_T]]) -> _T:
+    """One call on the hub's token registry in PostgreSQL (migrated first), for the CLI."""
+    import asyncio
+
+    import asyncpg
+
+    from gateway.hub.db import HubStore, connect
+
+    async def once() -> _T:
+        pool = await connect(config.hub.postgres_dsn, min_size=1, max_size=1)
+        try:
+            return await call(HubStore(pool))
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(once())
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise _config_error([f"hub.postgres_dsn: cannot use the token registry: "
+                             f"{type(exc).__name__}: {exc}"], path) from None
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -747,9 +775,13 @@ def _when(unix_s: int) -> str:
 def _list(args: argparse.Namespace) -> int:
     from gateway.runtime.storage import tokens
 
-    config = _read_for_tokens(args.config).config
-    issued = _registry_call(args.config, lambda: tokens.unexpired(config.gateway.data_dir,
-                                                                  time.time()))
+    hub = _hub_config(args.config)
+    if hub is not None:
+        issued = _hub_registry(args.config, hub, lambda store: store.unexpired_tokens(time.time()))
+    else:
+        config = _read_for_tokens(args.config).config
+        issued = _registry_call(args.config, lambda: tokens.unexpired(config.gateway.data_dir,
+                                                                      time.time()))
     if not issued:
         print("no unexpired tokens issued")
         return 0
@@ -767,16 +799,23 @@ def _list(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     from gateway.runtime.storage import tokens
 
-    config = _read_for_tokens(args.config).config
     jti = args.jti.strip()
-    found = _registry_call(args.config, lambda: tokens.revoke(config.gateway.data_dir, jti,
-                                                              time.time()))
+    hub = _hub_config(args.config)
+    if hub is not None:
+        found = _hub_registry(args.config, hub, lambda store: store.revoke_token(jti, time.time()))
+        where, secret_key, who = "the hub's registry (PostgreSQL)", "hub.jwt_secret", "hub replica"
+    else:
+        config = _read_for_tokens(args.config).config
+        found = _registry_call(args.config, lambda: tokens.revoke(config.gateway.data_dir, jti,
+                                                                  time.time()))
+        where = str(config.gateway.data_dir / tokens.DB_NAME)
+        secret_key, who = "gateway.jwt_secret", "gateway"
     if found is None:
-        raise UsageError(f"no token with jti {jti!r} in {config.gateway.data_dir / tokens.DB_NAME}"
-                         "; `energy-gateway token list` shows the issued ones (to invalidate "
-                         "every token at once, change gateway.jwt_secret)")
+        raise UsageError(f"no token with jti {jti!r} in {where}; `energy-gateway token list` "
+                         f"shows the issued ones (to invalidate every token at once, change "
+                         f"{secret_key})")
     print(f"revoked {found.jti} (sub {found.sub}, expires {_when(found.expires_at)}); a running "
-          f"gateway refuses it within {tokens.REFRESH_S:g} s")
+          f"{who} refuses it within {tokens.REFRESH_S:g} s")
     return 0
 
 

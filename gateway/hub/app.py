@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 import redis.asyncio as aioredis
 import structlog
@@ -24,6 +25,7 @@ from gateway.hub.db import HubStore, SiteRow, connect
 from gateway.hub.ingest import Ingest, NotConnected, Outcome, Waiters
 from gateway.hub.shared import SharedLimiter, connect_redis
 from gateway.runtime.logs import add_redacted_secret
+from gateway.runtime.storage.tokens import REFRESH_S
 from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, Principal, TokenVerifier, bearer
 from gateway.web.errors import (
     JSON,
@@ -387,6 +389,16 @@ def create_hub_app(config: HubConfig, *, jwt_secret: str | None = None) -> web.A
     return app
 
 
+async def _revocations(store: HubStore, verifier: TokenVerifier) -> None:
+    """Keep the deny-list in step with `energy-gateway token revoke --config hub.yaml`."""
+    while True:
+        await asyncio.sleep(REFRESH_S)
+        try:
+            verifier.set_revoked(await store.revoked_jtis(time.time()))
+        except (asyncpg.PostgresError, OSError) as exc:  # keep the last list meanwhile
+            log.warning("hub.revocations_refresh_failed", error=str(exc))
+
+
 async def _backends(app: web.Application) -> AsyncIterator[None]:
     """PostgreSQL (migrated), Redis and the broker session, for the app's life."""
     section = app[CONFIG].hub
@@ -404,6 +416,9 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         app[LIMITER] = SharedLimiter(client, section.redis_prefix)
         waiters = app[WAITERS] = Waiters()
         ingest = app[INGEST] = Ingest(section, store, waiters)
+        verifier = app[VERIFIER]
+        verifier.set_revoked(await store.revoked_jtis(time.time()))  # before the first request
+        tasks.append(asyncio.create_task(_revocations(store, verifier), name="hub-revocations"))
         tasks.append(asyncio.create_task(ingest.run(), name="hub-ingest"))
         log.info("hub.started", replica=REPLICA)
         yield

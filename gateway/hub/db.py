@@ -17,6 +17,7 @@ import asyncpg
 import structlog
 
 from gateway.core.uplink.contract import HistoryBucket, OutageEntry
+from gateway.runtime.storage.tokens import IssuedToken
 
 log = structlog.get_logger("gateway.hub.db")
 
@@ -70,6 +71,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE TABLE hub_outages (site_id bigint NOT NULL, start double precision NOT NULL,
         "end" double precision, PRIMARY KEY (site_id, start))
+    """,
+    """
+    CREATE TABLE hub_tokens (jti text PRIMARY KEY, sub text NOT NULL, scopes text[] NOT NULL,
+        sites bigint[], plan text, env text NOT NULL DEFAULT 'live', issued_at bigint NOT NULL,
+        expires_at bigint NOT NULL, revoked_at bigint);
+    CREATE INDEX hub_tokens_revoked ON hub_tokens (expires_at) WHERE revoked_at IS NOT NULL
     """,
 )
 
@@ -313,6 +320,36 @@ class HubStore:
                 return None
             return bool(row["recorded"])
 
+    # ---- issued tokens (never the tokens themselves) -------------------------------------------
+
+    async def record_token(self, token: IssuedToken) -> None:
+        """Remember a token `energy-gateway token issue` signed with the hub's secret."""
+        await self.pool.execute(
+            "INSERT INTO hub_tokens (jti, sub, scopes, sites, plan, env, issued_at, expires_at) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", token.jti, token.sub, list(token.scopes),
+            None if token.sites is None else list(token.sites), token.plan, token.env,
+            token.issued_at, token.expires_at)
+
+    async def revoke_token(self, jti: str, now_s: float) -> IssuedToken | None:
+        """Mark a token revoked; its record, or None when the hub never issued it."""
+        row = await self.pool.fetchrow(
+            "UPDATE hub_tokens SET revoked_at = coalesce(revoked_at, $2) WHERE jti = $1 "  # noqa: S608 - constant columns
+            f"RETURNING {_TOKEN_COLUMNS}", jti, int(now_s))
+        return None if row is None else _token(row)
+
+    async def unexpired_tokens(self, now_s: float) -> list[IssuedToken]:
+        """Tokens not expired yet (revoked ones included), soonest expiry first."""
+        rows = await self.pool.fetch(
+            f"SELECT {_TOKEN_COLUMNS} FROM hub_tokens WHERE expires_at > $1 "  # noqa: S608 - constant
+            "ORDER BY expires_at, jti", int(now_s))
+        return [_token(r) for r in rows]
+
+    async def revoked_jtis(self, now_s: float) -> frozenset[str]:
+        """The deny-list: revoked tokens that would otherwise still verify."""
+        rows = await self.pool.fetch("SELECT jti FROM hub_tokens WHERE revoked_at IS NOT NULL "
+                                     "AND expires_at > $1", int(now_s))
+        return frozenset(r["jti"] for r in rows)
+
     # ---- outages -------------------------------------------------------------------------------
 
     async def save_outages(self, site_id: int, gateway_id: str, outages: Sequence[OutageEntry]) -> bool:
@@ -400,6 +437,19 @@ def _hour_split(lo: float, hi: float) -> tuple[float, float, float, float]:
     a = math.ceil(lo / 3600) * 3600
     b = math.floor(hi / 3600) * 3600
     return (lo, a, b, hi) if a < b else (lo, hi, hi, hi)
+
+
+_TOKEN_COLUMNS: Final = "jti, sub, scopes, sites, plan, env, issued_at, expires_at, revoked_at"  # noqa: S105
+
+
+def _token(row: asyncpg.Record) -> IssuedToken:
+    sites = row["sites"]
+    return IssuedToken(jti=row["jti"], sub=row["sub"], scopes=tuple(row["scopes"]),
+                       sites=None if sites is None else tuple(int(s) for s in sites),
+                       plan=row["plan"], issued_at=int(row["issued_at"]),
+                       expires_at=int(row["expires_at"]),
+                       revoked_at=None if row["revoked_at"] is None else int(row["revoked_at"]),
+                       env=row["env"])
 
 
 _SITE_SELECT = (

@@ -14,10 +14,12 @@ from typing import Any
 import aiohttp
 import aiomqtt
 import asyncpg
+import jwt
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from gateway import cli
 from gateway.core.config import Plan, RateLimits
 from gateway.core.config.hub import HubConfig, HubSection
 from gateway.core.config.models import MqttLink
@@ -102,9 +104,9 @@ async def _reset(dsn: str) -> None:
 
 
 def hub_config(broker: RunningBroker, dsn: str, prefix: str, *, plans: dict[str, Plan] | None = None,
-               timeout_s: float = 5.0) -> HubConfig:
+               timeout_s: float = 5.0, secret: str = SECRET) -> HubConfig:
     return HubConfig(hub=HubSection(
-        port=0, jwt_secret=SECRET, postgres_dsn=dsn, redis_url=REDIS, redis_prefix=prefix,
+        port=0, jwt_secret=secret, postgres_dsn=dsn, redis_url=REDIS, redis_prefix=prefix,
         rate_limits=RateLimits(plans=plans) if plans else RateLimits(),
         mqtt=MqttLink(host=broker.host, port=broker.port, base_topic=BASE),
         command_timeout_s=timeout_s, shared_group=f"g{uuid.uuid4().hex[:8]}"))
@@ -485,3 +487,53 @@ async def test_a_retry_of_an_unsettled_outcome_is_sent_again_a_settled_one_repla
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(0.3):
                     await anext(aiter(fake.messages))
+
+
+async def test_hub_tokens_are_recorded_listed_and_revoked(
+    tmp_path: Path, hub_db: str, redis_prefix: str, http: aiohttp.ClientSession,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await _reset(hub_db)
+    secret = "hub-test-secret-0123456789abcdefghijkl"
+    path = tmp_path / "hub.yaml"
+    path.write_text(f"hub:\n  jwt_secret: {secret}\n  postgres_dsn: {hub_db}\n"
+                    "  rate_limits:\n    plans: {standard: {per_minute: 60}, small: {per_minute: 5}}\n"
+                    f"  mqtt: {{host: 127.0.0.1, port: 1883, base_topic: {BASE}}}\n")
+
+    def cli_run(*args: str) -> tuple[int, str, str]:
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = await asyncio.to_thread(
+        cli_run, "token", "issue", "--config", str(path), "--sub", "vpp-dispatch", "--scopes",
+        "energy_device_data,energy_cmds", "--sites", "5005,1001", "--plan", "small")
+    assert code == 0
+    issued = out.strip()
+    claims = jwt.decode(issued, secret, algorithms=["HS256"])
+    assert (claims["sites"], claims["plan"]) == ([1001, 5005], "small")
+    code, _, err = await asyncio.to_thread(cli_run, "token", "issue", "--config", str(path),
+                                           "--scopes", "energy_cmds", "--plan", "gold")
+    assert code == 2
+    assert "unknown plan" in err
+    code, out, _ = await asyncio.to_thread(cli_run, "token", "list", "--config", str(path))
+    assert code == 0
+    assert claims["jti"] in out
+    assert "vpp-dispatch" in out
+    assert issued not in out  # the registry keeps claims, never the token
+
+    async with mqtt_broker() as broker:
+        async with replica(hub_config(broker, hub_db, redis_prefix, secret=secret)) as a:
+            url = f"{a.url}/api/1/products"
+            bearer = {"Authorization": f"Bearer {issued}"}
+            assert (await _get(http, url, bearer))[0] == 200
+            code, out, _ = await asyncio.to_thread(
+                cli_run, "token", "revoke", "--config", str(path), claims["jti"])
+            assert code == 0
+            assert "hub replica refuses it" in out
+            _, body = await eventually(lambda: _get(http, url, bearer), lambda r: r[0] == 401)
+            assert "revoked" in body["error_description"]
+            code, _, err = await asyncio.to_thread(
+                cli_run, "token", "revoke", "--config", str(path), "no-such-jti")
+            assert code == 2
+            assert "no token with jti" in err

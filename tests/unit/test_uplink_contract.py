@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jwt
 import pytest
 
 from gateway import cli
@@ -93,21 +92,6 @@ def test_hub_config_is_told_apart_and_errors_name_the_line() -> None:
     assert config.hub.mqtt.base_topic == "egw/v1"
     with pytest.raises(ConfigError, match=r"line 3: hub.command_timeout_s"):
         parse_hub_config("hub:\n  port: 1\n  command_timeout_s: -1\n")
-
-
-def test_token_issue_with_a_hub_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = tmp_path / "hub.yaml"
-    path.write_text(HUB)
-    assert cli.main(["token", "issue", "--config", str(path), "--scopes",
-                     "energy_device_data,energy_cmds", "--sites", "5005,1001",
-                     "--plan", "small"]) == 0
-    token = capsys.readouterr().out.strip()
-    claims = jwt.decode(token, "hub-test-secret-0123456789abcdefghijkl", algorithms=["HS256"])
-    assert claims["sites"] == [1001, 5005]
-    assert claims["plan"] == "small"
-    assert cli.main(["token", "issue", "--config", str(path), "--scopes", "energy_cmds",
-                     "--plan", "gold"]) == 2
-    assert "unknown plan" in capsys.readouterr().err
 
 
 def test_the_example_hub_file_parses() -> None:

@@ -31,6 +31,7 @@ from gateway.runtime.site import Site
 from gateway.runtime.storage import Storage
 from gateway.runtime.storage.charging import ChargeStore
 from gateway.runtime.storage.history import HistoryStore
+from gateway.runtime.storage.planner import PlannerStore
 from gateway.runtime.storage.sites import SiteStore, keep_journal
 from gateway.runtime.storage.storm import StormStore
 from gateway.runtime.storage.tokens import TokenRegistry
@@ -128,7 +129,8 @@ class Gateway:
                     self._spawn(self._poller(site, state).run(), f"poll-{site.id}-{state.name}")
                 self._spawn(site.control_loop(config.gateway.reconcile_interval_s),
                             f"control-{site.id}")
-                planner = self.planners[site.id] = PlannerService(site, timebase=self.timebase)
+                planner = self.planners[site.id] = PlannerService(
+                    site, timebase=self.timebase, store=PlannerStore(self.storage))
                 self._spawn(planner.run(), f"planner-{site.id}")
                 self._start_storm_watch(site)
             self._spawn(self.history.run(), "history")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Final
@@ -29,6 +31,7 @@ from gateway.core.forecast import (
     parse_pv_feed,
     step_start,
 )
+from gateway.core.forecast.state import learned_from_json, learned_to_json
 from gateway.core.planner import (
     SELF_CONSUMPTION,
     Action,
@@ -41,6 +44,8 @@ from gateway.core.planner import (
 )
 from gateway.runtime.clock import Clock, Timebase
 from gateway.runtime.site import Site
+from gateway.runtime.storage import StorageError
+from gateway.runtime.storage.planner import PlannerStore
 
 log = structlog.get_logger("gateway.runtime.planner")
 
@@ -56,6 +61,8 @@ DEFAULT_ROUND_TRIP: Final = 0.9
 DEFAULT_PV_W: Final = 5000.0
 """PV size when neither the config nor a nameplate gives one (the learned correction scales it)."""
 SOLVE_TIME_LIMIT_S: Final = 5.0
+SAVE_EVERY_S: Final = 900.0
+"""Real seconds between saves of what the planner learned (and at every day it learns)."""
 
 
 @dataclass(slots=True)
@@ -72,8 +79,11 @@ class PlannerService:
     ``autonomous`` with ``strategy: optimiser``; None otherwise (the policy's two-level rule)."""
 
     def __init__(self, site: Site, *, clock: Clock | None = None,
-                 timebase: Timebase | None = None) -> None:
+                 timebase: Timebase | None = None, store: PlannerStore | None = None) -> None:
         self.site = site
+        self._store = store
+        self._saved_at: float | None = None  # loop time of the last save
+        self._unsaved_day = False
         self.config: PlannerConfig = site.config.planner
         self._timebase = timebase if timebase is not None else Timebase(clock or Timebase().now)
         self._clock = self._timebase.now
@@ -110,10 +120,12 @@ class PlannerService:
 
     async def run(self) -> None:
         """Re-plan on every step, on settings/tariff/feed changes and when the SoC moves."""
+        await self.restore()
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
                     await self.tick(session)
+                    await self._save_when_due()
                 except Exception:  # a bug in one pass must not end planning for good
                     self._log.exception("planner.crashed")
                     self._set_action(SELF_CONSUMPTION if self._autonomous() else None)
@@ -260,6 +272,38 @@ class PlannerService:
 
     # ---- learning -----------------------------------------------------------------------------
 
+    async def restore(self) -> None:
+        """Take back what an earlier run learned (a restart must not forget the home's profile)."""
+        if self._store is None:
+            return
+        try:
+            saved = await self._store.load(self.site.id)
+            if saved is None:
+                return
+            self.learned = learned_from_json(saved, slots=96)
+        except (StorageError, sqlite3.Error, ValueError) as exc:
+            self._log.warning("planner.state_unreadable", error=str(exc)[:200],
+                              detail="starting from the day-one profile")
+            return
+        self._log.info("planner.state_restored", load_days=self.learned.load.days,
+                       pv_correction=round(self.learned.pv_correction.factor, 3))
+
+    async def _save_when_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if not self._unsaved_day and self._saved_at is not None and now - self._saved_at < SAVE_EVERY_S:
+            return
+        await self.save()
+
+    async def save(self) -> None:
+        """Save what was learned so far (a failure is logged; the next save tries again)."""
+        if self._store is None:
+            return
+        self._saved_at, self._unsaved_day = asyncio.get_running_loop().time(), False
+        try:
+            await self._store.save(self.site.id, learned_to_json(self.learned), time.time())
+        except (StorageError, sqlite3.Error) as exc:  # the next save tries again
+            self._log.warning("planner.state_not_saved", error=str(exc)[:200])
+
     def _learn(self, now: datetime, load_w: float, solar_w: float) -> None:
         local = now.astimezone(self.site.tz)
         if self._day is not None and local.date() != self._day:
@@ -287,6 +331,7 @@ class PlannerService:
             solar = [s / c if c else math.nan for s, c in zip(self._solar_sums, counts, strict=True)]
             self.learned.load.learn_day(day.weekday(), load)
             self.learned.pv_profile.learn_day(day.weekday(), solar)
+            self._unsaved_day = True
             self._log.info(
                 "planner.learned_day",
                 day=day.isoformat(),

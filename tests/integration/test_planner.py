@@ -102,3 +102,36 @@ async def test_autonomous_without_prices_falls_back_to_self_consumption_and_says
     fallbacks = [e for e in logs if e.get("event") == "planner.fallback"]
     assert fallbacks
     assert "no prices" in fallbacks[0]["reason"]
+
+
+async def test_what_the_planner_learned_survives_a_restart(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    from gateway.runtime.storage import Storage
+    from gateway.web.keys import GATEWAY
+
+    config = planner_config(sim, tmp_path / "data")
+    evening = [300.0] * 72 + [2500.0] * 24  # a home that cooks and heats after 18:00
+    async with start_gateway(config) as gw:
+        planner = gw.app[GATEWAY].planners[SITE_ID]
+        planner.learned.load.learn_day(2, evening)
+        planner.learned.pv_correction.learn_day(measured_wh=20_000, clear_sky_wh=40_000)
+        await planner.save()
+        learned = planner.learned.load.profile(2)
+    async with start_gateway(config) as gw:
+        planner = gw.app[GATEWAY].planners[SITE_ID]
+        await eventually(lambda: planner.learned.load.days == 1)
+        assert planner.learned.load.profile(2) == learned
+        assert planner.learned.pv_correction.factor == 0.5
+    # a state it cannot read: logged, and the planner starts from the day-one profile
+    storage = Storage.in_data_dir(tmp_path / "data")
+    await storage.open()
+    try:
+        await storage.write(lambda db: db.execute(
+            "UPDATE planner_state SET state = '{\"v\": 1, \"load\": {\"slots\": 7}}'"))
+    finally:
+        await storage.close()
+    with capture_logs() as logs:
+        async with start_gateway(config) as gw:
+            await eventually(lambda: [e for e in logs if e["event"] == "planner.state_unreadable"])
+            assert gw.app[GATEWAY].planners[SITE_ID].learned.load.days == 0

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from gateway.core.forecast import (
@@ -242,3 +243,46 @@ def test_horizon_ends_where_prices_end_and_needs_a_few_steps() -> None:
     )
     assert isinstance(none, str)
     assert "no prices" in none
+
+
+def _learned_for_state() -> Learned:
+    learned = Learned(load=DailyProfile(), pv_profile=DailyProfile(default=no_default),
+                      pv_correction=PvCorrection())
+    for weekday in (0, 0, 3):
+        learned.load.learn_day(weekday, [400.0 + i for i in range(96)])
+        learned.pv_profile.learn_day(weekday, [0.0] * 40 + [3000.0] * 16 + [0.0] * 40)
+    learned.pv_correction.observe(date(2026, 6, 1), 12_000, 30_000)
+    learned.pv_correction.observe(date(2026, 6, 2), 5_000, 10_000)
+    return learned
+
+
+def test_learned_state_round_trips_through_json() -> None:
+    from gateway.core.forecast.state import learned_from_json, learned_to_json
+
+    learned = _learned_for_state()
+    back = learned_from_json(orjson.loads(orjson.dumps(learned_to_json(learned))), slots=96)
+    for weekday in range(7):
+        assert back.load.profile(weekday) == learned.load.profile(weekday)
+        assert back.pv_profile.profile(weekday) == learned.pv_profile.profile(weekday)
+    assert back.pv_correction == learned.pv_correction
+    assert back.load.days == 3
+
+
+@pytest.mark.parametrize(("mutate", "why"), [
+    (lambda s: s.update(v=2), "version 1"),
+    (lambda s: s.pop("load"), "load: missing"),
+    (lambda s: s["load"].update(slots=48), "load: not a profile of 96"),
+    (lambda s: s["load"]["all"].__setitem__(5, float("nan")), "load: all"),
+    (lambda s: s["load"]["all"].pop(), "load: all: not 96"),
+    (lambda s: s["pv_profile"]["weekday"].update({"9": [0.0] * 96}), "weekday '9'"),
+    (lambda s: s["pv_correction"].update(value=-1), "pv_correction: value"),
+    (lambda s: s["pv_correction"].update(days=True), "pv_correction: days"),
+    (lambda s: s["pv_correction"].update(today="yesterday"), "pv_correction"),
+])
+def test_learned_state_refuses_what_it_did_not_write(mutate: Any, why: str) -> None:
+    from gateway.core.forecast.state import learned_from_json, learned_to_json
+
+    state = orjson.loads(orjson.dumps(learned_to_json(_learned_for_state())))
+    mutate(state)
+    with pytest.raises(ValueError, match=why):
+        learned_from_json(state, slots=96)

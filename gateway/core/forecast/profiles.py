@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Final
+from typing import Any, Final
 
 LOAD_LEARNING_RATE: Final = 0.3
 """Weight of the newest day in a slot's running mean (about the last 5-6 days count)."""
@@ -95,6 +95,52 @@ class DailyProfile:
         slot = (local.hour * 60 + local.minute) * self.slots // 1440
         return self.profile(local.weekday())[slot]
 
+    def state(self) -> dict[str, Any]:
+        """What was learned, JSON-ready (``restore`` reads it back)."""
+        return {"slots": self.slots, "days": self.days, "all": self._all,
+                "weekday": {str(k): v for k, v in self._weekday.items()},
+                "weekday_days": {str(k): v for k, v in self._weekday_days.items()}}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back what ``state`` wrote; every value checked first (ValueError names the bad one)."""
+        if state.get("slots") != self.slots:
+            raise ValueError(f"not a profile of {self.slots} slots")
+        weekday, weekday_days = state.get("weekday"), state.get("weekday_days")
+        if not isinstance(weekday, Mapping) or not isinstance(weekday_days, Mapping):
+            raise ValueError("weekday profiles missing")  # noqa: TRY004 - one error for bad state
+        raw_all = state.get("all")
+        days = _count(state.get("days"), "days")
+        all_days = None if raw_all is None else _series(raw_all, self.slots, "all")
+        by_day = {_weekday(k): _series(v, self.slots, f"weekday.{k}") for k, v in weekday.items()}
+        counts = {_weekday(k): _count(v, f"weekday_days.{k}") for k, v in weekday_days.items()}
+        self.days, self._all, self._weekday, self._weekday_days = days, all_days, by_day, counts
+        self._cache.clear()
+
+
+def _weekday(key: object) -> int:
+    if not isinstance(key, str) or key not in {"0", "1", "2", "3", "4", "5", "6"}:
+        raise ValueError(f"weekday {key!r} is not 0..6")
+    return int(key)
+
+
+def _series(values: object, slots: int, name: str) -> list[float]:
+    if not isinstance(values, list) or len(values) != slots:
+        raise ValueError(f"{name}: not {slots} numbers")
+    return [_amount(v, name) for v in values]
+
+
+def _amount(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value < 0:
+        raise ValueError(f"{name}: {value!r} is not a finite number >= 0")
+    return float(value)
+
+
+def _count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}: {value!r} is not a count")
+    return value
+
 
 def _blend(old: Sequence[float], new: Sequence[float], rate: float) -> list[float]:
     return [(1 - rate) * o + rate * v for o, v in zip(old, new, strict=True)]
@@ -151,3 +197,25 @@ class PvCorrection:
         seen = min(NOWCAST_MAX_WEIGHT, 2 * self.today_clear_wh / self.last_day_clear_wh)
         today = min(1.3, self.today_measured_wh / self.today_clear_wh)
         return (1 - seen) * self.factor + seen * today
+
+    def state(self) -> dict[str, Any]:
+        """What was learned (today's running sums too), JSON-ready (``restore`` reads it back)."""
+        return {"initial": self.initial, "value": self.value, "days": self.days,
+                "today": None if self.today is None else self.today.isoformat(),
+                "today_measured_wh": self.today_measured_wh, "today_clear_wh": self.today_clear_wh,
+                "last_day_clear_wh": self.last_day_clear_wh}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back what ``state`` wrote; every value checked first (ValueError names the bad one)."""
+        value, today = state.get("value"), state.get("today")
+        checked = (
+            _amount(state.get("initial"), "initial"),
+            None if value is None else _amount(value, "value"),
+            _count(state.get("days"), "days"),
+            None if today is None else date.fromisoformat(str(today)),
+            _amount(state.get("today_measured_wh"), "today_measured_wh"),
+            _amount(state.get("today_clear_wh"), "today_clear_wh"),
+            _amount(state.get("last_day_clear_wh"), "last_day_clear_wh"),
+        )
+        (self.initial, self.value, self.days, self.today, self.today_measured_wh,
+         self.today_clear_wh, self.last_day_clear_wh) = checked

@@ -198,6 +198,17 @@ def _v9_uplink(db: sqlite3.Connection) -> None:
     """)
 
 
+def _v10_planner_state(db: sqlite3.Connection) -> None:
+    """What each site's planner learned (load and PV profiles, PV correction), kept across restarts."""
+    _script(db, """
+        CREATE TABLE planner_state (
+            site_id INTEGER PRIMARY KEY,
+            state TEXT NOT NULL,
+            saved_at REAL NOT NULL
+        )
+    """)
+
+
 #: Every migration in order; a database records how many it has had (``schema_version``).
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v1_settings_and_journal,
@@ -209,6 +220,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     _v7_charge_sessions,
     _v8_storm_watch,
     _v9_uplink,
+    _v10_planner_state,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

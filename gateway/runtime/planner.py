@@ -56,7 +56,6 @@ SOC_REPLAN_PCT: Final = 5.0
 """Re-plan within a step when the measured SoC left the plan by more than this."""
 MAX_FEED_BYTES: Final = 2 * 1024 * 1024
 """A feed body larger than this is refused unread."""
-DEFAULT_ROUND_TRIP: Final = 0.9
 """Round-trip efficiency when no device reports one (typical of LFP home batteries)."""
 DEFAULT_PV_W: Final = 5000.0
 """PV size when neither the config nor a nameplate gives one (the learned correction scales it)."""
@@ -181,7 +180,7 @@ class PlannerService:
             capacity_wh=capacity_wh,
             max_charge_w=charge,
             max_discharge_w=discharge,
-            round_trip_efficiency=DEFAULT_ROUND_TRIP,
+            round_trip_efficiency=self.config.round_trip_efficiency,
             inverter_max_w=nameplate or None,
         )
 

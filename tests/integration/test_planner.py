@@ -20,7 +20,7 @@ def planner_config(sim: Simulator, data_dir: Path) -> Config:
     data = gateway_config(sim, data_dir).model_dump(mode="json", exclude_unset=True)
     site = data["sites"][0]
     site.update(latitude=52.52, longitude=13.40, planner={
-        "horizon_h": 12, "step_min": 15, "pv_kw": 8,
+        "horizon_h": 12, "step_min": 15, "pv_kw": 8, "round_trip_efficiency": 0.85,
         "price_feed": {"url": f"{sim.control_url}/prices", "refresh_s": 1, "timeout_s": 2},
     })
     return Config.model_validate(data)
@@ -50,6 +50,11 @@ async def test_autonomous_plans_from_the_price_feed_and_rejects_bad_ones(
             return body
 
         body = await eventually(plan, lambda b: b["status"] == "planned", timeout=20)
+        from gateway.web.keys import GATEWAY
+
+        problem = gw.app[GATEWAY].planners[SITE_ID].problem
+        assert problem is not None
+        assert problem.battery.round_trip_efficiency == 0.85  # the site's, not a constant
         feed = await get_json(http, f"{sim.control_url}/prices")
         first = feed["prices"][0]
         assert body["steps"][0]["buy_price"] == first["buy"]

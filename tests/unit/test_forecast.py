@@ -286,3 +286,20 @@ def test_learned_state_refuses_what_it_did_not_write(mutate: Any, why: str) -> N
     mutate(state)
     with pytest.raises(ValueError, match=why):
         learned_from_json(state, slots=96)
+
+
+@pytest.mark.parametrize(("field", "value", "ok"), [
+    ("round_trip_efficiency", 0.95, True), ("round_trip_efficiency", 1.0, True),
+    ("round_trip_efficiency", 0.4, False), ("round_trip_efficiency", 1.1, False),
+    ("step_min", 15, True), ("step_min", 7, False), ("horizon_h", 5, False),
+])
+def test_planner_config_bounds(field: str, value: float, ok: bool) -> None:
+    from pydantic import ValidationError
+
+    from gateway.core.config.planner import PlannerConfig
+
+    if ok:
+        assert getattr(PlannerConfig.model_validate({field: value}), field) == value
+    else:
+        with pytest.raises(ValidationError, match=field):
+            PlannerConfig.model_validate({field: value})

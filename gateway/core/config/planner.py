@@ -40,6 +40,7 @@ class PlannerConfig(BaseModel):
     step_min: int = Field(default=30, ge=5, le=60)
     wear_cost_per_kwh: float = Field(default=DEFAULT_WEAR_COST_PER_KWH, ge=0, le=5)
     pv_kw: float | None = Field(default=None, ge=0, le=1000)
+    round_trip_efficiency: float = Field(default=0.9, gt=0.5, le=1.0)
     price_feed: FeedConfig | None = None
     pv_forecast: FeedConfig | None = None
 

@@ -7,7 +7,9 @@ COMMAND_SCOPE = "energy_cmds"
 # Raising and clearing a storm alert by hand (installers, scripts): not a Fleet scope, and not
 # granted by energy_cmds (docs/api.md, "Storm watch").
 STORM_ADMIN_SCOPE = "storm_admin"
-KNOWN_SCOPES = frozenset({READ_SCOPE, COMMAND_SCOPE, STORM_ADMIN_SCOPE, "openid",
+# Operating a hub (resolving a site two gateways claim): not a Fleet scope (docs/hub.md).
+HUB_ADMIN_SCOPE = "hub_admin"
+KNOWN_SCOPES = frozenset({READ_SCOPE, COMMAND_SCOPE, STORM_ADMIN_SCOPE, HUB_ADMIN_SCOPE, "openid",
                           "offline_access", "user_data"})
 LIVE_ENV = "live"  # a token for the real sites (its claims carry no env)
 TEST_ENV = "test"  # a sandbox token: claim env "test"; reaches sandbox sites only

@@ -16,7 +16,9 @@ import orjson
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.core.access import HUB_ADMIN_SCOPE
 from gateway.core.config.hub import HubConfig
 from gateway.core.history import MAX_EVENTS, HistoryQueryError, Outage, plan_energy, resolve_window, zone
 from gateway.core.history.flows import FlowEnergy
@@ -137,6 +139,10 @@ class SiteCache:
         self._ttl_s = ttl_s
         self._max_rows = max_rows
         self._rows: dict[int, tuple[float, SiteRow | None]] = {}
+
+    def forget(self, site_id: int) -> None:
+        """Drop a site's row (its owner changed)."""
+        self._rows.pop(site_id, None)
 
     async def get(self, site_id: int) -> SiteRow | None:
         now = time.monotonic()
@@ -354,6 +360,37 @@ async def _outcome(store: HubStore, future: asyncio.Future[Outcome], sending: as
 
 for _command in COMMANDS:
     routes.post(rf"/api/1/energy_sites/{{site_id:\d+}}/{_command.name}")(_handler(_command))
+
+
+class _OwnerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gateway_id: str = Field(min_length=1, max_length=64)
+
+
+@routes.post(r"/api/1/hub/sites/{site_id:\d+}/owner")
+async def resolve_owner(request: web.Request) -> web.Response:
+    """Settle a site two gateways claim (scope ``hub_admin``): ``{"gateway_id": ...}`` owns it."""
+    who = _who(request, HUB_ADMIN_SCOPE)
+    site_id = int(request.match_info["site_id"])
+    who.require_site(site_id)
+    raw = await read_json(request)
+    try:
+        body = _OwnerBody.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidField(f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
+    try:
+        before = await request.app[STORE].resolve(site_id, body.gateway_id)
+    except ValueError as exc:
+        raise InvalidField(f"gateway_id: {exc}") from None
+    if before is None:
+        raise NotFound(f"energy site {site_id} not found")
+    request.app[SITE_CACHE].forget(site_id)
+    log.warning("hub.site_owner_resolved", site_id=site_id, owner=body.gateway_id,
+                claimants=[g for g in before if g], token_sub=who.sub)
+    return answer(200, {"response": {"site_id": site_id, "gateway_id": body.gateway_id,
+                                     "previous": {"owner": before[0], "conflict": before[1]}}})
 
 
 @routes.get("/status")

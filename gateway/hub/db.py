@@ -209,6 +209,30 @@ class HubStore:
                 [(s, gateway_id) for s, _ in taken])
         return taken
 
+    async def resolve(self, site_id: int, gateway_id: str) -> tuple[str, str | None] | None:
+        """Settle who owns a site: ``gateway_id`` (its owner or the gateway that also claimed
+        it). A change of owner drops what the hub holds from the old one (products, site_info,
+        live status) until the new one publishes. Returns the (owner, other claimant) it had,
+        None for an unknown site; ValueError when ``gateway_id`` claimed no such site."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT gateway_id, conflict_gateway FROM hub_sites "
+                                      "WHERE site_id = $1 FOR UPDATE", site_id)
+            if row is None:
+                return None
+            before = (str(row["gateway_id"]), row["conflict_gateway"])
+            if gateway_id not in before:
+                raise ValueError(f"gateway {gateway_id} has not claimed site {site_id} (its "
+                                 f"claimants: {', '.join(g for g in before if g)})")
+            if gateway_id == before[0]:
+                await conn.execute("UPDATE hub_sites SET conflict_gateway = NULL WHERE site_id = $1",
+                                   site_id)
+            else:
+                await conn.execute(
+                    "UPDATE hub_sites SET gateway_id = $2, conflict_gateway = NULL, products = NULL, "
+                    "site_info = NULL, info_at = NULL, live = NULL, live_offline = NULL, "
+                    "live_at = NULL, learned_at = now() WHERE site_id = $1", site_id, gateway_id)
+            return before
+
     async def owner(self, site_id: int) -> str | None:
         """The gateway a site is registered to."""
         value: str | None = await self.pool.fetchval(

@@ -47,6 +47,8 @@ log = structlog.get_logger("gateway.runtime.uplink")
 _SCAN_S = 0.2  # how often sites are checked for a changed live_status (real seconds)
 _HISTORY_EVERY_S = 10.0  # closed buckets are looked for this often (real seconds)
 _INFO_EVERY_S = 5.0  # site_info re-rendered this often; published when it changed
+_INFO_FORCE_EVERY_S = 600.0  # and published anyway this often (a hub that dropped it, e.g. while
+# an operator settled which gateway owns the site, has it again within this)
 _MAX_INFLIGHT = 64  # commands running at once; more wait for a slot (QoS 1 holds them)
 _HISTORY_BACKFILL = timedelta(days=7)  # a first connection sends at most this much history
 _INTERRUPTED_BODY = {"response": None, "error": "service_unavailable",
@@ -188,9 +190,14 @@ class Uplink:
         self.counters["info_published"] += 1
 
     async def _info_loop(self, client: aiomqtt.Client) -> None:
+        forced_at = time.monotonic()
         while True:
             await asyncio.sleep(_INFO_EVERY_S)
-            await self._publish_infos(client)
+            force = time.monotonic() - forced_at >= _INFO_FORCE_EVERY_S
+            if force:
+                forced_at = time.monotonic()
+            for site in self._sites.values():
+                await self._publish_info(client, site, force=force)
 
     async def _live_loop(self, client: aiomqtt.Client) -> None:
         versions: dict[int, int] = {}

@@ -283,6 +283,24 @@ async def test_no_outcome_is_504_then_recorded_and_bad_messages_are_dropped(
             assert status == 503
             assert "edge-z" in body["error_description"]
             assert "edge-w" in body["error_description"]
+            # an operator settles it (scope hub_admin): edge-w owns the site from now on
+            owner_url = f"{a.url}/api/1/hub/sites/5005/owner"
+            assert (await _post(http, owner_url, {"gateway_id": "edge-w"}, auth))[0] == 403
+            admin = _auth(scopes=("hub_admin",))
+            status, body = await _post(http, owner_url, {"gateway_id": "edge-q"}, admin)
+            assert status == 400
+            assert "edge-q has not claimed site 5005" in body["error_description"]
+            assert (await _post(http, f"{a.url}/api/1/hub/sites/4242/owner",
+                                {"gateway_id": "edge-w"}, admin))[0] == 404
+            status, body = await _post(http, owner_url, {"gateway_id": "edge-w"}, admin)
+            assert status == 200, body
+            assert body["response"]["previous"] == {"owner": "edge-z", "conflict": "edge-w"}
+            _, health = await _get(http, f"{a.url}/health", {})
+            assert health["response"]["conflicts"] == []
+            # the new owner's description is taken (the old owner's was dropped)
+            await _fake_gateway(fake, "edge-w", 5005)
+            await eventually(lambda: _get(http, f"{a.url}/api/1/energy_sites/5005/site_info", auth),
+                             lambda r: r[0] == 200)
 
 
 async def test_rate_limits_hold_across_replicas(

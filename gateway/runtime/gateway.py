@@ -130,7 +130,8 @@ class Gateway:
                 self._spawn(site.control_loop(config.gateway.reconcile_interval_s),
                             f"control-{site.id}")
                 planner = self.planners[site.id] = PlannerService(
-                    site, timebase=self.timebase, store=PlannerStore(self.storage))
+                    site, timebase=self.timebase, store=PlannerStore(self.storage),
+                    mqtt=self._transports.mqtt)
                 self._spawn(planner.run(), f"planner-{site.id}")
                 self._start_storm_watch(site)
             self._spawn(self.history.run(), "history")

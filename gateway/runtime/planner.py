@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sqlite3
 import time
@@ -14,7 +15,8 @@ import aiohttp
 import orjson
 import structlog
 
-from gateway.core.config.planner import FeedConfig, PlannerConfig
+from drivers.transport.mqtt import MqttPool
+from gateway.core.config.planner import FeedConfig, MqttFeedConfig, PlannerConfig
 from gateway.core.errors import GatewayError
 from gateway.core.forecast import (
     DailyProfile,
@@ -31,6 +33,7 @@ from gateway.core.forecast import (
     parse_pv_feed,
     step_start,
 )
+from gateway.core.forecast.feeds import price_feed_message
 from gateway.core.forecast.state import learned_from_json, learned_to_json
 from gateway.core.planner import (
     SELF_CONSUMPTION,
@@ -66,7 +69,7 @@ SAVE_EVERY_S: Final = 900.0
 
 @dataclass(slots=True)
 class _FeedState:
-    config: FeedConfig
+    config: FeedConfig | None  # None: pushed over MQTT
     name: str
     fetched_at: float | None = None  # loop time of the last attempt
     error: str | None = None  # the last error, logged once per change
@@ -78,9 +81,11 @@ class PlannerService:
     ``autonomous`` with ``strategy: optimiser``; None otherwise (the policy's two-level rule)."""
 
     def __init__(self, site: Site, *, clock: Clock | None = None,
-                 timebase: Timebase | None = None, store: PlannerStore | None = None) -> None:
+                 timebase: Timebase | None = None, store: PlannerStore | None = None,
+                 mqtt: MqttPool | None = None) -> None:
         self.site = site
         self._store = store
+        self._mqtt = mqtt
         self._saved_at: float | None = None  # loop time of the last save
         self._unsaved_day = False
         self.config: PlannerConfig = site.config.planner
@@ -111,6 +116,8 @@ class PlannerService:
             )
             if cfg is not None
         }
+        if self.config.price_feed_mqtt is not None:
+            self._feeds["price_feed"] = _FeedState(None, "price_feed")  # pushed, never fetched
         self.price_feed: PriceFeed | None = None
         self.pv_feed: PvFeed | None = None
         self.wake = asyncio.Event()
@@ -120,16 +127,49 @@ class PlannerService:
     async def run(self) -> None:
         """Re-plan on every step, on settings/tariff/feed changes and when the SoC moves."""
         await self.restore()
-        async with aiohttp.ClientSession() as session:
-            while True:
-                try:
-                    await self.tick(session)
-                    await self._save_when_due()
-                except Exception:  # a bug in one pass must not end planning for good
-                    self._log.exception("planner.crashed")
-                    self._set_action(SELF_CONSUMPTION if self._autonomous() else None)
-                await self._timebase.wait(self.wake, self.wait_s())
-                self.wake.clear()
+        follower = None
+        if self.config.price_feed_mqtt is not None and self._mqtt is not None:
+            follower = asyncio.create_task(self._follow_mqtt(self.config.price_feed_mqtt, self._mqtt),
+                                           name=f"planner-prices-{self.site.id}")
+        try:
+            async with aiohttp.ClientSession() as session:
+                while True:
+                    try:
+                        await self.tick(session)
+                        await self._save_when_due()
+                    except Exception:  # a bug in one pass must not end planning for good
+                        self._log.exception("planner.crashed")
+                        self._set_action(SELF_CONSUMPTION if self._autonomous() else None)
+                    await self._timebase.wait(self.wake, self.wait_s())
+                    self.wake.clear()
+        finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+
+    async def _follow_mqtt(self, cfg: MqttFeedConfig, pool: MqttPool) -> None:
+        """Take each price feed message from ``cfg.topic`` (the HTTP feed's JSON) and re-plan."""
+        broker = pool.acquire(cfg.host, cfg.port, cfg.login())
+        state = self._feeds["price_feed"]
+
+        def on_message(_topic: str, payload: bytes, _retained: bool) -> None:
+            try:
+                self.price_feed = price_feed_message(state.name, payload, self._clock())
+            except FeedError as exc:
+                self._feed_error(state, exc.problem)
+                return
+            if state.error is not None:
+                self._log.info("planner.feed_recovered", feed=state.name)
+            state.error = None
+            self.wake.set()  # new prices: plan with them now
+
+        subs = []
+        try:
+            subs.append(await broker.subscribe(cfg.topic, on_message, qos=cfg.qos))
+            await asyncio.Event().wait()  # until cancelled
+        finally:
+            await pool.release(broker, subs)
 
     def wait_s(self) -> float:
         """Domain seconds until the next look: the next step's start, or ``WAKE_S`` real seconds."""
@@ -353,6 +393,8 @@ class PlannerService:
     async def _refresh_feeds(self, session: aiohttp.ClientSession) -> None:
         loop_now = asyncio.get_running_loop().time()
         for state in self._feeds.values():
+            if state.config is None:
+                continue  # pushed: taken when a message comes (_follow_mqtt)
             if state.fetched_at is not None and loop_now - state.fetched_at < state.config.refresh_s:
                 continue
             state.fetched_at = loop_now

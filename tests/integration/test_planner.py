@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 from structlog.testing import capture_logs
 
 from gateway.core.config import Config
@@ -140,3 +141,42 @@ async def test_what_the_planner_learned_survives_a_restart(
         async with start_gateway(config) as gw:
             await eventually(lambda: [e for e in logs if e["event"] == "planner.state_unreadable"])
             assert gw.app[GATEWAY].planners[SITE_ID].learned.load.days == 0
+
+
+async def test_autonomous_plans_from_prices_pushed_over_mqtt(
+    sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    import aiomqtt
+
+    from tests.integration.brokers import mqtt_broker
+
+    headers = {"Authorization": f"Bearer {token()}"}
+    topic = "prices/day-ahead/DE-LU"
+    async with mqtt_broker() as broker, aiohttp.ClientSession() as http:
+        data = planner_config(sim, tmp_path / "data").model_dump(mode="json", exclude_unset=True)
+        planner = data["sites"][0]["planner"]
+        del planner["price_feed"]
+        planner["price_feed_mqtt"] = {"host": broker.host, "port": broker.port, "topic": topic}
+        feed = await get_json(http, f"{sim.control_url}/prices")  # the simulator's day-ahead JSON
+        async with start_gateway(Config.model_validate(data)) as gw, aiomqtt.Client(
+                broker.host, broker.port) as publisher:
+            async with http.post(f"{gw.url}/api/1/energy_sites/{SITE_ID}/operation", headers=headers,
+                                 json={"default_real_mode": "autonomous"}) as resp:
+                assert resp.status == 200
+
+            async def plan() -> dict[str, Any]:
+                body: dict[str, Any] = (await get_json(http, gw.url + PLAN, headers=headers))["response"]
+                return body
+
+            # no prices yet, no tariff: self-consumption, saying why
+            assert (await eventually(plan, lambda b: b["status"] == "fallback"))["action"]["kind"] \
+                == "self_consumption"
+            await publisher.publish(topic, orjson.dumps(feed), qos=1, retain=True)
+            body = await eventually(plan, lambda b: b["status"] == "planned", timeout=20)
+            assert body["steps"][0]["buy_price"] == feed["prices"][0]["buy"]
+            assert body["feeds"] == {"price_feed": None}
+            # a message it cannot use: named, and planning goes on with the last good prices
+            await publisher.publish(topic, b'{"unit": "EUR/MWh", "prices": [', qos=1, retain=True)
+            bad = await eventually(plan, lambda b: b["feeds"]["price_feed"] is not None, timeout=20)
+            assert "not JSON" in bad["feeds"]["price_feed"]
+            assert bad["status"] == "planned"

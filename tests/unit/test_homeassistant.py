@@ -205,7 +205,9 @@ def test_login_problems_name_unreadable_files_and_weak_settings(tmp_path: Path) 
                 "host": "192.0.2.10", "username": "u", "password": "p"}},
             {"name": "gx2", "type": "victron_gx", "options": {
                 "host": "127.0.0.1", "username": "u", "password": "p",
-                "tls": {"ca_file": str(tmp_path / "missing.pem"), "verify": False}}}]}],
+                "tls": {"ca_file": str(tmp_path / "missing.pem"), "verify": False}}}],
+            "planner": {"price_feed_mqtt": {"host": "192.0.2.20", "topic": "prices/de",
+                                            "username": "u", "password": "p"}}}],
         "mqtt_northbound": {"host": "127.0.0.1", "tls": {"ca_file": str(ca)}},
     })
     found = {(p.loc, p.severity) for p in login_problems(config, Path.is_file)}
@@ -213,6 +215,7 @@ def test_login_problems_name_unreadable_files_and_weak_settings(tmp_path: Path) 
         (("sites", 0, "devices", 0, "options", "password"), "warning"),
         (("sites", 0, "devices", 1, "options", "tls", "ca_file"), "error"),
         (("sites", 0, "devices", 1, "options", "tls", "verify"), "warning"),
+        (("sites", 0, "planner", "price_feed_mqtt", "password"), "warning"),
     }
 
 

@@ -63,7 +63,8 @@ class MqttNorthbound(BrokerLoginOptions):
 
 
 def login_problems(config: Config, readable: Callable[[Path], bool]) -> list[Problem]:
-    """What is wrong with the MQTT logins of ``config`` (devices and the northbound bridge).
+    """What is wrong with the MQTT logins of ``config`` (devices, storm watch and price feeds
+    over MQTT, the northbound bridge).
 
     ``readable(path)`` says whether a file can be read (the caller does the I/O): a TLS file
     that cannot be read is an error; TLS verification switched off, or a password sent without
@@ -75,6 +76,12 @@ def login_problems(config: Config, readable: Callable[[Path], bool]) -> list[Pro
             if isinstance(dev.options, BrokerLoginOptions):
                 clients.append((("sites", s, "devices", d, "options"), dev.options,
                                 getattr(dev.options, "host", "")))
+        if site.storm_watch.mqtt is not None:
+            clients.append((("sites", s, "storm_watch", "mqtt"), site.storm_watch.mqtt,
+                            site.storm_watch.mqtt.host))
+        if site.planner.price_feed_mqtt is not None:
+            clients.append((("sites", s, "planner", "price_feed_mqtt"), site.planner.price_feed_mqtt,
+                            site.planner.price_feed_mqtt.host))
     if config.mqtt_northbound is not None:
         clients.append((("mqtt_northbound",), config.mqtt_northbound, config.mqtt_northbound.host))
     from gateway.core.config.models import Problem  # models imports this module

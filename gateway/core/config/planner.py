@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from drivers.mqtt_login import BrokerLoginOptions
+from drivers.topics import valid_filter
 from gateway.core.planner import DEFAULT_WEAR_COST_PER_KWH
 
 
@@ -26,6 +28,23 @@ class FeedConfig(BaseModel):
         return value
 
 
+class MqttFeedConfig(BrokerLoginOptions):
+    """A price feed published on an MQTT topic (retained, best): the same JSON as over HTTP;
+    ``username``/``password``/``tls`` the broker's login as for MQTT devices."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic: str = Field(min_length=1, max_length=512)
+    qos: int = Field(1, ge=0, le=2)
+
+    @field_validator("topic")
+    @classmethod
+    def _one_topic(cls, value: str) -> str:
+        if not valid_filter(value) or "+" in value or "#" in value:
+            raise ValueError(f"{value!r} is not one MQTT topic (no wildcards)")
+        return value
+
+
 class PlannerConfig(BaseModel):
     """How ``autonomous`` plans (every key optional; docs/planner.md).
 
@@ -42,7 +61,14 @@ class PlannerConfig(BaseModel):
     pv_kw: float | None = Field(default=None, ge=0, le=1000)
     round_trip_efficiency: float = Field(default=0.9, gt=0.5, le=1.0)
     price_feed: FeedConfig | None = None
+    price_feed_mqtt: MqttFeedConfig | None = None
     pv_forecast: FeedConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_price_feed(self) -> PlannerConfig:
+        if self.price_feed is not None and self.price_feed_mqtt is not None:
+            raise ValueError("price_feed and price_feed_mqtt: set one of them")
+        return self
 
     @field_validator("step_min")
     @classmethod

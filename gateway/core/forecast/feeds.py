@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Final
 
+import orjson
+
 MAX_FEED_ENTRIES: Final = 2000
 """More entries than this (three weeks of 15-min prices) is not a price feed."""
 MAX_PRICE_PER_KWH: Final = 5.0
@@ -92,6 +94,24 @@ def _moment(feed: str, value: Any, where: str) -> datetime:
     if moment.utcoffset() is None:
         raise FeedError(feed, f"{where} has no UTC offset: {value!r:.40}")
     return moment
+
+
+MAX_MESSAGE_BYTES: Final = 2 * 1024 * 1024
+
+
+def price_feed_message(feed: str, payload: bytes, now: datetime) -> PriceFeed:
+    """A price feed pushed as one message (MQTT): the HTTP feed's JSON, at most 2 MB.
+
+    Raises:
+        FeedError: too large, not JSON, or what ``parse_price_feed`` refuses.
+    """
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise FeedError(feed, f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise FeedError(feed, "message is not JSON") from None
+    return parse_price_feed(feed, body, now)
 
 
 def parse_price_feed(feed: str, body: Any, now: datetime) -> PriceFeed:

@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from drivers.mqtt_login import BrokerLoginOptions
-from drivers.topics import valid_filter
+from gateway.core.config.broker_topic import BrokerTopic
 from gateway.core.planner import DEFAULT_WEAR_COST_PER_KWH
 
 
@@ -28,19 +27,13 @@ class FeedConfig(BaseModel):
         return value
 
 
-class MqttFeedConfig(BrokerLoginOptions):
-    """A price feed published on an MQTT topic (retained, best): the same JSON as over HTTP;
-    ``username``/``password``/``tls`` the broker's login as for MQTT devices."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    topic: str = Field(min_length=1, max_length=512)
-    qos: int = Field(1, ge=0, le=2)
+class MqttFeedConfig(BrokerTopic):
+    """A price feed published on one MQTT topic (retained, best): the same JSON as over HTTP."""
 
     @field_validator("topic")
     @classmethod
     def _one_topic(cls, value: str) -> str:
-        if not valid_filter(value) or "+" in value or "#" in value:
+        if "+" in value or "#" in value:
             raise ValueError(f"{value!r} is not one MQTT topic (no wildcards)")
         return value
 

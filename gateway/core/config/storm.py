@@ -8,8 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from drivers.mqtt_login import BrokerLoginOptions
-from drivers.topics import valid_filter
+from gateway.core.config.broker_topic import BrokerTopic
 from gateway.core.storm import DEFAULT_EVENTS
 
 if TYPE_CHECKING:  # models.py imports this module
@@ -51,21 +50,9 @@ class NwsSource(_Strict):
         return value
 
 
-class MqttSource(BrokerLoginOptions):
-    """A topic carrying a storm flag (``true``/``false``) or a JSON alert (docs/api.md, "Storm
-    watch"); ``username``/``password``/``tls`` the broker's login as for MQTT devices."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    topic: str = Field(min_length=1, max_length=512)
-    qos: int = Field(1, ge=0, le=2)
-
-    @field_validator("topic")
-    @classmethod
-    def _filter(cls, value: str) -> str:
-        if not valid_filter(value):
-            raise ValueError(f"{value!r} is not a valid MQTT topic filter")
-        return value
+class MqttSource(BrokerTopic):
+    """A topic (filter) carrying a storm flag (``true``/``false``) or a JSON alert (docs/api.md,
+    "Storm watch")."""
 
 
 class StormWatch(_Strict):

@@ -156,19 +156,22 @@ class SiteCache:
         return row
 
 
-async def _site(request: web.Request, scope: str, *, fresh: bool = False) -> SiteRow:
-    """The path's site, after scope and access checks; 503 while two gateways claim it.
+async def _site(request: web.Request, scope: str) -> SiteRow:
+    """The path's site (through the cache), after scope and access checks; see ``_usable``."""
+    site_id = _site_id(request, scope)
+    return _usable(site_id, await request.app[SITE_CACHE].get(site_id))
 
-    ``fresh``: owner and presence straight from PostgreSQL (commands: presence decides 408),
-    else the whole row through the cache.
-    """
+
+def _site_id(request: web.Request, scope: str) -> int:
+    """The path's site id, once the token's scope and sites allow it."""
     who = _who(request, scope)
     site_id = int(request.match_info["site_id"])
     who.require_site(site_id)
-    if fresh:
-        site = await request.app[STORE].command_target(site_id)
-    else:
-        site = await request.app[SITE_CACHE].get(site_id)
+    return site_id
+
+
+def _usable(site_id: int, site: SiteRow | None) -> SiteRow:
+    """``site``, or 404 when unknown and 503 while two gateways claim it."""
     if site is None:
         raise NotFound(f"energy site {site_id} not found")
     if site.conflict_gateway is not None:
@@ -274,30 +277,31 @@ def _command_id(request: web.Request) -> str:
 
 def _handler(command: Command) -> Handler:
     async def handle(request: web.Request) -> web.Response:
-        site = await _site(request, COMMAND_SCOPE, fresh=True)
+        site_id = _site_id(request, COMMAND_SCOPE)  # 401/403/404 of the token before the body
         raw = await read_json(request)
         validate(command.model, raw)  # a 400 here costs no journal entry and no round trip
-        return await run_command(request, site, command.name, raw)
+        return await run_command(request, site_id, command.name, raw)
 
     handle.__doc__ = command.summary
     return handle
 
 
-async def run_command(request: web.Request, site: SiteRow, name: str, body: dict[str, Any]) -> web.Response:
-    """Journal → publish to the owning gateway → wait for its outcome → answer with its status."""
+async def run_command(request: web.Request, site_id: int, name: str, body: dict[str, Any]) -> web.Response:
+    """Journal (with the site's owner and presence, one round trip) → publish to the owning
+    gateway → wait for its outcome → answer with its status."""
     app = request.app
     store, waiters, section = app[STORE], app[WAITERS], app[CONFIG].hub
     who = request[PRINCIPAL]
     command_id = _command_id(request)
     timeout_s = section.command_timeout_s
     expires_at = time.time() + min(MAX_COMMAND_TTL_S, 3 * timeout_s)
-    _require_present(site)
     # Wait before asking: an outcome taken between the journal and the wait is not missed.
     future = waiters.wait(command_id)
     try:
-        earlier = await store.journal(command_id, site.site_id, gateway_id=site.gateway_id,
-                                      command=name, body=body, token_sub=who.sub,
-                                      expires_at=expires_at)
+        found, earlier = await store.journal(command_id, site_id, command=name, body=body,
+                                             token_sub=who.sub, expires_at=expires_at)
+        site = _usable(site_id, found)
+        _require_present(site)  # nothing was journaled for an absent gateway
         if earlier is not None:
             if (earlier.site_id, earlier.command, earlier.body) != (site.site_id, name, body):
                 raise KeyReused(f"{IDEMPOTENCY_KEY} {command_id} was used for another command")

@@ -262,15 +262,6 @@ class HubStore:
         row = await self.pool.fetchrow(_SITE_SELECT + " WHERE s.site_id = $1", site_id)
         return None if row is None else _site_row(row)
 
-    async def command_target(self, site_id: int) -> SiteRow | None:
-        """A site's owner and presence only (what a command needs; no JSON documents)."""
-        row = await self.pool.fetchrow(
-            "SELECT s.site_id, s.gateway_id, s.conflict_gateway, NULL AS products, "
-            "NULL AS site_info, NULL AS live, NULL AS live_offline, NULL AS live_at, "
-            "coalesce(g.online, false) AS online, g.presence_at FROM hub_sites s "
-            "LEFT JOIN hub_gateways g ON g.gateway_id = s.gateway_id WHERE s.site_id = $1", site_id)
-        return None if row is None else _site_row(row)
-
     async def sites(self, ids: Sequence[int] | None = None) -> list[SiteRow]:
         """Every registered site (or those of ``ids``), by id."""
         if ids is None:
@@ -296,17 +287,22 @@ class HubStore:
 
     # ---- the command journal -------------------------------------------------------------------
 
-    async def journal(self, command_id: str, site_id: int, *, gateway_id: str, command: str,
-                      body: dict[str, Any], token_sub: str, expires_at: float) -> CommandRow | None:
-        """Journal a new command; the existing entry instead when the id is taken."""
+    async def journal(self, command_id: str, site_id: int, *, command: str, body: dict[str, Any],
+                      token_sub: str, expires_at: float) -> tuple[SiteRow | None, CommandRow | None]:
+        """Journal a command for ``site_id`` in one round trip, with the site's owner and presence.
+
+        Returns the site (None: unknown) and, when the id was already taken, that entry. Nothing
+        is journaled for an unknown site, one claimed twice or one whose gateway is offline.
+        """
         async with self.pool.acquire() as conn:
-            inserted = await conn.fetchval(
-                "INSERT INTO hub_commands (command_id, site_id, gateway_id, command, body, token_sub, "
-                "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING "
-                "RETURNING 1", command_id, site_id, gateway_id, command, body, token_sub, expires_at)
-            if inserted:
-                return None
-            return await self._command(conn, command_id)
+            row = await conn.fetchrow(_JOURNAL, command_id, site_id, command, body, token_sub,
+                                      expires_at)
+            if row is None:
+                return None, None
+            site = _site_row(row)
+            if row["inserted"] or not site.gateway_online or site.conflict_gateway is not None:
+                return site, None
+            return site, await self._command(conn, command_id)
 
     async def command(self, command_id: str) -> CommandRow | None:
         """A journal entry."""
@@ -475,6 +471,24 @@ def _token(row: asyncpg.Record) -> IssuedToken:
                        revoked_at=None if row["revoked_at"] is None else int(row["revoked_at"]),
                        env=row["env"])
 
+
+# The site's owner and presence, and the command journaled when the site can take it.
+_JOURNAL: Final = """
+WITH site AS (
+    SELECT s.site_id, s.gateway_id, s.conflict_gateway, coalesce(g.online, false) AS online,
+           g.presence_at
+    FROM hub_sites s LEFT JOIN hub_gateways g ON g.gateway_id = s.gateway_id
+    WHERE s.site_id = $2),
+taken AS (
+    INSERT INTO hub_commands (command_id, site_id, gateway_id, command, body, token_sub, expires_at)
+    SELECT $1, site_id, gateway_id, $3, $4, $5, $6 FROM site
+    WHERE online AND conflict_gateway IS NULL
+    ON CONFLICT DO NOTHING RETURNING 1)
+SELECT site_id, gateway_id, conflict_gateway, NULL::jsonb AS products, NULL::jsonb AS site_info,
+       NULL::jsonb AS live, NULL::text AS live_offline, NULL::double precision AS live_at, online,
+       presence_at, EXISTS (SELECT 1 FROM taken) AS inserted
+FROM site
+"""
 
 _SITE_SELECT = (
     "SELECT s.site_id, s.gateway_id, s.conflict_gateway, s.products, s.site_info, s.live, "

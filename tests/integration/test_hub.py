@@ -283,6 +283,13 @@ async def test_no_outcome_is_504_then_recorded_and_bad_messages_are_dropped(
             assert status == 503
             assert "edge-z" in body["error_description"]
             assert "edge-w" in body["error_description"]
+            # a command for it is refused alike, and one for a site nobody claimed is 404
+            status, body = await _post(http, f"{a.url}/api/1/energy_sites/5005/backup",
+                                       {"backup_reserve_percent": 30}, auth)
+            assert status == 503
+            assert "edge-w" in body["error_description"]
+            assert (await _post(http, f"{a.url}/api/1/energy_sites/4242/backup",
+                                {"backup_reserve_percent": 30}, auth))[0] == 404
             # an operator settles it (scope hub_admin): edge-w owns the site from now on
             owner_url = f"{a.url}/api/1/hub/sites/5005/owner"
             assert (await _post(http, owner_url, {"gateway_id": "edge-w"}, auth))[0] == 403

@@ -207,9 +207,18 @@ async def command_run(http: aiohttp.ClientSession, auth: dict[str, str], fleet: 
     retries = 0
     sent: list[tuple[str, int]] = []
 
+    chaos_over = asyncio.Event()
+
     async def client(k: int, site: int, offset: int) -> None:
+        # commands one after another (0.3 s apart) for as long as the fault lasts, at least 6,
+        # and 2 more once it is over: at ~10 ms a command, a fixed count ended before the fault
         nonlocal retries
-        for n in range(6):
+        after = 0
+        for n in itertools.count():
+            if n >= 6 and chaos_over.is_set():
+                after += 1
+                if after > 2:
+                    break
             key = f"{prefix}-{site}-{n}"
             reserve = 20 + (offset * 7 + n * 5 + len(prefix)) % 60
             sent.append((key, k))
@@ -235,8 +244,14 @@ async def command_run(http: aiohttp.ClientSession, auth: dict[str, str], fleet: 
                 await asyncio.sleep(0.5)
             await asyncio.sleep(0.3)
 
+    async def fault() -> None:
+        try:
+            await chaos()
+        finally:
+            chaos_over.set()
+
     started = time.monotonic()
-    await asyncio.gather(chaos(), *(client(k, site, i) for i, (k, site) in enumerate(sites)))
+    await asyncio.gather(fault(), *(client(k, site, i) for i, (k, site) in enumerate(sites)))
     took = time.monotonic() - started
     # what the edges and the hub journal say
     edge_runs: dict[str, int | None] = {}

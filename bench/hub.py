@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import socket
 import sys
@@ -329,11 +330,14 @@ def _edge_history(data_dir: Path) -> tuple[dict[int, float], dict[tuple[int, flo
 
 def _missing_slots(sites: set[int], cursors: dict[int, float],
                    five: dict[tuple[int, float], tuple[float, ...]]) -> list[tuple[int, float]]:
-    """5-minute slots up to each site's cursor, since the first bucket anywhere, with no row."""
-    first = min((key[1] for key in five), default=None)
+    """5-minute slots up to each site's cursor, since its own first bucket, with no row (an edge
+    that started a few seconds later than another has no row for the slot before its start)."""
+    firsts: dict[int, float] = {}
+    for site, start in five:
+        firsts[site] = min(start, firsts.get(site, start))
     missing = []
-    for site in sites if first is not None else ():
-        start = first
+    for site in sites:
+        start = firsts.get(site, math.inf)
         while start + _BUCKET_S <= cursors.get(site, 0.0):
             if (site, start) not in five:
                 missing.append((site, start))
@@ -380,7 +384,7 @@ async def history_check(fleet: Fleet, title: str, deadline_s: float = 120.0) -> 
         hour_gaps = [key for key in whole if key not in hub1h]
         hour_differ = [key for key, v in whole.items() if key in hub1h and not _same(v, hub1h[key])]
         # a slot no site-bucket holds at either end: the edge lost it (every home uses energy in
-        # every 5 minutes, so each site has a row for every slot since the first one anywhere)
+        # every 5 minutes, so each site has a row for every slot since its first one)
         lost_slots = _missing_slots(sites, cursors, five)
         settled = not behind and not gaps and not differ
         if settled or time.monotonic() - waited > deadline_s:

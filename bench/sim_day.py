@@ -14,15 +14,20 @@ of in process (as ``demo`` does). The engine (``run_sim_day``) is shared with a 
 3-level TOU tariff and its settings (set through the Fleet API), and sets the day's bill from the
 simulator's meters per 30-minute step against ``bench/energy.py``'s pure evaluation of the same
 day (same home, clear sky, same seeded load): the pure bill is the baseline.
+``--tariff dynamic --weather "mixed spring"`` runs the first day of that reported scenario
+instead: its day-ahead prices served as the planner's price feed (published at 13:00 for the
+next day, as in the pure run), its clouds set on the simulated home step by step.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -33,8 +38,9 @@ from aiohttp import web
 
 from bench._common import ROOT, SECRET, bench_token, machine, print_table
 from bench._energy_home import SLOTS_PER_DAY, STEP_S, PlannerAgent, World, run_home
-from bench.energy import tou3_content
+from bench.energy import TARIFFS, WEATHER, Scenario, build, tou3_content
 from gateway.core.config import ClockSection, Config, DeviceConfig, Plan, RateLimits, read_config
+from gateway.core.config.planner import FeedConfig
 from gateway.core.settings import SiteSettings
 from gateway.core.tariff import Tariff, parse_tariff
 from gateway.runtime.clock import InProcessClock, Timebase
@@ -179,13 +185,17 @@ async def _until(probe: Any, timeout_s: float, what: str) -> None:
 async def run_sim_day(data_dir: Path, *, start: datetime, hours: int = 24, speed: float = 2400.0,
                       poll_interval_s: float = 0.05, tick_s: float = 0.05,
                       clock: ClockKind = "in_process", mode: str = "self_consumption",
-                      tariff: dict[str, Any] | None = None, step_s: int = 0) -> SimDayResult:
+                      tariff: dict[str, Any] | None = None, step_s: int = 0,
+                      world: World | None = None) -> SimDayResult:
     """Run the demo home from ``start`` (a whole local hour) for ``hours`` at ``speed``.
 
     ``mode`` and ``tariff`` (a ``tariff_content_v2``; given, the planner prices with it instead
     of the example's price feed) are set through the Fleet API before the clock runs, with the
     settings ``bench/energy.py`` uses (reserve 20 %, grid charging, export ``battery_ok``).
     ``step_s`` > 0 also records the simulator's meters every ``step_s`` (``step_truth``).
+    ``world`` (from ``bench/energy.py``'s ``build``): its cloud factor is set on the simulated
+    home at every 30-minute step, and its prices are served as a day-ahead price feed (each day's
+    published at 13:00 the day before, as ``World.known_until`` says) that the planner polls.
 
     The simulator starts frozen; once the gateway has read the home, ``POST /clock`` sets the
     speed (as a user would), and when the simulated interval is over it freezes the clock again.
@@ -193,10 +203,16 @@ async def run_sim_day(data_dir: Path, *, start: datetime, hours: int = 24, speed
     """
     sim_config, gateway_config = await asyncio.to_thread(  # reads a file: off the loop
         demo_configs, data_dir, start, poll_interval_s=poll_interval_s, clock=clock, tick_s=tick_s,
-        price_feed=tariff is None)
+        price_feed=tariff is None and world is None)
     end = start + timedelta(hours=hours)
-    async with Simulator(sim_config) as sim, aiohttp.ClientSession() as http:
+    async with Simulator(sim_config) as sim, aiohttp.ClientSession() as http, \
+            _world_feed(world, sim) as feed_url:
         config = gateway_config(sim)
+        if feed_url is not None:
+            site_config = config.sites[0]
+            config = config.model_copy(update={"sites": [site_config.model_copy(update={
+                "planner": site_config.planner.model_copy(update={"price_feed": FeedConfig(
+                    url=feed_url, refresh_s=1, timeout_s=2)})})]})
         sim_clock = sim.clock
         timebase: Timebase | None = None
         if clock == "in_process":
@@ -219,9 +235,14 @@ async def run_sim_day(data_dir: Path, *, start: datetime, hours: int = 24, speed
                     ] if step_s > 0 else []
             ends.append(end)
             started = time.monotonic()
+            weather = None if world is None else asyncio.create_task(_drive_clouds(world, sim, home))
             async with http.post(f"{sim.control_url}/clock", json={"speed": speed}) as resp:
                 resp.raise_for_status()
-            around = await _meters_around(home, ends, 3600 * hours / speed * 3 + 60)
+            try:
+                around = await _meters_around(home, ends, 3600 * hours / speed * 3 + 60)
+            finally:
+                if weather is not None:
+                    weather.cancel()
             before, after = around[-1]
             async with http.post(f"{sim.control_url}/clock", json={"speed": 0}) as resp:
                 resp.raise_for_status()
@@ -251,6 +272,48 @@ async def run_sim_day(data_dir: Path, *, start: datetime, hours: int = 24, speed
                         truth_wh={name: truth[key] for name, key in FIELDS},
                         gateway_wh=gateway_wh, step_truth=steps if step_s > 0 else (),
                         stored_delta_wh=(after.soc_pct - first.soc_pct) / 100 * first.capacity_wh)
+
+
+def _slot(world: World, now: datetime) -> int:
+    return max(0, min(world.slots - 1, int((now - world.start).total_seconds() // STEP_S)))
+
+
+async def _drive_clouds(world: World, sim: Simulator, home: SimHome) -> None:
+    """The world's cloud factor on the simulated home, step by step in simulated time."""
+    current = -1
+    while True:
+        slot = _slot(world, sim.clock.now())
+        if slot != current:
+            home.set_cloud_factor(world.cloud[slot])
+            current = slot
+        await asyncio.sleep(0.005)  # finer than a physics tick
+
+
+@contextlib.asynccontextmanager
+async def _world_feed(world: World | None, sim: Simulator) -> AsyncIterator[str | None]:
+    """The world's prices as a price feed on a free loopback port (None without a world)."""
+    if world is None:
+        yield None
+        return
+
+    async def prices(_: web.Request) -> web.Response:
+        known = world.known_until[_slot(world, sim.clock.now())]
+        entries = [{"start": world.slot_start(i).isoformat(),
+                    "end": world.slot_start(i + 1).isoformat(),
+                    "buy": world.buy[i], "sell": world.sell[i]} for i in range(min(known, world.slots))]
+        return web.json_response({"unit": "EUR/kWh", "prices": entries})
+
+    app = web.Application()
+    app.router.add_get("/prices", prices)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}/prices"
+    finally:
+        await runner.cleanup()
 
 
 async def _set_up_site(http: aiohttp.ClientSession, base: str, headers: dict[str, str],
@@ -302,23 +365,25 @@ class DayCost:
         return 100.0 * (self.e2e - self.pure) / abs(self.pure) if self.pure else float("nan")
 
 
-def day_cost(result: SimDayResult, home: HomeConfig, tariff: Tariff,
-             mode: Literal["self_consumption", "autonomous"]) -> DayCost:
+def day_cost(result: SimDayResult, home: HomeConfig, tariff: Tariff | None,
+             mode: Literal["self_consumption", "autonomous"], world: World | None = None) -> DayCost:
     """The run's bill from the simulator's meters per step, and ``bench/energy.py``'s pure
-    evaluation of the same day: same home, clear sky (the simulator's default cloud factor 0),
-    same seeded load, same tariff and settings, the planner without warm-up days."""
+    evaluation of the same day: same home, same seeded load, same settings, the planner without
+    warm-up days; clear sky (the simulator's default cloud factor 0) and ``tariff``'s prices, or
+    ``world``'s clouds and day-ahead prices (the run's ``world``)."""
     tz = result.start.tzinfo
     assert tz is not None  # noqa: S101 - run_sim_day's start is aware
+    slots = 2 * SLOTS_PER_DAY  # the counted day and the horizon's next one
+    if world is None:
+        assert tariff is not None  # noqa: S101 - one of the two
+        prices = [tariff.price_at(result.start + timedelta(seconds=i * STEP_S)) for i in range(slots)]
+        world = World(start=result.start, tz=tz, cloud=[0.0] * slots, load_scale=[1.0, 1.0],
+                      buy=[p.buy for p in prices], sell=[p.sell for p in prices],
+                      known_until=[slots] * slots)
     imp = exp = 0.0
     for i, step in enumerate(result.step_truth):
-        price = tariff.price_at(result.start + timedelta(seconds=i * STEP_S))
-        imp += step["import"] * price.buy / 1000
-        exp += step["export"] * price.sell / 1000
-    slots = 2 * SLOTS_PER_DAY  # the counted day and the horizon's next one
-    prices = [tariff.price_at(result.start + timedelta(seconds=i * STEP_S)) for i in range(slots)]
-    world = World(start=result.start, tz=tz, cloud=[0.0] * slots, load_scale=[1.0, 1.0],
-                  buy=[p.buy for p in prices], sell=[p.sell for p in prices],
-                  known_until=[slots] * slots)
+        imp += step["import"] * world.buy[i] / 1000
+        exp += step["export"] * world.sell[i] / 1000
     settings = SiteSettings(backup_reserve_pct=20, export_rule="battery_ok",
                             grid_charging_allowed=True, operation_mode=mode)
     planner = PlannerAgent(home, world, settings, tariff=tariff) if mode == "autonomous" else None
@@ -350,10 +415,24 @@ def main() -> None:
     parser.add_argument("--clock", choices=("in_process", "simulator"), default="in_process")
     parser.add_argument("--mode", choices=("self_consumption", "autonomous"),
                         default="self_consumption")
-    parser.add_argument("--tariff", choices=("none", "tou3"), default="none",
-                        help="tou3: bench/energy.py's 3-level TOU tariff, and the bill compared "
-                             "with its pure evaluation of the same day")
+    parser.add_argument("--tariff", choices=("none", "tou3", "dynamic"), default="none",
+                        help="tou3: bench/energy.py's 3-level TOU tariff; dynamic: its day-ahead "
+                             "prices of a reported scenario (--weather), served as a price feed "
+                             "with its clouds; either way the bill compared with its pure "
+                             "evaluation of the same day")
+    parser.add_argument("--weather", choices=tuple(WEATHER), default="mixed spring",
+                        help="with --tariff dynamic: the reported scenario whose first day runs "
+                             "(its date replaces --date)")
     args = parser.parse_args()
+    world = None
+    if args.tariff == "dynamic":
+        index = (TARIFFS.index("dynamic"), tuple(WEATHER).index(args.weather))
+        scenario = Scenario(tariff="dynamic", weather=args.weather,
+                            seed=17 * index[0] + 3 * index[1] + 1, dev=False)  # as bench/energy.py
+        _, scenario_world, _, _ = build(scenario, 2)
+        # the demo home's load as the simulator draws it (scale 1), the scenario's clouds and prices
+        world = replace(scenario_world, load_scale=[1.0] * 2)
+        args.date = scenario_world.start.date()
     start = datetime.combine(args.date, datetime.min.time(), ZoneInfo("Europe/Berlin"))
     content = tou3_content() if args.tariff == "tou3" else None
     print(f"machine: {machine()}")
@@ -361,12 +440,15 @@ def main() -> None:
         result = asyncio.run(run_sim_day(Path(tmp), start=start, hours=args.hours,
                                          speed=args.speed, poll_interval_s=args.poll_interval_s,
                                          clock=args.clock, mode=args.mode, tariff=content,
-                                         step_s=STEP_S if content is not None else 0))
+                                         step_s=STEP_S if args.tariff != "none" else 0,
+                                         world=world))
         sim_config, _ = demo_configs(Path(tmp), start, poll_interval_s=args.poll_interval_s,
                                      clock=args.clock)
     _report(result, args.poll_interval_s)
-    if content is not None:
-        _report_cost(result, day_cost(result, sim_config.homes[0], parse_tariff(content), args.mode))
+    if args.tariff != "none":
+        _report_cost(result, day_cost(result, sim_config.homes[0],
+                                      parse_tariff(content) if content is not None else None,
+                                      args.mode, world))
 
 
 if __name__ == "__main__":

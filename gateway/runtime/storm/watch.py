@@ -59,6 +59,7 @@ class StormWatch:
         self._clock = clock
         self._woken = asyncio.Event()
         self._episode: StormEpisode | None = None
+        self._recording = asyncio.Lock()
         self._shown: tuple[StormAlert, ...] = ()
         self._log = log.bind(site_id=site_id)
 
@@ -195,19 +196,23 @@ class StormWatch:
         await self._record(now, current if enabled else ())
 
     async def _record(self, now: datetime, counting: tuple[StormAlert, ...]) -> None:
-        lead = primary(counting)
-        if lead is not None and self._episode is None:
-            episode = StormEpisode(start=now, end=None, event=lead.event, source=lead.source,
-                                   alert_onset=lead.onset, alert_ends=lead.ends)
-            self._episode = episode
-            self._log.info("storm.mode_started", **_fields(lead), alerts=len(counting))
-            await self._store_call(lambda s: s.open_episode(self.site_id, episode))
-        elif lead is None and self._episode is not None:
-            started = self._episode.start
-            self._episode = None
-            self._log.info("storm.mode_ended", since=started.isoformat(),
-                           duration_s=round((now - started).total_seconds()))
-            await self._store_call(lambda s: s.close_episode(self.site_id, now))
+        # One pass at a time, and the episode changes in memory only once the storage has it:
+        # a gateway stopped mid-write (or a reader of ``episode``) never sees an episode that a
+        # restart would not find.
+        async with self._recording:
+            lead = primary(counting)
+            if lead is not None and self._episode is None:
+                episode = StormEpisode(start=now, end=None, event=lead.event, source=lead.source,
+                                       alert_onset=lead.onset, alert_ends=lead.ends)
+                await self._store_call(lambda s: s.open_episode(self.site_id, episode))
+                self._episode = episode
+                self._log.info("storm.mode_started", **_fields(lead), alerts=len(counting))
+            elif lead is None and self._episode is not None:
+                started = self._episode.start
+                await self._store_call(lambda s: s.close_episode(self.site_id, now))
+                self._episode = None
+                self._log.info("storm.mode_ended", since=started.isoformat(),
+                               duration_s=round((now - started).total_seconds()))
 
     async def _store_call(self, call: Callable[[StormStore], Awaitable[None]]) -> None:
         if self._store is None:

@@ -262,8 +262,11 @@ async def test_an_outage_limits_then_stops_charging_at_the_reserve_and_the_grid_
         assert any(6 <= limit < 16 for limit in limits), seen  # tapered in the band
         assert limits == sorted(limits, reverse=True), seen
         assert seen[-1][2] == "SuspendedEVSE", seen
-        # stopped at the reserve, not far below it (one 120 s step at most)
-        assert 24.5 <= seen[-1][0] <= 25.5, seen
+        # stopped at the reserve, not far below it: the reading before the stop was still at or
+        # above it, so the car ran at most one 120 s step (~1.2 % of SoC here) past it. (A fixed
+        # 24.5 bound failed once under load: 25.6 one step, 24.43 the next, stopped there.)
+        assert seen[-1][0] <= 25.5, seen
+        assert seen[-2][0] >= 25 - 0.1, seen
         b.step(120)
         await _control(b)
         # and it stays stopped: the car draws nothing; the battery now serves the home alone, so

@@ -20,7 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.core.access import HUB_ADMIN_SCOPE
 from gateway.core.config.hub import HubConfig
-from gateway.core.history import MAX_EVENTS, HistoryQueryError, Outage, plan_energy, resolve_window, zone
+from gateway.core.history import (
+    MAX_EVENTS,
+    HistoryQueryError,
+    Outage,
+    parse_datetime,
+    plan_energy,
+    resolve_window,
+    zone,
+)
+from gateway.core.history.charging import ChargeSession
 from gateway.core.history.flows import FlowEnergy
 from gateway.core.uplink.contract import MAX_COMMAND_TTL_S, UNSETTLED, CommandMessage
 from gateway.hub.db import HubStore, SiteRow, connect
@@ -43,8 +52,12 @@ from gateway.web.errors import (
     to_json,
 )
 from gateway.web.handlers.commands import COMMANDS, Command, read_json, validate
-from gateway.web.renderers.history import backup_response, energy_body
-from gateway.web.renderers.models import BackupHistoryResponse, EnergyHistoryResponse
+from gateway.web.renderers.history import backup_response, charge_response, energy_body
+from gateway.web.renderers.models import (
+    BackupHistoryResponse,
+    ChargeHistoryResponse,
+    EnergyHistoryResponse,
+)
 
 log = structlog.get_logger("gateway.hub.app")
 
@@ -263,6 +276,38 @@ async def calendar_history(request: web.Request) -> web.Response:
     sums = await store.energy_by_entry(site.site_id, [edge.timestamp() for edge in plan.edges])
     body = await asyncio.to_thread(lambda: to_json(EnergyHistoryResponse.model_construct(
         response=energy_body(plan, [FlowEnergy(*values) for values in sums], tz))))
+    return web.Response(body=body, content_type=JSON)
+
+
+@routes.get(r"/api/1/energy_sites/{site_id:\d+}/telemetry_history")
+async def telemetry_history(request: web.Request) -> web.Response:
+    """``kind=charge``: the finished charging sessions the gateways published."""
+    site = await _site(request, READ_SCOPE)
+    kind = request.query.get("kind")
+    if kind != "charge":
+        raise InvalidField(f"kind: must be 'charge' (got {kind!r})")
+    tz_name = (site.site_info or {}).get("installation_time_zone")
+    if not isinstance(tz_name, str):
+        raise DeviceOffline(f"site {site.site_id}: no site_info yet (its time zone is unknown)")
+    tz = await asyncio.to_thread(zone, tz_name)
+    bounds: list[float | None] = []
+    for name in ("start_date", "end_date"):
+        value = request.query.get(name)
+        try:
+            parsed = None if not value else await asyncio.to_thread(parse_datetime, value, name, tz)
+        except HistoryQueryError as exc:
+            raise InvalidField(f"{exc.field}: {exc.message}") from None
+        bounds.append(None if parsed is None else parsed.timestamp())
+    rows = await request.app[STORE].charge_sessions(site.site_id, bounds[0], bounds[1],
+                                                    limit=MAX_EVENTS + 1)
+    if len(rows) > MAX_EVENTS:
+        raise InvalidField(f"start_date: the window holds more than {MAX_EVENTS} charging "
+                           f"sessions; one answer lists at most {MAX_EVENTS}: ask for a later "
+                           "start_date or an earlier end_date")
+    sessions = [ChargeSession(start=datetime.fromtimestamp(a, UTC), duration_s=d, energy_wh=e)
+                for a, d, e in rows]
+    body = await asyncio.to_thread(lambda: to_json(ChargeHistoryResponse.model_construct(
+        response=charge_response(sessions))))
     return web.Response(body=body, content_type=JSON)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 import asyncpg
 import structlog
 
-from gateway.core.uplink.contract import HistoryBucket, OutageEntry
+from gateway.core.uplink.contract import ChargeEntry, HistoryBucket, OutageEntry
 from gateway.runtime.storage.tokens import IssuedToken
 
 log = structlog.get_logger("gateway.hub.db")
@@ -77,6 +77,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         sites bigint[], plan text, env text NOT NULL DEFAULT 'live', issued_at bigint NOT NULL,
         expires_at bigint NOT NULL, revoked_at bigint);
     CREATE INDEX hub_tokens_revoked ON hub_tokens (expires_at) WHERE revoked_at IS NOT NULL
+    """,
+    """
+    CREATE TABLE hub_charge_sessions (site_id bigint NOT NULL, start double precision NOT NULL,
+        duration_s double precision NOT NULL, energy_wh double precision NOT NULL,
+        PRIMARY KEY (site_id, start))
     """,
 )
 
@@ -369,6 +374,30 @@ class HubStore:
         rows = await self.pool.fetch("SELECT jti FROM hub_tokens WHERE revoked_at IS NOT NULL "
                                      "AND expires_at > $1", int(now_s))
         return frozenset(r["jti"] for r in rows)
+
+    # ---- charging sessions ---------------------------------------------------------------------
+
+    async def save_charges(self, site_id: int, gateway_id: str, sessions: Sequence[ChargeEntry]) -> bool:
+        """Store a site's finished charging sessions by start, replacing (False: not the owner's)."""
+        if await self.owner(site_id) != gateway_id:
+            return False
+        if sessions:
+            await self.pool.executemany(
+                "INSERT INTO hub_charge_sessions (site_id, start, duration_s, energy_wh) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (site_id, start) DO UPDATE SET "
+                "duration_s = excluded.duration_s, energy_wh = excluded.energy_wh",
+                [(site_id, c.start, c.duration_s, c.energy_wh) for c in sessions])
+        return True
+
+    async def charge_sessions(self, site_id: int, start: float | None, end: float | None, *,
+                              limit: int) -> list[tuple[float, float, float]]:
+        """The first ``limit`` sessions starting in ``[start, end)``: (start, duration_s,
+        energy_wh), oldest first."""
+        rows = await self.pool.fetch(
+            "SELECT start, duration_s, energy_wh FROM hub_charge_sessions WHERE site_id = $1 "
+            "AND start >= $2 AND start < $3 ORDER BY start LIMIT $4", site_id,
+            -math.inf if start is None else start, math.inf if end is None else end, limit)
+        return [(float(r["start"]), float(r["duration_s"]), float(r["energy_wh"])) for r in rows]
 
     # ---- outages -------------------------------------------------------------------------------
 

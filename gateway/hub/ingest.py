@@ -14,6 +14,7 @@ import structlog
 
 from gateway.core.config.hub import HubSection
 from gateway.core.uplink.contract import (
+    ChargesMessage,
     CommandMessage,
     ContractError,
     HistoryMessage,
@@ -73,12 +74,12 @@ class Waiters:
 class Ingest:
     """One broker session at a time (re-made with backoff) and the workers storing what arrives.
 
-    Presence, site info and outages are subscribed by every replica (retained messages are not
-    sent to shared subscriptions), and so are outcomes: the replica whose client waits for one takes it
-    straight from the broker, with no hop through another replica (each records it; the journal
-    keeps the first). Live status and history come through a shared subscription when
-    ``shared_group`` is set, so each is stored by one replica. ``counters`` counts messages
-    stored and dropped by reason.
+    Presence, site info, outages and charging sessions are subscribed by every replica
+    (retained messages are not sent to shared subscriptions), and so are outcomes: the replica
+    whose client waits for one takes it straight from the broker, with no hop through another
+    replica (each records it; the journal keeps the first). Live status and history come through
+    a shared subscription when ``shared_group`` is set, so each is stored by one replica.
+    ``counters`` counts messages stored and dropped by reason.
     """
 
     def __init__(self, section: HubSection, store: HubStore, waiters: Waiters) -> None:
@@ -99,6 +100,7 @@ class Ingest:
         group = self.section.shared_group
         shared = f"$share/{group}/" if group else ""
         return [f"{base}/+/presence", f"{base}/+/sites/+/info", f"{base}/+/sites/+/outages",
+                f"{base}/+/sites/+/charges",
                 f"{shared}{base}/+/sites/+/live", f"{shared}{base}/+/sites/+/history",
                 f"{base}/+/outcomes"]
 
@@ -196,6 +198,8 @@ class Ingest:
             stored = await self._store.add_history(message.site_id, gw, message.buckets)
         elif isinstance(message, OutagesMessage):
             stored = await self._store.save_outages(message.site_id, gw, message.outages)
+        elif isinstance(message, ChargesMessage):
+            stored = await self._store.save_charges(message.site_id, gw, message.sessions)
         elif isinstance(message, OutcomeMessage):
             recorded = await self._store.outcome(message.command_id, gw, message.status,
                                                  message.body)

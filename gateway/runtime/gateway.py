@@ -201,7 +201,7 @@ class Gateway:
         real = {i: s for i, s in self.sites.items() if not s.config.sandbox}
         self.uplink = Uplink(section, real, store=UplinkStore(self.storage),
                              history=HistoryStore(self.storage), bridge=self._uplink_bridge,
-                             timebase=self.timebase)
+                             timebase=self.timebase, charges=ChargeStore(self.storage))
         self._spawn(self.uplink.run(), "uplink")
 
     def _log_storage(self) -> None:

@@ -22,6 +22,8 @@ from gateway.core.uplink.contract import (
     MAX_OUTAGES_PER_MESSAGE,
     OUTAGE_WINDOW_S,
     UNSETTLED,
+    ChargeEntry,
+    ChargesMessage,
     CommandMessage,
     ContractError,
     HistoryBucket,
@@ -39,6 +41,7 @@ from gateway.core.uplink.contract import (
 from gateway.runtime import mqtt_link
 from gateway.runtime.clock import Timebase
 from gateway.runtime.site import Site
+from gateway.runtime.storage.charging import ChargeStore
 from gateway.runtime.storage.history import HistoryStore
 from gateway.runtime.storage.uplink import REMEMBER_S, UplinkStore
 
@@ -89,7 +92,8 @@ class Uplink:
     """
 
     def __init__(self, config: UplinkSection, sites: Mapping[int, Site], *, store: UplinkStore,
-                 history: HistoryStore, bridge: UplinkBridge, timebase: Timebase) -> None:
+                 history: HistoryStore, bridge: UplinkBridge, timebase: Timebase,
+                 charges: ChargeStore | None = None) -> None:
         self.config = config
         self.gateway_id = config.gateway_id
         self.topics = Topics(config.base_topic)
@@ -98,6 +102,7 @@ class Uplink:
         self._sites = sites
         self._store = store
         self._history = history
+        self._charges = charges
         self._bridge = bridge
         self._timebase = timebase
         self._client: aiomqtt.Client | None = None
@@ -105,6 +110,7 @@ class Uplink:
         self._live_sent: dict[int, tuple[bytes, float]] = {}  # site -> (body without time, when)
         self._info_sent: dict[int, bytes] = {}
         self._outages_sent: dict[int, list[OutageEntry]] = {}
+        self._charges_sent: dict[int, list[ChargeEntry]] = {}
         self._slots = asyncio.Semaphore(_MAX_INFLIGHT)
         self._running: set[asyncio.Task[None]] = set()
         self._log = log.bind(gateway_id=self.gateway_id)
@@ -152,6 +158,7 @@ class Uplink:
             self._info_sent.clear()
             self._live_sent.clear()
             self._outages_sent.clear()
+            self._charges_sent.clear()
             await self._publish_infos(client)
             self.connected = True
             self._log.info("uplink.connected", broker=f"{self.config.host}:{self.config.port}")
@@ -230,7 +237,25 @@ class Uplink:
             for site in self._sites.values():
                 await self._send_history(client, site)
                 await self._send_outages(client, site)
+                await self._send_charges(client, site)
             await asyncio.sleep(_HISTORY_EVERY_S)
+
+    async def _send_charges(self, client: aiomqtt.Client, site: Site) -> None:
+        """The site's recent finished charging sessions (retained), when they changed."""
+        if self._charges is None or not site.config.chargers:
+            return
+        now = self._timebase.now().timestamp()
+        found = await self._charges.sessions(site.id, _dt(now - OUTAGE_WINDOW_S), None,
+                                             limit=MAX_OUTAGES_PER_MESSAGE)
+        entries = [ChargeEntry(start=c.start.timestamp(), duration_s=c.duration_s,
+                               energy_wh=c.energy_wh) for c in found]
+        if self._charges_sent.get(site.id, []) == entries:
+            self._charges_sent[site.id] = entries
+            return
+        await client.publish(self.topics.charges(self.gateway_id, site.id), encode(ChargesMessage(
+            site_id=site.id, sessions=entries, at=time.time())), qos=1, retain=True)
+        self._charges_sent[site.id] = entries
+        self.counters["charges_published"] += 1
 
     async def _send_outages(self, client: aiomqtt.Client, site: Site) -> None:
         """The site's recent outages (retained), when they differ from what this session sent."""

@@ -562,3 +562,47 @@ async def test_hub_tokens_are_recorded_listed_and_revoked(
                 cli_run, "token", "revoke", "--config", str(path), "no-such-jti")
             assert code == 2
             assert "no token with jti" in err
+
+
+async def test_charging_sessions_reach_the_hub_and_read_as_on_the_edge(
+    sim: Simulator, tmp_path: Path, start_gateway: GatewayFactory, hub_db: str,
+    redis_prefix: str, http: aiohttp.ClientSession,
+) -> None:
+    from gateway.core.config.chargers import ChargePointConfig, OcppSection
+    from gateway.runtime.storage.charging import ChargeStore
+
+    await _reset(hub_db)
+    data_dir = tmp_path / "data"
+    storage = Storage.in_data_dir(data_dir)
+    await storage.open()
+    try:  # two finished sessions of the site's wall connector, yesterday
+        charges = ChargeStore(storage)
+        begin = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+        for n, (minutes, wh) in enumerate(((95, 11_500.0), (20, 2_400.0))):
+            started = begin + timedelta(hours=3 * n)
+            tx, _ = await charges.start(site_id=SITE_ID, charge_point_id="WC-1", connector_id=1,
+                                        id_tag="tag", stamped_start=started.isoformat(),
+                                        started_at=started, meter_start_wh=1000.0 * n)
+            await charges.stop(charge_point_id="WC-1", transaction_id=tx,
+                               stopped_at=started + timedelta(minutes=minutes),
+                               meter_stop_wh=1000.0 * n + wh, reason="EVDisconnected")
+    finally:
+        await storage.close()
+    auth = _auth()
+    path = f"/api/1/energy_sites/{SITE_ID}/telemetry_history?kind=charge"
+    async with mqtt_broker() as broker:
+        base = uplink_config(sim, data_dir, broker)
+        site = base.sites[0].model_copy(update={"chargers": [ChargePointConfig(id="WC-1")]})
+        config = base.model_copy(update={
+            "sites": [site], "gateway": base.gateway.model_copy(update={"ocpp": OcppSection(port=0)})})
+        async with replica(hub_config(broker, hub_db, redis_prefix)) as a, \
+                start_gateway(config) as edge:
+            _, on_edge = await _get(http, edge.url + path, auth)
+            assert [s["energy_added_wh"] for s in on_edge["response"]["charge_history"]] == \
+                [11500, 2400]
+            _, on_hub = await eventually(lambda: _get(http, a.url + path, auth),
+                                         lambda r: r[0] == 200 and r[1]["response"]["charge_history"])
+            assert on_hub == on_edge
+            status, bad = await _get(http, a.url + path.replace("kind=charge", "kind=power"), auth)
+            assert status == 400
+            assert "kind" in bad["error_description"]

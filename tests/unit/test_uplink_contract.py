@@ -30,6 +30,7 @@ T = Topics("egw/v1/")
     ("egw/v1/edge-a/sites/1001/live", ("edge-a", "live", 1001)),
     ("egw/v1/edge-a/sites/1001/history", ("edge-a", "history", 1001)),
     ("egw/v1/edge-a/sites/1001/outages", ("edge-a", "outages", 1001)),
+    ("egw/v1/edge-a/sites/1001/charges", ("edge-a", "charges", 1001)),
     ("egw/v1/edge-a/sites/x/live", None),
     ("egw/v1/edge-a/sites/1001/other", None),
     ("egw/v1/edge+a/presence", None),
@@ -43,7 +44,7 @@ def test_topics_parse(topic: str, parsed: tuple[str, str, int | None] | None) ->
 
 def test_topics_round_trip() -> None:
     for topic in (T.presence("g"), T.info("g", 7), T.live("g", 7), T.history("g", 7),
-                  T.outages("g", 7), T.commands("g"), T.outcomes("g")):
+                  T.outages("g", 7), T.charges("g", 7), T.commands("g"), T.outcomes("g")):
         assert T.parse(topic) is not None
 
 
@@ -58,6 +59,8 @@ def test_topics_round_trip() -> None:
                  b' "expires_at": 1}', "command"),
     ("live", b" " * (MAX_PAYLOAD_BYTES + 1), "exceeds"),
     ("outages", b'{"v": 1, "site_id": 1, "outages": [{"start": 1, "stop": 2}], "at": 1}', "stop"),
+    ("charges", b'{"v": 1, "site_id": 1, "sessions": [{"start": 1, "duration_s": -5, '
+                b'"energy_wh": 1}], "at": 1}', "duration_s"),
     ("outages", b'{"v": 1, "site_id": 1, "outages": [' + b",".join([b'{"start": 1}'] * 501)
      + b'], "at": 1}', "outages"),
 ])

@@ -17,7 +17,8 @@ MAX_BUCKETS_PER_MESSAGE: Final = 288  # one day of 5-minute buckets
 #: The longest wait a command may ask of an edge (expires_at beyond this is clipped by the hub).
 MAX_COMMAND_TTL_S: Final = 300.0
 MAX_OUTAGES_PER_MESSAGE: Final = 500
-#: An outages message carries the outages that started this long ago at most (and any open one).
+#: An outages (charges) message carries the outages (finished charging sessions) that started
+#: this long ago at most (and any open outage).
 OUTAGE_WINDOW_S: Final = 30 * 86_400.0
 #: Outcome statuses that did not settle a command: device offline, a crash, unavailable (a
 #: restart interrupted it, a device unreachable), not confirmed. The site keeps the setting in
@@ -124,6 +125,28 @@ class OutagesMessage(_Message):
     at: float
 
 
+class ChargeEntry(BaseModel):
+    """One finished charging session: start (unix s), its length (s) and energy (Wh)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: float
+    duration_s: float = Field(ge=0)
+    energy_wh: float = Field(ge=0)
+
+
+class ChargesMessage(_Message):
+    """``{base}/{gw}/sites/{site}/charges`` (retained, QoS 1): the site's finished charging
+    sessions of the last ``OUTAGE_WINDOW_S``, oldest first, sent when one more has finished.
+
+    Idempotent: the hub stores each by (site, start), replacing; older ones it keeps.
+    """
+
+    site_id: SiteId
+    sessions: list[ChargeEntry] = Field(max_length=MAX_OUTAGES_PER_MESSAGE)
+    at: float
+
+
 class CommandMessage(_Message):
     """``{base}/{gw}/commands`` (hub → edge, QoS 1): run a Fleet command on one of its sites."""
 
@@ -146,6 +169,9 @@ class OutcomeMessage(_Message):
     status: int = Field(ge=100, le=599)
     body: dict[str, Any]
     at: float
+
+
+_SITE_KINDS: Final = frozenset({"info", "live", "history", "outages", "charges"})
 
 
 class Topics:
@@ -174,6 +200,10 @@ class Topics:
         """Retained recent grid outages of a site."""
         return f"{self.base}/{gw}/sites/{site_id}/outages"
 
+    def charges(self, gw: str, site_id: int) -> str:
+        """Retained recent charging sessions of a site."""
+        return f"{self.base}/{gw}/sites/{site_id}/charges"
+
     def commands(self, gw: str) -> str:
         """Commands for a gateway's sites."""
         return f"{self.base}/{gw}/commands"
@@ -189,7 +219,7 @@ class Topics:
     def parse(self, topic: str) -> tuple[str, str, int | None] | None:
         """``(gateway_id, kind, site_id)`` of an uplink topic, or None when it is not one.
 
-        ``kind`` is presence, info, live, history, outages, commands or outcomes.
+        ``kind`` is presence, info, live, history, outages, charges, commands or outcomes.
         """
         prefix = self.base + "/"
         if not topic.startswith(prefix):
@@ -200,7 +230,7 @@ class Topics:
         gw = parts[0]
         if len(parts) == 2 and parts[1] in {"presence", "commands", "outcomes"}:
             return gw, parts[1], None
-        if len(parts) == 4 and parts[1] == "sites" and parts[3] in {"info", "live", "history", "outages"} \
+        if len(parts) == 4 and parts[1] == "sites" and parts[3] in _SITE_KINDS \
                 and parts[2].isdigit() and len(parts[2]) <= 16:
             return gw, parts[3], int(parts[2])
         return None
@@ -208,7 +238,8 @@ class Topics:
 
 MESSAGES: Final[dict[str, type[_Message]]] = {
     "presence": Presence, "info": SiteInfoMessage, "live": LiveMessage,
-    "history": HistoryMessage, "outages": OutagesMessage, "commands": CommandMessage,
+    "history": HistoryMessage, "outages": OutagesMessage, "charges": ChargesMessage,
+    "commands": CommandMessage,
     "outcomes": OutcomeMessage,
 }
 

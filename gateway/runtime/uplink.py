@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import aiomqtt
 import orjson
 import structlog
+from pydantic import BaseModel
 
 from gateway.core.config.models import UplinkSection
 from gateway.core.history.buckets import BUCKET
@@ -109,8 +110,7 @@ class Uplink:
         self._seq = 0
         self._live_sent: dict[int, tuple[bytes, float]] = {}  # site -> (body without time, when)
         self._info_sent: dict[int, bytes] = {}
-        self._outages_sent: dict[int, list[OutageEntry]] = {}
-        self._charges_sent: dict[int, list[ChargeEntry]] = {}
+        self._lists_sent: dict[str, dict[int, list[Any]]] = {}  # kind -> site -> entries
         self._slots = asyncio.Semaphore(_MAX_INFLIGHT)
         self._running: set[asyncio.Task[None]] = set()
         self._log = log.bind(gateway_id=self.gateway_id)
@@ -157,8 +157,7 @@ class Uplink:
             await client.publish(topics.presence(gw), self._presence(online=True), qos=1, retain=True)
             self._info_sent.clear()
             self._live_sent.clear()
-            self._outages_sent.clear()
-            self._charges_sent.clear()
+            self._lists_sent.clear()
             await self._publish_infos(client)
             self.connected = True
             self._log.info("uplink.connected", broker=f"{self.config.host}:{self.config.port}")
@@ -249,13 +248,8 @@ class Uplink:
                                              limit=MAX_OUTAGES_PER_MESSAGE)
         entries = [ChargeEntry(start=c.start.timestamp(), duration_s=c.duration_s,
                                energy_wh=c.energy_wh) for c in found]
-        if self._charges_sent.get(site.id, []) == entries:
-            self._charges_sent[site.id] = entries
-            return
-        await client.publish(self.topics.charges(self.gateway_id, site.id), encode(ChargesMessage(
-            site_id=site.id, sessions=entries, at=time.time())), qos=1, retain=True)
-        self._charges_sent[site.id] = entries
-        self.counters["charges_published"] += 1
+        await self._publish_changed(client, "charges", site.id, entries, lambda: ChargesMessage(
+            site_id=site.id, sessions=entries, at=time.time()))
 
     async def _send_outages(self, client: aiomqtt.Client, site: Site) -> None:
         """The site's recent outages (retained), when they differ from what this session sent."""
@@ -264,13 +258,22 @@ class Uplink:
         entries = [OutageEntry(start=o.start.timestamp(),
                                end=None if o.end is None else o.end.timestamp())
                    for o in found][-MAX_OUTAGES_PER_MESSAGE:]
-        if self._outages_sent.get(site.id, []) == entries:  # nothing new (none at all: no message)
-            self._outages_sent[site.id] = entries
+        await self._publish_changed(client, "outages", site.id, entries, lambda: OutagesMessage(
+            site_id=site.id, outages=entries, at=time.time()))
+
+    async def _publish_changed(self, client: aiomqtt.Client, kind: Literal["outages", "charges"],
+                               site_id: int, entries: list[Any],
+                               message: Callable[[], BaseModel]) -> None:
+        """Publish a site's ``kind`` list (retained) unless this session sent the same one (an
+        empty list, never sent, is not sent either)."""
+        sent = self._lists_sent.setdefault(kind, {})
+        if sent.get(site_id, []) == entries:
+            sent[site_id] = entries
             return
-        await client.publish(self.topics.outages(self.gateway_id, site.id), encode(OutagesMessage(
-            site_id=site.id, outages=entries, at=time.time())), qos=1, retain=True)
-        self._outages_sent[site.id] = entries
-        self.counters["outages_published"] += 1
+        topic = getattr(self.topics, kind)(self.gateway_id, site_id)
+        await client.publish(topic, encode(message()), qos=1, retain=True)
+        sent[site_id] = entries
+        self.counters[f"{kind}_published"] += 1
 
     async def _send_history(self, client: aiomqtt.Client, site: Site) -> None:
         """Closed buckets after the persisted cursor, in batches, the cursor moved after each."""

@@ -475,6 +475,26 @@ def create_hub_app(config: HubConfig, *, jwt_secret: str | None = None) -> web.A
     return app
 
 
+_SWEEP_EVERY_S = 60.0  # journal entries nobody answered are closed this often (every replica)
+_SWEPT_BODY = {"response": None, "error": "device did not confirm",
+               "error_description": "no outcome came from the site's gateway before the command "
+                                    "expired (the gateway drops an expired command unapplied); "
+                                    "repeat it with the same Idempotency-Key to send it again"}
+
+
+async def _sweep(store: HubStore) -> None:
+    """Close journal entries whose command expired unanswered, as the 504 their client got."""
+    while True:
+        await asyncio.sleep(_SWEEP_EVERY_S)
+        try:
+            closed = await store.sweep(time.time() - _SWEEP_EVERY_S, 504, _SWEPT_BODY)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("hub.sweep_failed", error=str(exc))
+            continue
+        if closed:
+            log.info("hub.commands_swept", commands=closed)
+
+
 async def _revocations(store: HubStore, verifier: TokenVerifier) -> None:
     """Keep the deny-list in step with `energy-gateway token revoke --config hub.yaml`."""
     while True:
@@ -505,6 +525,7 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         verifier = app[VERIFIER]
         verifier.set_revoked(await store.revoked_jtis(time.time()))  # before the first request
         tasks.append(asyncio.create_task(_revocations(store, verifier), name="hub-revocations"))
+        tasks.append(asyncio.create_task(_sweep(store), name="hub-sweep"))
         tasks.append(asyncio.create_task(ingest.run(), name="hub-ingest"))
         log.info("hub.started", replica=REPLICA)
         yield

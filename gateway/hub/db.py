@@ -83,6 +83,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         duration_s double precision NOT NULL, energy_wh double precision NOT NULL,
         PRIMARY KEY (site_id, start))
     """,
+    """
+    ALTER TABLE hub_commands ADD COLUMN swept boolean NOT NULL DEFAULT false;
+    CREATE INDEX hub_commands_open ON hub_commands (expires_at) WHERE status IS NULL
+    """,
 )
 
 
@@ -327,8 +331,16 @@ class HubStore:
     async def reopen(self, command_id: str, status: int) -> None:
         """Clear an unsettled outcome (``UNSETTLED``) so the edge's next answer is recorded."""
         await self.pool.execute(
-            "UPDATE hub_commands SET status = NULL, response = NULL, finished_at = NULL "
-            "WHERE command_id = $1 AND status = $2", command_id, status)
+            "UPDATE hub_commands SET status = NULL, response = NULL, finished_at = NULL, "
+            "swept = false WHERE command_id = $1 AND status = $2", command_id, status)
+
+    async def sweep(self, before_s: float, status: int, response: dict[str, Any]) -> int:
+        """Close entries nobody answered that expired before ``before_s`` (an edge drops an
+        expired command unapplied) with ``status``; an outcome that still comes replaces it."""
+        done: str = await self.pool.execute(
+            "UPDATE hub_commands SET status = $2, response = $3, finished_at = now(), swept = true "
+            "WHERE status IS NULL AND expires_at < $1", before_s, status, response)
+        return int(done.rsplit(" ", 1)[-1])
 
     async def outcome(self, command_id: str, gateway_id: str, status: int,
                       response: dict[str, Any]) -> bool | None:
@@ -337,8 +349,9 @@ class HubStore:
             # every replica takes every outcome: one round trip, the first replica records it
             row = await conn.fetchrow(
                 "WITH taken AS (UPDATE hub_commands SET status = $3, response = $4, "
-                "finished_at = now() WHERE command_id = $1 AND gateway_id = $2 AND status IS NULL "
-                "RETURNING 1) SELECT EXISTS (SELECT 1 FROM taken) AS recorded, EXISTS (SELECT 1 "
+                "finished_at = now(), swept = false WHERE command_id = $1 AND gateway_id = $2 "
+                "AND (status IS NULL OR swept) RETURNING 1) "
+                "SELECT EXISTS (SELECT 1 FROM taken) AS recorded, EXISTS (SELECT 1 "
                 "FROM hub_commands WHERE command_id = $1 AND gateway_id = $2) AS known",
                 command_id, gateway_id, status, response)
             if row is None or not row["known"]:

@@ -244,7 +244,13 @@ async def test_no_outcome_is_504_then_recorded_and_bad_messages_are_dropped(
             async with asyncio.timeout(5):
                 sent = await anext(aiter(fake.messages))
             assert b'"command_id":"slow-1"' in bytes(sent.payload)
-            # the outcome arrives late: recorded, and a retry reads it
+            # an hour on, the sweep closes the unanswered entry as the 504 the client got ...
+            store = a.app[STORE]
+            assert await store.sweep(time.time() + 3600, 504, {"response": None}) == 1
+            swept = await store.command("slow-1")
+            assert swept is not None
+            assert swept.status == 504
+            # ... and the outcome that arrives late replaces it: recorded, and a retry reads it
             await fake.publish(TOPICS.outcomes("edge-z"), encode(OutcomeMessage(
                 command_id="slow-1", site_id=5005, command="backup", status=200,
                 body={"response": {"code": 201, "message": "Updated"}}, at=time.time())), qos=1)

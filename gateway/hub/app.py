@@ -10,13 +10,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.core.access import HUB_ADMIN_SCOPE
 from gateway.core.config.hub import HubConfig
@@ -24,19 +25,18 @@ from gateway.core.history import (
     MAX_EVENTS,
     HistoryQueryError,
     Outage,
-    parse_datetime,
     plan_energy,
     resolve_window,
     zone,
 )
-from gateway.core.history.charging import ChargeSession
+from gateway.core.history.charging import ChargeSession, listable
 from gateway.core.history.flows import FlowEnergy
 from gateway.core.uplink.contract import MAX_COMMAND_TTL_S, UNSETTLED, CommandMessage
 from gateway.hub.db import HubStore, SiteRow, connect
 from gateway.hub.ingest import Ingest, NotConnected, Outcome, Waiters
 from gateway.hub.shared import SharedLimiter, connect_redis
 from gateway.runtime.logs import add_redacted_secret
-from gateway.runtime.storage.tokens import REFRESH_S
+from gateway.runtime.storage.tokens import watch_revocations
 from gateway.web.auth import COMMAND_SCOPE, READ_SCOPE, Principal, TokenVerifier, bearer
 from gateway.web.errors import (
     JSON,
@@ -52,6 +52,7 @@ from gateway.web.errors import (
     to_json,
 )
 from gateway.web.handlers.commands import COMMANDS, Command, read_json, validate
+from gateway.web.handlers.history import charge_window
 from gateway.web.renderers.history import backup_response, charge_response, energy_body
 from gateway.web.renderers.models import (
     BackupHistoryResponse,
@@ -194,6 +195,14 @@ def _usable(site_id: int, site: SiteRow | None) -> SiteRow:
     return site
 
 
+async def _site_tz(site: SiteRow) -> ZoneInfo:
+    """The site's zone from its site_info (408 before the edge described the site)."""
+    tz_name = (site.site_info or {}).get("installation_time_zone")
+    if not isinstance(tz_name, str):
+        raise DeviceOffline(f"site {site.site_id}: no site_info yet (its time zone is unknown)")
+    return await asyncio.to_thread(zone, tz_name)
+
+
 def _require_present(site: SiteRow) -> None:
     if not site.gateway_online:
         seen = "never" if site.presence_at is None else \
@@ -248,12 +257,9 @@ async def calendar_history(request: web.Request) -> web.Response:
     kind = query.get("kind")
     if kind not in {"energy", "backup"}:
         raise InvalidField(f"kind: must be 'energy' or 'backup' (got {kind!r})")
-    tz_name = (site.site_info or {}).get("installation_time_zone")
-    if not isinstance(tz_name, str):
-        raise DeviceOffline(f"site {site.site_id}: no site_info yet (its time zone is unknown)")
+    tz = await _site_tz(site)
     store = request.app[STORE]
     try:
-        tz = await asyncio.to_thread(zone, tz_name)
         window = await asyncio.to_thread(
             resolve_window, query.get("period"), query.get("start_date"), query.get("end_date"),
             query.get("time_zone"), site_tz=tz, now=datetime.now(UTC))
@@ -283,27 +289,14 @@ async def calendar_history(request: web.Request) -> web.Response:
 async def telemetry_history(request: web.Request) -> web.Response:
     """``kind=charge``: the finished charging sessions the gateways published."""
     site = await _site(request, READ_SCOPE)
-    kind = request.query.get("kind")
-    if kind != "charge":
-        raise InvalidField(f"kind: must be 'charge' (got {kind!r})")
-    tz_name = (site.site_info or {}).get("installation_time_zone")
-    if not isinstance(tz_name, str):
-        raise DeviceOffline(f"site {site.site_id}: no site_info yet (its time zone is unknown)")
-    tz = await asyncio.to_thread(zone, tz_name)
-    bounds: list[float | None] = []
-    for name in ("start_date", "end_date"):
-        value = request.query.get(name)
-        try:
-            parsed = None if not value else await asyncio.to_thread(parse_datetime, value, name, tz)
-        except HistoryQueryError as exc:
-            raise InvalidField(f"{exc.field}: {exc.message}") from None
-        bounds.append(None if parsed is None else parsed.timestamp())
-    rows = await request.app[STORE].charge_sessions(site.site_id, bounds[0], bounds[1],
-                                                    limit=MAX_EVENTS + 1)
-    if len(rows) > MAX_EVENTS:
-        raise InvalidField(f"start_date: the window holds more than {MAX_EVENTS} charging "
-                           f"sessions; one answer lists at most {MAX_EVENTS}: ask for a later "
-                           "start_date or an earlier end_date")
+    start, end = await charge_window(request, await _site_tz(site))
+    rows = await request.app[STORE].charge_sessions(
+        site.site_id, None if start is None else start.timestamp(),
+        None if end is None else end.timestamp(), limit=MAX_EVENTS + 1)
+    try:
+        listable(rows)
+    except HistoryQueryError as exc:
+        raise InvalidField(f"{exc.field}: {exc.message}") from None
     sessions = [ChargeSession(start=datetime.fromtimestamp(a, UTC), duration_s=d, energy_wh=e)
                 for a, d, e in rows]
     body = await asyncio.to_thread(lambda: to_json(ChargeHistoryResponse.model_construct(
@@ -420,15 +413,8 @@ class _OwnerBody(BaseModel):
 @routes.post(r"/api/1/hub/sites/{site_id:\d+}/owner")
 async def resolve_owner(request: web.Request) -> web.Response:
     """Settle a site two gateways claim (scope ``hub_admin``): ``{"gateway_id": ...}`` owns it."""
-    who = _who(request, HUB_ADMIN_SCOPE)
-    site_id = int(request.match_info["site_id"])
-    who.require_site(site_id)
-    raw = await read_json(request)
-    try:
-        body = _OwnerBody.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidField(f"{'.'.join(map(str, first['loc'])) or 'body'}: {first['msg']}") from None
+    site_id = _site_id(request, HUB_ADMIN_SCOPE)
+    body = validate(_OwnerBody, await read_json(request))
     try:
         before = await request.app[STORE].resolve(site_id, body.gateway_id)
     except ValueError as exc:
@@ -437,7 +423,7 @@ async def resolve_owner(request: web.Request) -> web.Response:
         raise NotFound(f"energy site {site_id} not found")
     request.app[SITE_CACHE].forget(site_id)
     log.warning("hub.site_owner_resolved", site_id=site_id, owner=body.gateway_id,
-                claimants=[g for g in before if g], token_sub=who.sub)
+                claimants=[g for g in before if g], token_sub=request[PRINCIPAL].sub)
     return answer(200, {"response": {"site_id": site_id, "gateway_id": body.gateway_id,
                                      "previous": {"owner": before[0], "conflict": before[1]}}})
 
@@ -495,16 +481,6 @@ async def _sweep(store: HubStore) -> None:
             log.info("hub.commands_swept", commands=closed)
 
 
-async def _revocations(store: HubStore, verifier: TokenVerifier) -> None:
-    """Keep the deny-list in step with `energy-gateway token revoke --config hub.yaml`."""
-    while True:
-        await asyncio.sleep(REFRESH_S)
-        try:
-            verifier.set_revoked(await store.revoked_jtis(time.time()))
-        except (asyncpg.PostgresError, OSError) as exc:  # keep the last list meanwhile
-            log.warning("hub.revocations_refresh_failed", error=str(exc))
-
-
 async def _backends(app: web.Application) -> AsyncIterator[None]:
     """PostgreSQL (migrated), Redis and the broker session, for the app's life."""
     section = app[CONFIG].hub
@@ -522,13 +498,13 @@ async def _backends(app: web.Application) -> AsyncIterator[None]:
         app[LIMITER] = SharedLimiter(client, section.redis_prefix)
         waiters = app[WAITERS] = Waiters()
         ingest = app[INGEST] = Ingest(section, store, waiters)
-        verifier = app[VERIFIER]
-        verifier.set_revoked(await store.revoked_jtis(time.time()))  # before the first request
-        tasks.append(asyncio.create_task(_revocations(store, verifier), name="hub-revocations"))
-        tasks.append(asyncio.create_task(_sweep(store), name="hub-sweep"))
-        tasks.append(asyncio.create_task(ingest.run(), name="hub-ingest"))
-        log.info("hub.started", replica=REPLICA)
-        yield
+        # the deny-list of `token revoke --config hub.yaml`, loaded before the first request
+        async with watch_revocations(store, app[VERIFIER].set_revoked, clock=time.time,
+                                     errors=(asyncpg.PostgresError, OSError)):
+            tasks.append(asyncio.create_task(_sweep(store), name="hub-sweep"))
+            tasks.append(asyncio.create_task(ingest.run(), name="hub-ingest"))
+            log.info("hub.started", replica=REPLICA)
+            yield
     finally:
         for task in tasks:
             task.cancel()

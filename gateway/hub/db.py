@@ -392,15 +392,12 @@ class HubStore:
 
     async def save_charges(self, site_id: int, gateway_id: str, sessions: Sequence[ChargeEntry]) -> bool:
         """Store a site's finished charging sessions by start, replacing (False: not the owner's)."""
-        if await self.owner(site_id) != gateway_id:
-            return False
-        if sessions:
-            await self.pool.executemany(
-                "INSERT INTO hub_charge_sessions (site_id, start, duration_s, energy_wh) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (site_id, start) DO UPDATE SET "
-                "duration_s = excluded.duration_s, energy_wh = excluded.energy_wh",
-                [(site_id, c.start, c.duration_s, c.energy_wh) for c in sessions])
-        return True
+        return await self._save_owned(
+            site_id, gateway_id,
+            "INSERT INTO hub_charge_sessions (site_id, start, duration_s, energy_wh) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (site_id, start) DO UPDATE SET "
+            "duration_s = excluded.duration_s, energy_wh = excluded.energy_wh",
+            [(site_id, c.start, c.duration_s, c.energy_wh) for c in sessions])
 
     async def charge_sessions(self, site_id: int, start: float | None, end: float | None, *,
                               limit: int) -> list[tuple[float, float, float]]:
@@ -416,13 +413,19 @@ class HubStore:
 
     async def save_outages(self, site_id: int, gateway_id: str, outages: Sequence[OutageEntry]) -> bool:
         """Store a site's outages by start, replacing their ends (False: not the owner's)."""
+        return await self._save_owned(
+            site_id, gateway_id,
+            'INSERT INTO hub_outages (site_id, start, "end") VALUES ($1, $2, $3) '
+            'ON CONFLICT (site_id, start) DO UPDATE SET "end" = excluded."end"',
+            [(site_id, o.start, o.end) for o in outages])
+
+    async def _save_owned(self, site_id: int, gateway_id: str, upsert: str,
+                          rows: Sequence[tuple[Any, ...]]) -> bool:
+        """Run ``upsert`` over ``rows`` when ``gateway_id`` owns the site (else False)."""
         if await self.owner(site_id) != gateway_id:
             return False
-        if outages:
-            await self.pool.executemany(
-                'INSERT INTO hub_outages (site_id, start, "end") VALUES ($1, $2, $3) '
-                'ON CONFLICT (site_id, start) DO UPDATE SET "end" = excluded."end"',
-                [(site_id, o.start, o.end) for o in outages])
+        if rows:
+            await self.pool.executemany(upsert, rows)
         return True
 
     async def outages_started(self, site_id: int, start: float | None, end: float, *,

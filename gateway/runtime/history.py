@@ -19,7 +19,6 @@ from gateway.core.history import (
     ChargeSession,
     EntryPlan,
     FlowEnergy,
-    HistoryQueryError,
     Outage,
     OutageTracker,
     PowerSample,
@@ -29,6 +28,7 @@ from gateway.core.history import (
     resolve_window,
     sum_by_entry,
 )
+from gateway.core.history.charging import listable
 from gateway.runtime.clock import Timebase
 from gateway.runtime.devices import DeviceView
 from gateway.runtime.site import Site
@@ -220,9 +220,4 @@ class HistoryService:
             return []
         async with self._query_slots:
             sessions = await self.charges.sessions(site.id, start, end, limit=MAX_EVENTS + 1)
-        if len(sessions) > MAX_EVENTS:
-            raise HistoryQueryError(
-                "start_date",
-                f"the window holds more than {MAX_EVENTS} charging sessions; one answer lists at "
-                f"most {MAX_EVENTS}: ask for a later start_date or an earlier end_date")
-        return sessions
+        return list(listable(sessions))

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import orjson
 import structlog
@@ -56,6 +56,14 @@ def _row(row: tuple[Any, ...]) -> IssuedToken:
                        sites=None if site_list == "*" else tuple(site_list), plan=plan,
                        issued_at=issued_at, expires_at=expires_at, revoked_at=revoked_at,
                        env=env)
+
+
+class RevokedSource(Protocol):
+    """Where the deny-list comes from: the gateway's ``TokenRegistry``, the hub's store."""
+
+    async def revoked_jtis(self, now_s: float) -> frozenset[str]:
+        """Revoked tokens that would otherwise still verify."""
+        ...
 
 
 class TokenRegistry:
@@ -112,12 +120,14 @@ class TokenRegistry:
 
 @contextlib.asynccontextmanager
 async def watch_revocations(
-    registry: TokenRegistry, apply: Callable[[frozenset[str]], None], *,
+    registry: RevokedSource, apply: Callable[[frozenset[str]], None], *,
     clock: Callable[[], float], interval_s: float = REFRESH_S,
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,),
 ) -> AsyncIterator[None]:
     """Load the deny-list before serving, then refresh it every ``interval_s`` in the background.
 
-    One small query per interval on the storage's thread, instead of one per request.
+    One small query per interval (the gateway's SQLite, the hub's PostgreSQL), instead of one per
+    request; a query that fails with one of ``errors`` keeps the last list.
     """
     apply(await registry.revoked_jtis(clock()))
 
@@ -126,7 +136,7 @@ async def watch_revocations(
             await asyncio.sleep(interval_s)
             try:
                 apply(await registry.revoked_jtis(clock()))
-            except sqlite3.Error as exc:  # keep the last list; a locked file clears up
+            except errors as exc:  # keep the last list; a locked file or a lost link clears up
                 log.warning("tokens.refresh_failed", error=str(exc))
 
     task = asyncio.create_task(refresh(), name="token-revocations")

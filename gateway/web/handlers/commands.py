@@ -110,7 +110,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-M = TypeVar("M", bound=_Body)
+M = TypeVar("M", bound=BaseModel)
 
 
 def validate(model: type[M], body: dict[str, Any]) -> M:

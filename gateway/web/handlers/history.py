@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -51,24 +53,30 @@ async def _answer(render: Callable[[], BaseModel]) -> web.Response:
     return web.Response(body=body, content_type=JSON)
 
 
+async def charge_window(request: web.Request, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+    """``kind=charge``'s ``start_date`` and ``end_date`` (each optional) in the site's zone;
+    400 for another kind or a bad date (the edge and the hub alike)."""
+    kind = request.query.get("kind")
+    if kind != "charge":
+        raise InvalidField(f"kind: must be 'charge' (got {kind!r})")
+    bounds: list[datetime | None] = []
+    for name in ("start_date", "end_date"):
+        value = request.query.get(name)
+        try:
+            bounds.append(None if not value else await asyncio.to_thread(
+                parse_datetime, value, name, tz))
+        except HistoryQueryError as exc:
+            raise InvalidField(f"{exc.field}: {exc.message}") from None
+    return bounds[0], bounds[1]
+
+
 @routes.get(r"/api/1/energy_sites/{site_id:\d+}/telemetry_history")
 async def telemetry_history(request: web.Request) -> web.Response:
     """Wall-connector charge sessions (``kind=charge``)."""
     site = site_for(request, READ_SCOPE)
-    kind = request.query.get("kind")
-    if kind != "charge":
-        raise InvalidField(f"kind: must be 'charge' (got {kind!r})")
-    bounds = []
-    for name in ("start_date", "end_date"):
-        value = request.query.get(name)
-        try:
-            parsed = None if not value else await asyncio.to_thread(
-                parse_datetime, value, name, site.tz)
-        except HistoryQueryError as exc:
-            raise InvalidField(f"{exc.field}: {exc.message}") from None
-        bounds.append(parsed)
+    start, end = await charge_window(request, site.tz)
     try:
-        sessions = await request.app[HISTORY].charge(site, bounds[0], bounds[1])
+        sessions = await request.app[HISTORY].charge(site, start, end)
     except HistoryQueryError as exc:
         raise InvalidField(f"{exc.field}: {exc.message}") from None
     return ok(ChargeHistoryResponse.model_construct(response=charge_response(sessions)))

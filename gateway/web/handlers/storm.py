@@ -53,7 +53,7 @@ async def get_storm_alert(request: web.Request) -> web.Response:
 async def raise_storm_alert(request: web.Request) -> web.Response:
     """Raise the admin alert (replacing an earlier one) until ``ends`` or for ``duration_s``."""
     site = site_for(request, STORM_ADMIN_SCOPE)
-    body = validate(RaiseStormAlertBody, await read_json(request))  # type: ignore[type-var]
+    body = validate(RaiseStormAlertBody, await read_json(request))
     now: datetime = request.app[CLOCK]()
     ends = body.ends or now + timedelta(seconds=body.duration_s)
     if not now < ends <= now + timedelta(seconds=MAX_DURATION_S):

@@ -337,16 +337,12 @@ async def test_rate_limits_hold_across_replicas(
 
 async def _seed_history(data_dir: Path, buckets: list[Bucket],
                         outages: tuple[tuple[datetime, datetime], ...] = ()) -> None:
-    storage = Storage.in_data_dir(data_dir)
-    await storage.open()
-    try:
+    async with Storage.in_data_dir(data_dir) as storage:
         store = HistoryStore(storage)
         await store.add_buckets(SITE_ID, buckets)
         for start, end in outages:
             await store.open_outage(SITE_ID, start)
             await store.close_outage(SITE_ID, end)
-    finally:
-        await storage.close()
 
 
 async def test_history_reaches_the_hub_once_and_reads_as_on_the_edge(
@@ -386,12 +382,8 @@ async def test_history_reaches_the_hub_once_and_reads_as_on_the_edge(
                 assert outages_on_hub == outages_on_edge
                 path = f"/api/1/energy_sites/{SITE_ID}/calendar_history?{query}"
             # the cursor lost (a restored backup): everything is sent again, nothing doubles
-            storage = Storage.in_data_dir(data_dir)
-            await storage.open()
-            try:
+            async with Storage.in_data_dir(data_dir) as storage:
                 await storage.write(lambda db: db.execute("DELETE FROM uplink_history_sent"))
-            finally:
-                await storage.close()
             async with start_gateway(uplink_config(sim, data_dir, broker)) as edge:
                 uplink = edge.app[GATEWAY].uplink
                 assert uplink is not None
@@ -579,9 +571,7 @@ async def test_charging_sessions_reach_the_hub_and_read_as_on_the_edge(
 
     await _reset(hub_db)
     data_dir = tmp_path / "data"
-    storage = Storage.in_data_dir(data_dir)
-    await storage.open()
-    try:  # two finished sessions of the site's wall connector, yesterday
+    async with Storage.in_data_dir(data_dir) as storage:  # two finished sessions, yesterday
         charges = ChargeStore(storage)
         begin = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
         for n, (minutes, wh) in enumerate(((95, 11_500.0), (20, 2_400.0))):
@@ -592,8 +582,6 @@ async def test_charging_sessions_reach_the_hub_and_read_as_on_the_edge(
             await charges.stop(charge_point_id="WC-1", transaction_id=tx,
                                stopped_at=started + timedelta(minutes=minutes),
                                meter_stop_wh=1000.0 * n + wh, reason="EVDisconnected")
-    finally:
-        await storage.close()
     auth = _auth()
     path = f"/api/1/energy_sites/{SITE_ID}/telemetry_history?kind=charge"
     async with mqtt_broker() as broker:

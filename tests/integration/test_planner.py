@@ -130,13 +130,9 @@ async def test_what_the_planner_learned_survives_a_restart(
         assert planner.learned.load.profile(2) == learned
         assert planner.learned.pv_correction.factor == 0.5
     # a state it cannot read: logged, and the planner starts from the day-one profile
-    storage = Storage.in_data_dir(tmp_path / "data")
-    await storage.open()
-    try:
+    async with Storage.in_data_dir(tmp_path / "data") as storage:
         await storage.write(lambda db: db.execute(
             "UPDATE planner_state SET state = '{\"v\": 1, \"load\": {\"slots\": 7}}'"))
-    finally:
-        await storage.close()
     with capture_logs() as logs:
         async with start_gateway(config) as gw:
             await eventually(lambda: [e for e in logs if e["event"] == "planner.state_unreadable"])

@@ -125,10 +125,9 @@ class HuaweiSun2000Device(RegisterTwin):
         faults: FaultPlan | None = None,
     ) -> None:
         super().__init__(
-            config.id, host=config.host, port=config.port, unit_id=config.unit_id, physics=physics,
+            config, physics=physics, faults=faults or FaultPlan(single_client=True),
             timing=Timing(settle_s=config.settle_s, answer_delay_s=config.answer_delay_s),
-            faults=faults or FaultPlan(single_client=True),
-        )  # fmt: skip
+        )
         self.config = config
         self.home = home
         self.settings = HuaweiSettings()

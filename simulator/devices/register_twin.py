@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Protocol
 
 from simulator.devices.modbus_front import FrontedFaults, ModbusFront
 from simulator.devices.register_server import ILLEGAL_ADDRESS, RegisterServer, Table, Timing
@@ -17,32 +18,45 @@ from simulator.faults import FaultPlan
 from simulator.physics import HomePhysics
 
 
+class TwinEndpoint(Protocol):
+    """What every brand twin's config says about its Modbus endpoint."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def unit_id(self) -> int: ...
+    @property
+    def answer_delay_s(self) -> float: ...
+
+
 class RegisterTwin(FrontedFaults, ABC):
     """One brand twin on a Modbus TCP port.
 
     Args:
-        device_id: Device id within its home.
-        host: Loopback address.
-        port: Public port (0 = ephemeral).
-        unit_id: The unit id it answers.
+        config: The twin's config: its id within the home, loopback host, public port
+            (0 = ephemeral), unit id and answer delay.
         physics: The home's physics it reports and controls.
-        timing: Settle and answer delays of the brand.
         faults: The initial fault plan.
+        timing: Settle and answer delays of the brand (default: the config's answer delay).
     """
 
     kind = "register_twin"
 
     def __init__(
-        self, device_id: str, *, host: str, port: int, unit_id: int, physics: HomePhysics,
-        timing: Timing, faults: FaultPlan,
+        self, config: TwinEndpoint, *, physics: HomePhysics, faults: FaultPlan,
+        timing: Timing | None = None,
     ) -> None:
-        self.id = device_id
-        self.host = host
-        self.unit_id = unit_id
-        self.timing = timing
+        self.id = config.id
+        self.host = config.host
+        self.unit_id = config.unit_id
+        self.timing = timing or Timing(answer_delay_s=config.answer_delay_s)
         self._physics = physics
-        self._server = RegisterServer(self, unit_id, timing)
-        self._front = ModbusFront(host, port, faults, f"{self.kind}-{device_id}")
+        self._server = RegisterServer(self, config.unit_id, self.timing)
+        self._front = ModbusFront(config.host, config.port, faults, f"{self.kind}-{config.id}")
 
     # --- the brand's map (subclasses) ---------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from simulator.config import HomeConfig, SmaSbsConfig
-from simulator.devices.register_server import Table, Timing
+from simulator.devices.register_server import Table
 from simulator.devices.register_twin import RegisterTwin
 from simulator.devices.sma_map import (
     REGISTERS,
@@ -55,10 +55,7 @@ class SmaSbsDevice(RegisterTwin):
         self, home: HomeConfig, config: SmaSbsConfig, physics: HomePhysics,
         faults: FaultPlan | None = None,
     ) -> None:
-        super().__init__(
-            config.id, host=config.host, port=config.port, unit_id=config.unit_id, physics=physics,
-            timing=Timing(answer_delay_s=config.answer_delay_s), faults=faults or FaultPlan(),
-        )  # fmt: skip
+        super().__init__(config, physics=physics, faults=faults or FaultPlan())
         self.config = config
         self.plate = SmaPlate(
             device_type=config.device_type, serial_number=config.serial_number,

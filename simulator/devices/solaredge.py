@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from simulator.config import HomeConfig, SolarEdgeStorEdgeConfig
-from simulator.devices.register_server import ILLEGAL_ADDRESS, Table, Timing
+from simulator.devices.register_server import ILLEGAL_ADDRESS, Table
 from simulator.devices.register_twin import RegisterTwin
 from simulator.devices.solaredge_map import (
     BATTERY_BASE,
@@ -54,11 +54,8 @@ class SolarEdgeStorEdgeDevice(RegisterTwin):
         self, home: HomeConfig, config: SolarEdgeStorEdgeConfig, physics: HomePhysics,
         faults: FaultPlan | None = None,
     ) -> None:
-        super().__init__(
-            config.id, host=config.host, port=config.port, unit_id=config.unit_id, physics=physics,
-            timing=Timing(answer_delay_s=config.answer_delay_s),
-            faults=faults or FaultPlan(single_client=config.single_client),
-        )  # fmt: skip
+        super().__init__(config, physics=physics,
+                         faults=faults or FaultPlan(single_client=config.single_client))
         self.config = config
         self.plate = StorEdgePlate(
             manufacturer="SolarEdge", model=config.model, serial_number=config.serial_number,

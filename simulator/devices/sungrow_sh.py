@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from simulator.config import HomeConfig, SungrowShConfig
-from simulator.devices.register_server import ILLEGAL_ADDRESS, ILLEGAL_VALUE, Table, Timing
+from simulator.devices.register_server import ILLEGAL_ADDRESS, ILLEGAL_VALUE, Table
 from simulator.devices.register_twin import RegisterTwin, split32, text_registers
 from simulator.faults import FaultPlan
 from simulator.physics import FirmwareSettings, HomePhysics, with_export_limit_w
@@ -114,10 +114,7 @@ class SungrowShDevice(RegisterTwin):
         self, home: HomeConfig, config: SungrowShConfig, physics: HomePhysics,
         faults: FaultPlan | None = None,
     ) -> None:
-        super().__init__(
-            config.id, host=config.host, port=config.port, unit_id=config.unit_id, physics=physics,
-            timing=Timing(answer_delay_s=config.answer_delay_s), faults=faults or FaultPlan(),
-        )  # fmt: skip
+        super().__init__(config, physics=physics, faults=faults or FaultPlan())
         self.config = config
         self.home = home
         self.controls = SungrowControls()

@@ -16,6 +16,7 @@ from gateway.core.config.checks import (
     locate,
     secret_problem,
 )
+from gateway.core.config.hosts import host_problem
 from gateway.core.config.loading import (
     FLAT_FORM,
     Deprecation,
@@ -44,7 +45,6 @@ from gateway.core.config.models import (
     RateLimits,
     Severity,
     SiteConfig,
-    host_problem,
 )
 from gateway.core.config.northbound import MqttNorthbound
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.core.charging.rules import ChargerRating, ReserveRule, SolarRule
+from gateway.core.config.hosts import valid_host
 
 
 class _Strict(BaseModel):
@@ -26,15 +27,7 @@ class OcppSection(_Strict):
     # A charge point's power is no longer served (0) when its last MeterValues is this old.
     meter_stale_s: float = Field(120.0, gt=0, le=86400)
 
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        from gateway.core.config.models import host_problem  # here: models imports this module
-
-        problem = host_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+    check_host = field_validator("host")(valid_host)
 
 
 class ChargePointConfig(_Strict):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
+from gateway.core.config.hosts import valid_host
 from gateway.core.config.loading import _document, _problems
 from gateway.core.config.models import (
     JWT_SECRET_ENV,
@@ -15,7 +16,6 @@ from gateway.core.config.models import (
     MqttLink,
     RateLimits,
     _Strict,
-    _valid_host,
 )
 
 
@@ -33,7 +33,7 @@ class HubSection(_Strict):
     command_timeout_s: float = Field(10.0, gt=0, le=300)  # wait for an edge's outcome (then 504)
     shared_group: str | None = Field("hub", pattern=r"^[A-Za-z0-9_-]{1,32}$")
 
-    check_host = field_validator("host")(_valid_host)
+    check_host = field_validator("host")(valid_host)
 
 
 class HubConfig(_Strict):

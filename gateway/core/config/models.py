@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import zoneinfo
@@ -24,6 +23,7 @@ from pydantic import (
 
 from drivers.options import DRIVER_OPTIONS
 from gateway.core.config.chargers import ChargePointConfig, OcppSection
+from gateway.core.config.hosts import host_problem, valid_host
 from gateway.core.config.northbound import MqttNorthbound
 from gateway.core.config.paths import default_data_dir
 from gateway.core.config.planner import PlannerConfig
@@ -40,7 +40,6 @@ SECRET_FIX = (
     "generate one with  python -c 'import secrets; print(secrets.token_urlsafe(48))'  and put "
     f"it in gateway.jwt_secret or the {JWT_SECRET_ENV} environment variable"
 )
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 Loc = tuple[str | int, ...]  # a key path in the file: ("sites", 0, "devices", 1, "options", "port")
 
 
@@ -51,31 +50,6 @@ class ConfigError(Exception):
         self.problems = list(problems)
         self.source = source
         super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
-
-
-def host_problem(host: str) -> str | None:
-    """Why ``host`` is neither an IP address nor an RFC 1123 host name (None when it is one)."""
-    if not host.strip():
-        return "is empty; give an address such as 127.0.0.1"
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return None
-    name = host.removesuffix(".")
-    labels = name.split(".")
-    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in labels) \
-            or labels[-1].isdigit():  # 999.1.1.1 is a broken address, not a name
-        return f"{host!r} is neither an IP address nor a valid host name"
-    return None
-
-
-def _valid_host(value: str) -> str:
-    problem = host_problem(value)
-    if problem is not None:
-        raise ValueError(problem)
-    return value
 
 
 class _Strict(BaseModel):
@@ -154,7 +128,7 @@ class GatewaySection(_Strict):
     clock: ClockSection = ClockSection()
     ocpp: OcppSection | None = None  # the OCPP central system for chargers (None: not started)
 
-    check_hosts = field_validator("host", "proxy_host")(_valid_host)
+    check_hosts = field_validator("host", "proxy_host")(valid_host)
 
 
 @dataclass(frozen=True)
@@ -318,7 +292,7 @@ class MqttLink(_Strict):
     base_topic: str = Field("energy-gateway/v1", min_length=1, pattern=r"^[A-Za-z0-9._/-]+$")
     keepalive_s: int = Field(30, ge=5, le=3600)
 
-    check_host = field_validator("host")(_valid_host)
+    check_host = field_validator("host")(valid_host)
 
 
 class UplinkSection(MqttLink):

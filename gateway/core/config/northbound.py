@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from drivers.mqtt_login import BrokerLoginOptions
 from drivers.topics import valid_topic
+from gateway.core.config.hosts import valid_host
 
 if TYPE_CHECKING:
     from gateway.core.config.models import Config, Loc, Problem
@@ -41,15 +42,7 @@ class MqttNorthbound(BrokerLoginOptions):
     timeout_s: float = Field(5.0, gt=0, le=120)
     backoff_max_s: float = Field(30.0, gt=0, le=3600)
 
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        from gateway.core.config.models import host_problem  # models imports this module
-
-        problem = host_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+    check_host = field_validator("host")(valid_host)
 
     @field_validator("discovery_prefix", "base_topic")
     @classmethod

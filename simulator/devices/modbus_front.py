@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import structlog
@@ -335,3 +336,36 @@ class FrontedFaults:
         self.faults.update(**changes)
         await self._front.settled()
         return self.faults
+
+
+class FrontedDevice(FrontedFaults, ABC):
+    """A device whose one network face is its ModbusFront (the SunSpec device, the brand twins):
+    its port, whether it listens, dropping connections and rebooting behind that front."""
+
+    @property
+    def port(self) -> int:
+        """The public Modbus TCP port (the bound one once started; stable across reboots)."""
+        return self._front.port
+
+    @property
+    def listening(self) -> bool:
+        """True while the public port accepts connections."""
+        return self._front.listening
+
+    async def drop_connections(self) -> int:
+        """Reset every client connection now; returns how many were open."""
+        return await self._front.drop_connections()
+
+    async def reboot(self, *, wait: bool = True) -> None:
+        """Reboot: drop connections, restore factory settings, port closed for `faults.reboot_s`.
+
+        Physics (the battery's SoC, the energy counters) survives: it is not a setting.
+
+        Args:
+            wait: Return once the port listens again; False = return at once.
+        """
+        await self._front.reboot(self.factory_reset, wait=wait)
+
+    @abstractmethod
+    def factory_reset(self) -> None:
+        """Restore the device's factory settings (each device knows its own)."""

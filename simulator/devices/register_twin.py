@@ -8,11 +8,11 @@ plan, as on the SunSpec device), and plays `ignore_writes` itself.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Protocol
 
-from simulator.devices.modbus_front import FrontedFaults, ModbusFront
+from simulator.devices.modbus_front import FrontedDevice, ModbusFront
 from simulator.devices.register_server import ILLEGAL_ADDRESS, RegisterServer, Table, Timing
 from simulator.faults import FaultPlan
 from simulator.physics import HomePhysics
@@ -33,7 +33,7 @@ class TwinEndpoint(Protocol):
     def answer_delay_s(self) -> float: ...
 
 
-class RegisterTwin(FrontedFaults, ABC):
+class RegisterTwin(FrontedDevice):
     """One brand twin on a Modbus TCP port.
 
     Args:
@@ -75,11 +75,6 @@ class RegisterTwin(FrontedFaults, ABC):
         """Validate and apply a holding-register write; an exception code refuses all of it."""
         ...
 
-    @abstractmethod
-    def factory_reset(self) -> None:
-        """Restore the factory settings (reboot)."""
-        ...
-
     # --- RegisterDevice -----------------------------------------------------------------------
 
     def read(self, table: Table, address: int, count: int) -> list[int] | int:
@@ -97,16 +92,6 @@ class RegisterTwin(FrontedFaults, ABC):
         return self.store(address, values)
 
     # --- lifecycle ----------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        """The public Modbus TCP port (the bound one once started; stable across reboots)."""
-        return self._front.port
-
-    @property
-    def listening(self) -> bool:
-        """True while the public port accepts connections."""
-        return self._front.listening
 
     @property
     def ignored(self) -> int:
@@ -127,13 +112,6 @@ class RegisterTwin(FrontedFaults, ABC):
         await self._front.stop()
         await self._server.stop()
 
-    async def drop_connections(self) -> int:
-        """Reset every client connection now; returns how many were open."""
-        return await self._front.drop_connections()
-
-    async def reboot(self, *, wait: bool = True) -> None:
-        """Drop connections, restore factory settings, port closed for ``faults.reboot_s``."""
-        await self._front.reboot(self.factory_reset, wait=wait)
 
 
 def split32(value: int, *, low_word_first: bool = False) -> tuple[int, int]:

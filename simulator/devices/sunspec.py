@@ -21,7 +21,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulator.config import HomeConfig, SimDeviceConfig
-from simulator.devices.modbus_front import FrontedFaults, ModbusFront
+from simulator.devices.modbus_front import FrontedDevice, ModbusFront
 from simulator.devices.sunspec_map import (
     Key,
     Layout,
@@ -38,7 +38,7 @@ from simulator.faults import FaultPlan
 from simulator.physics import FirmwareSettings, HomePhysics
 
 
-class SunSpecDevice(FrontedFaults):
+class SunSpecDevice(FrontedDevice):
     """One SunSpec device (models 1, 103, 120, 123, 124, 802, 203 at 40000) on a Modbus TCP port.
 
     Reads are answered from an image encoded from the physics at request time; writes are
@@ -72,30 +72,6 @@ class SunSpecDevice(FrontedFaults):
         self._front = ModbusFront(config.host, config.port, faults or FaultPlan(), f"sunspec-{config.id}")
         self.host = config.host
         self.unit_id = config.unit_id
-
-    @property
-    def port(self) -> int:
-        """The public Modbus TCP port (the bound one once started; stable across reboots)."""
-        return self._front.port
-
-    @property
-    def listening(self) -> bool:
-        """True while the public port accepts connections."""
-        return self._front.listening
-
-    async def drop_connections(self) -> int:
-        """Reset every client connection now; returns how many were open."""
-        return await self._front.drop_connections()
-
-    async def reboot(self, *, wait: bool = True) -> None:
-        """Reboot: drop connections, restore factory settings, port closed for `faults.reboot_s`.
-
-        The battery's SoC and the energy counters survive (they are physics, not settings).
-
-        Args:
-            wait: Return once the port listens again; False = return at once.
-        """
-        await self._front.reboot(self.factory_reset, wait=wait)
 
     def factory_reset(self) -> None:
         """Restore the factory settings: firmware defaults and the stored writable points."""

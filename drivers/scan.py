@@ -93,15 +93,21 @@ async def _free(host: str, port: int, backoff_s: Sequence[float], say: Callable[
     return "reset"
 
 
-async def _sunspec(host: str, port: int, unit: int, transports: Transports, timeout_s: float) -> Found | None:
-    options = SunSpecOptions(host=host, port=port, unit_id=unit, timeout_s=timeout_s)
-    driver = SunSpecDriver("scan", options, transports)
+async def _identify(driver: SunSpecDriver | ProfileDriver) -> DeviceInfo | None:
+    """What the device says it is, or None when it is not this family; the driver closed."""
     try:
-        info = await driver.connect()
+        return await driver.connect()
     except (ConfigurationError, DeviceRejected):
         return None
     finally:
         await driver.close()
+
+
+async def _sunspec(host: str, port: int, unit: int, transports: Transports, timeout_s: float) -> Found | None:
+    options = SunSpecOptions(host=host, port=port, unit_id=unit, timeout_s=timeout_s)
+    driver = SunSpecDriver("scan", options, transports)
+    if (info := await _identify(driver)) is None:
+        return None
     return Found(port, unit, "sunspec", {"host": host, "port": port, "unit_id": unit}, info,
                  driver.capabilities)  # fmt: skip
 
@@ -111,12 +117,8 @@ async def _profile(  # noqa: PLR0917 - a partial() of the probe list
 ) -> Found | None:
     options = ProfileOptions(profile=family, host=host, port=port, unit_id=unit, timeout_s=timeout_s)
     driver = ProfileDriver("scan", options, transports)
-    try:
-        info = await driver.connect()
-    except (ConfigurationError, DeviceRejected):
+    if (info := await _identify(driver)) is None:
         return None
-    finally:
-        await driver.close()
     return Found(
         port, unit, "profile", {"profile": family, "host": host, "port": port, "unit_id": unit},
         info, driver.capabilities, single_client=PROFILES[family].single_client,

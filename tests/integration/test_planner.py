@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,20 @@ async def get_json(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> Any:
         return await resp.json()
 
 
+async def autonomous(http: aiohttp.ClientSession, url: str,
+                     headers: dict[str, str]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """Switch the gateway's site to ``autonomous``; a reader of its plan's ``response``."""
+    async with http.post(f"{url}/api/1/energy_sites/{SITE_ID}/operation", headers=headers,
+                         json={"default_real_mode": "autonomous"}) as resp:
+        assert resp.status == 200, await resp.text()
+
+    async def plan() -> dict[str, Any]:
+        body: dict[str, Any] = (await get_json(http, url + PLAN, headers=headers))["response"]
+        return body
+
+    return plan
+
+
 async def test_autonomous_plans_from_the_price_feed_and_rejects_bad_ones(
     sim: Simulator, start_gateway: GatewayFactory, tmp_path: Path
 ) -> None:
@@ -40,15 +55,7 @@ async def test_autonomous_plans_from_the_price_feed_and_rejects_bad_ones(
     async with start_gateway(planner_config(sim, tmp_path / "data")) as gw, aiohttp.ClientSession() as http:
         idle = await get_json(http, gw.url + PLAN, headers=headers)
         assert idle["response"]["status"] == "inactive"
-        async with http.post(
-            f"{gw.url}/api/1/energy_sites/{SITE_ID}/operation", headers=headers,
-            json={"default_real_mode": "autonomous"},
-        ) as resp:
-            assert resp.status == 200
-
-        async def plan() -> dict[str, Any]:
-            body: dict[str, Any] = (await get_json(http, gw.url + PLAN, headers=headers))["response"]
-            return body
+        plan = await autonomous(http, gw.url, headers)
 
         body = await eventually(plan, lambda b: b["status"] == "planned", timeout=20)
         from gateway.web.keys import GATEWAY
@@ -91,15 +98,7 @@ async def test_autonomous_without_prices_falls_back_to_self_consumption_and_says
     headers = {"Authorization": f"Bearer {token()}"}
     with capture_logs() as logs:
         async with start_gateway() as gw, aiohttp.ClientSession() as http:
-            async with http.post(
-                f"{gw.url}/api/1/energy_sites/{SITE_ID}/operation", headers=headers,
-                json={"default_real_mode": "autonomous"},
-            ) as resp:
-                assert resp.status == 200
-
-            async def plan() -> dict[str, Any]:
-                body: dict[str, Any] = (await get_json(http, gw.url + PLAN, headers=headers))["response"]
-                return body
+            plan = await autonomous(http, gw.url, headers)
 
             body = await eventually(plan, lambda b: b["status"] == "fallback", timeout=20)
             assert body["action"]["kind"] == "self_consumption"
@@ -156,13 +155,7 @@ async def test_autonomous_plans_from_prices_pushed_over_mqtt(
         feed = await get_json(http, f"{sim.control_url}/prices")  # the simulator's day-ahead JSON
         async with start_gateway(Config.model_validate(data)) as gw, aiomqtt.Client(
                 broker.host, broker.port) as publisher:
-            async with http.post(f"{gw.url}/api/1/energy_sites/{SITE_ID}/operation", headers=headers,
-                                 json={"default_real_mode": "autonomous"}) as resp:
-                assert resp.status == 200
-
-            async def plan() -> dict[str, Any]:
-                body: dict[str, Any] = (await get_json(http, gw.url + PLAN, headers=headers))["response"]
-                return body
+            plan = await autonomous(http, gw.url, headers)
 
             # no prices yet, no tariff: self-consumption, saying why
             assert (await eventually(plan, lambda b: b["status"] == "fallback"))["action"]["kind"] \
